@@ -1,0 +1,34 @@
+# flowscope: `make demo` sets everything up and runs the demo; `make test` runs the whole suite.
+# Needs only Python 3.11+ and make: the database is the embedded PostgreSQL unless
+# FLOWSCOPE_DATABASE_URL (demo) or FLOWSCOPE_TEST_DATABASE_URL (tests) names a server.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/flowscope demo
+
+test: setup
+	$(PY) -m pytest tests sdk/flowscope --doctest-modules -p no:cacheprovider
+	if ls notebooks/*.ipynb >/dev/null 2>&1; then $(PY) -m pytest --nbval notebooks -p no:cacheprovider; fi
+
+lint: setup
+	$(VENV)/bin/ruff check sdk tests migrations benchmarks
+	$(VENV)/bin/ruff format --check sdk tests migrations benchmarks
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

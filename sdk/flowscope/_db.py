@@ -1,0 +1,156 @@
+"""Engines, transactions and the one boundary where driver errors become flowscope errors."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from .errors import (
+    ConfigurationError,
+    ConflictError,
+    ConnectionFailedError,
+    DatabaseError,
+    FlowscopeError,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
+
+TENANT_ROLE = "flowscope_tenant"
+
+
+def normalize_url(url: str | URL) -> str:
+    """Return a SQLAlchemy URL string that uses psycopg 3.
+
+    ``postgresql://`` and ``postgres://`` get the ``+psycopg`` driver; an explicit
+    ``postgresql+psycopg://`` is kept; other drivers are refused.
+
+    Example:
+        >>> normalize_url("postgresql://u@db:5432/x")
+        'postgresql+psycopg://u@db:5432/x'
+    """
+    text = url.render_as_string(hide_password=False) if isinstance(url, URL) else str(url)
+    text = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", text)
+    try:
+        parsed = make_url(text)
+    except sa_exc.ArgumentError as exc:
+        raise ConfigurationError(f"not a database URL: {_redact(text)!r}") from exc
+    if parsed.get_backend_name() != "postgresql" or parsed.get_driver_name() != "psycopg":
+        raise ConfigurationError(
+            f"flowscope needs PostgreSQL through psycopg 3; got {parsed.drivername!r}"
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
+
+
+def describe_host(url: str | URL) -> str:
+    """A human name for where a URL points (``host:port/db`` or the socket directory)."""
+    u = make_url(normalize_url(url))
+    host = u.host or u.query.get("host") or "localhost"
+    if isinstance(host, tuple):
+        host = ",".join(host)
+    port = f":{u.port}" if u.port else ""
+    return f"{host}{port}/{u.database or ''}"
+
+
+def create_engine(url: str | URL, **kwargs: Any) -> Engine:
+    """Create an engine for a flowscope database (psycopg 3, pre-ping, short connect timeout)."""
+    kwargs.setdefault("pool_pre_ping", True)
+    connect_args = kwargs.pop("connect_args", {})
+    connect_args.setdefault("connect_timeout", 10)
+    connect_args.setdefault("application_name", "flowscope")
+    return sa.create_engine(normalize_url(url), connect_args=connect_args, **kwargs)
+
+
+# SQLSTATE classes → flowscope errors. https://www.postgresql.org/docs/current/errcodes-appendix.html
+_UNIQUE = "23505"
+_FOREIGN_KEY = "23503"
+_CHECK = "23514"
+_NOT_NULL = "23502"
+_INSUFFICIENT_PRIVILEGE = "42501"
+_SERIALIZATION = ("40001", "40P01")
+
+
+def translate(exc: BaseException, *, url: str | URL | None = None) -> FlowscopeError:
+    """Turn a driver/SQLAlchemy exception into the matching flowscope error."""
+    if isinstance(exc, FlowscopeError):
+        return exc
+    orig = getattr(exc, "orig", None) or exc
+    sqlstate = getattr(orig, "sqlstate", None)
+    diag = getattr(orig, "diag", None)
+    message = (getattr(diag, "message_primary", None) or str(orig)).strip()
+    constraint = getattr(diag, "constraint_name", None)
+    detail = getattr(diag, "message_detail", None)
+    if sqlstate == _UNIQUE:
+        field = _field_from_detail(detail)
+        what = f"{field} already exists" if field else "a row with these values already exists"
+        return ConflictError(f"{what} ({constraint})" if constraint else what)
+    if sqlstate == _FOREIGN_KEY:
+        return ConflictError(f"{message}" + (f": {detail}" if detail else ""))
+    if sqlstate in (_CHECK, _NOT_NULL) or (sqlstate or "").startswith("22"):
+        return ValidationError(message + (f" ({constraint})" if constraint else ""))
+    if sqlstate == _INSUFFICIENT_PRIVILEGE or (sqlstate == "42501"):
+        return PermissionDeniedError(message)
+    if sqlstate in _SERIALIZATION:
+        return ConflictError(f"concurrent update, try again: {message}")
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) and sqlstate in (
+        None,
+        "08000",
+        "08001",
+        "08006",
+        "57P03",
+    ):
+        where = describe_host(url) if url is not None else "the database server"
+        first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        return ConnectionFailedError(f"cannot connect to PostgreSQL at {where}: {first}")
+    if isinstance(exc, sa_exc.NoResultFound):
+        return NotFoundError(str(exc))
+    return DatabaseError(message)
+
+
+def _field_from_detail(detail: str | None) -> str | None:
+    # "Key (username)=(alice) already exists."
+    if not detail:
+        return None
+    m = re.match(r"Key \(([^)]*)\)=", detail)
+    return m.group(1) if m else None
+
+
+@contextlib.contextmanager
+def translating(url: str | URL | None = None) -> Iterator[None]:
+    """Context manager: re-raise driver/SQLAlchemy errors as flowscope errors."""
+    try:
+        yield
+    except FlowscopeError:
+        raise
+    except (sa_exc.SQLAlchemyError, OSError) as exc:
+        raise translate(exc, url=url) from exc
+    except Exception as exc:  # psycopg errors outside SQLAlchemy (COPY, raw cursors)
+        if type(exc).__module__.startswith("psycopg"):
+            raise translate(exc, url=url) from exc
+        raise
+
+
+def apply_scope(conn: Connection, organization_id: str | None, user_id: str | None) -> None:
+    """Confine this transaction to one organization (RLS) and record the acting user.
+
+    Both settings are transaction-local (``set_config(..., true)``) so nothing
+    leaks to the next user of a pooled connection.
+    """
+    if user_id is not None:
+        conn.execute(sa.text("SELECT set_config('flowscope.user_id', :u, true)"), {"u": user_id})
+    if organization_id is not None:
+        conn.execute(
+            sa.text("SELECT set_config('flowscope.organization_id', :o, true)"),
+            {"o": organization_id},
+        )
+        conn.execute(sa.text(f"SET LOCAL ROLE {TENANT_ROLE}"))

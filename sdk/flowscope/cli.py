@@ -1,0 +1,122 @@
+"""The ``flowscope`` command line (typer).
+
+Example:
+    $ flowscope db upgrade
+    $ flowscope demo
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from . import FlowscopeError
+
+app = typer.Typer(no_args_is_help=True, help="Read, write and analyse a flowscope database.")
+db_app = typer.Typer(no_args_is_help=True, help="Schema migrations.")
+app.add_typer(db_app, name="db")
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="FLOWSCOPE_DATABASE_URL",
+        help="PostgreSQL URL; default: the embedded database.",
+    ),
+]
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=1)
+
+
+def _engine_url(database_url: str | None) -> str:
+    from . import _db, _embedded, _settings
+
+    if database_url:
+        return _db.normalize_url(database_url)
+    return _embedded.ensure_database(_settings.load().data_dir)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Migrate the database up to REVISION (default: head)."""
+    from . import _db, _migrate
+
+    try:
+        url = _engine_url(database_url)
+        engine = _db.create_engine(url)
+        with _db.translating(url), engine.connect() as conn:
+            _migrate.upgrade(conn, revision)
+            conn.commit()
+            typer.echo(f"database at revision {_migrate.current_revision(conn)}")
+    except FlowscopeError as exc:
+        _fail(exc)
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision, e.g. -1 or base.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Migrate the database down to REVISION."""
+    from . import _db, _migrate
+
+    try:
+        url = _engine_url(database_url)
+        engine = _db.create_engine(url)
+        with _db.translating(url), engine.connect() as conn:
+            _migrate.downgrade(conn, revision)
+            conn.commit()
+            typer.echo(f"database at revision {_migrate.current_revision(conn) or 'base'}")
+    except FlowscopeError as exc:
+        _fail(exc)
+
+
+@db_app.command("current")
+def db_current(database_url: DatabaseUrl = None) -> None:
+    """Print the database's revision and the latest one this flowscope knows."""
+    from . import _db, _migrate
+
+    try:
+        url = _engine_url(database_url)
+        engine = _db.create_engine(url)
+        with _db.translating(url), engine.connect() as conn:
+            current = _migrate.current_revision(conn)
+        typer.echo(f"current: {current or 'base'}  head: {_migrate.head_revision()}")
+    except FlowscopeError as exc:
+        _fail(exc)
+
+
+@app.command("demo")
+def demo(database_url: DatabaseUrl = None) -> None:
+    """Connect (embedded by default) and show that the schema is there."""
+    import flowscope
+
+    try:
+        client = flowscope.connect(database_url)
+        rows = client.sql(
+            "SELECT c.relname AS table, c.reltuples::bigint AS approx_rows FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1"
+        )
+        typer.echo(f"connected: {client!r}")
+        for row in rows:
+            typer.echo(f"  {row['table']}")
+    except FlowscopeError as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    """Entry point of the ``flowscope`` console script."""
+    try:
+        app()
+    except FlowscopeError as exc:  # pragma: no cover - commands catch their own
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(1)

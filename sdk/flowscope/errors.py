@@ -1,0 +1,103 @@
+"""Every exception flowscope raises, under one root.
+
+Callers catch :class:`FlowscopeError` or one precise child; no driver exception
+(psycopg, SQLAlchemy) escapes a public call: they are translated at the database
+boundary (``flowscope._db``) with ``raise ... from exc`` so the cause stays visible.
+
+::
+
+    FlowscopeError
+    ├── ValidationError            bad input, caught before the database is touched
+    ├── NotFoundError              get()/update() of an id that does not exist (or is not visible)
+    ├── ConflictError              unique violation, stale version, illegal state transition
+    ├── PermissionDeniedError      missing scope, or a row outside the client's organization
+    ├── AuthenticationError        wrong username/email or password
+    │   └── AccountLockedError     too many failures; carries ``locked_until``
+    ├── ConfigurationError         bad settings (URL, data directory, options)
+    └── DatabaseError              anything else the database refused
+        ├── ConnectionFailedError  the server cannot be reached (names the host)
+        └── SchemaOutOfDateError   the database is not at the migrations' head
+
+Example:
+    >>> import flowscope
+    >>> try:
+    ...     raise flowscope.NotFoundError("workflow 'wf_x' not found")
+    ... except flowscope.FlowscopeError as exc:
+    ...     print(type(exc).__name__, exc)
+    NotFoundError workflow 'wf_x' not found
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "AccountLockedError",
+    "AuthenticationError",
+    "ConfigurationError",
+    "ConflictError",
+    "ConnectionFailedError",
+    "DatabaseError",
+    "FlowscopeError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "SchemaOutOfDateError",
+    "ValidationError",
+]
+
+
+class FlowscopeError(Exception):
+    """Root of every flowscope exception."""
+
+
+class ValidationError(FlowscopeError, ValueError):
+    """Input breaks a rule of the schema; nothing was written.
+
+    ``errors`` is a list of ``{"loc": (...), "msg": str, "index": int | None}``
+    dicts (``index`` is the row number for bulk operations).
+    """
+
+    def __init__(self, message: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors: list[dict[str, Any]] = errors or []
+
+
+class NotFoundError(FlowscopeError, LookupError):
+    """The row does not exist, or is not visible to this client."""
+
+
+class ConflictError(FlowscopeError):
+    """The change conflicts with the current state (unique value, version, transition)."""
+
+
+class PermissionDeniedError(FlowscopeError, PermissionError):
+    """The client lacks the scope or tenancy to do this."""
+
+
+class AuthenticationError(FlowscopeError):
+    """Wrong username/email or password (deliberately not saying which)."""
+
+
+class AccountLockedError(AuthenticationError):
+    """Too many failed log-ins; the account is locked until ``locked_until``."""
+
+    def __init__(self, message: str, *, locked_until: datetime | None = None) -> None:
+        super().__init__(message)
+        self.locked_until = locked_until
+
+
+class ConfigurationError(FlowscopeError):
+    """A setting (URL, environment variable, option) is not usable."""
+
+
+class DatabaseError(FlowscopeError):
+    """The database refused the operation for a reason not covered above."""
+
+
+class ConnectionFailedError(DatabaseError, ConnectionError):
+    """The database server cannot be reached."""
+
+
+class SchemaOutOfDateError(DatabaseError):
+    """The database schema is not at the revision this flowscope expects."""

@@ -1,0 +1,320 @@
+"""The flowscope schema as SQLModel classes.
+
+Phase 1 of ``schema-design.md`` (``workflows``, ``executions``, ``users``) is
+matched column for column: types, lengths, nullability, server defaults, named
+CHECK constraints, the cascading foreign key and every index (GIN, partial and
+the full-text expression index). Phase 2 adds ``organizations`` and
+``audit_log``. Helper functions, triggers, row-level security and grants live
+in the Alembic revisions (``migrations/versions``), which create the schema;
+``alembic check`` keeps these classes and the revisions in agreement.
+
+Python attribute ``metadata_`` maps to the database column ``metadata`` (the
+name ``metadata`` is reserved by SQLAlchemy's declarative classes); frames and
+exports use the database name.
+
+Example:
+    >>> from flowscope.models import Execution, Workflow
+    >>> Workflow.__tablename__
+    'workflows'
+    >>> str(Execution.__table__.c.duration_seconds.type)
+    'NUMERIC(10, 3)'
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "AUDIT_LOG",
+    "EXECUTIONS",
+    "EXECUTION_STATUSES",
+    "ORGANIZATIONS",
+    "TERMINAL_EXECUTION_STATUSES",
+    "USERS",
+    "WORKFLOWS",
+    "WORKFLOW_STATUSES",
+    "AuditLogEntry",
+    "Execution",
+    "Organization",
+    "User",
+    "Workflow",
+]
+
+WORKFLOW_STATUSES = ("draft", "active", "archived")
+EXECUTION_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "timeout")
+TERMINAL_EXECUTION_STATUSES = ("completed", "failed", "cancelled", "timeout")
+
+_NOW = sa.text("CURRENT_TIMESTAMP")
+_TZ = sa.DateTime(timezone=True)
+
+
+def _created_at() -> Any:
+    return Field(
+        default=None, sa_type=_TZ, nullable=False, sa_column_kwargs={"server_default": _NOW}
+    )
+
+
+def _ts() -> Any:
+    return Field(default=None, sa_type=_TZ, nullable=True)
+
+
+def _jsonb_object_default(nullable: bool = True) -> Any:
+    return Field(
+        default=None,
+        sa_type=postgresql.JSONB,
+        nullable=nullable,
+        sa_column_kwargs={"name": "metadata", "server_default": sa.text("'{}'::jsonb")},
+    )
+
+
+class Workflow(SQLModel, table=True):
+    """A workflow definition: a JSONB graph of ``nodes`` and ``edges``."""
+
+    __tablename__ = "workflows"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('draft', 'active', 'archived')", name="valid_status"),
+        sa.CheckConstraint("jsonb_typeof(nodes) = 'array'", name="valid_nodes"),
+        sa.CheckConstraint("jsonb_typeof(edges) = 'array'", name="valid_edges"),
+        sa.Index("idx_workflows_owner", "owner", postgresql_where=sa.text("deleted_at IS NULL")),
+        sa.Index(
+            "idx_workflows_org", "organization_id", postgresql_where=sa.text("deleted_at IS NULL")
+        ),
+        sa.Index("idx_workflows_status", "status", postgresql_where=sa.text("deleted_at IS NULL")),
+        sa.Index("idx_workflows_created", sa.text("created_at DESC")),
+        sa.Index("idx_workflows_tags", "tags", postgresql_using="gin"),
+        sa.Index("idx_workflows_metadata", "metadata", postgresql_using="gin"),
+        sa.Index(
+            "idx_workflows_search",
+            # the spec's expression, written as PostgreSQL normalises it so autogenerate agrees
+            sa.text(
+                "to_tsvector('english'::regconfig, "
+                "(name::text || ' '::text) || COALESCE(description, ''::text))"
+            ),
+            postgresql_using="gin",
+            postgresql_where=sa.text("deleted_at IS NULL"),
+        ),
+    )
+
+    id: str = Field(primary_key=True, max_length=255)
+    name: str = Field(max_length=255)
+    description: str | None = Field(default=None, sa_type=sa.Text)
+    version: int = Field(
+        default=None,
+        sa_type=sa.Integer,
+        nullable=False,
+        sa_column_kwargs={"server_default": sa.text("1")},
+    )
+    owner: str = Field(max_length=255)
+    organization_id: str | None = Field(
+        default=None, max_length=255, foreign_key="organizations.id", ondelete="RESTRICT"
+    )
+    nodes: list[Any] = Field(sa_type=postgresql.JSONB, nullable=False)
+    edges: list[Any] = Field(sa_type=postgresql.JSONB, nullable=False)
+    metadata_: dict[str, Any] | None = _jsonb_object_default()
+    tags: list[str] | None = Field(
+        default=None,
+        sa_type=postgresql.ARRAY(sa.Text),
+        sa_column_kwargs={"server_default": sa.text("'{}'::text[]")},
+    )
+    status: str | None = Field(
+        default=None,
+        sa_type=sa.String(50),
+        sa_column_kwargs={"server_default": sa.text("'draft'::character varying")},
+    )
+    is_public: bool | None = Field(
+        default=None, sa_type=sa.Boolean, sa_column_kwargs={"server_default": sa.false()}
+    )
+    created_at: datetime = _created_at()
+    updated_at: datetime = _created_at()
+    created_by: str = Field(max_length=255)
+    updated_by: str = Field(max_length=255)
+    deleted_at: datetime | None = _ts()
+
+
+class Execution(SQLModel, table=True):
+    """One run of a workflow."""
+
+    __tablename__ = "executions"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "status IN ('queued', 'running', 'completed', 'failed', 'cancelled', 'timeout')",
+            name="valid_execution_status",
+        ),
+        sa.CheckConstraint("jsonb_typeof(parameters) = 'object'", name="valid_parameters"),
+        sa.CheckConstraint(
+            "duration_seconds IS NULL OR duration_seconds >= 0", name="valid_duration"
+        ),
+        sa.Index("idx_executions_workflow", "workflow_id"),
+        sa.Index("idx_executions_owner", "owner"),
+        sa.Index("idx_executions_status", "status"),
+        sa.Index("idx_executions_created", sa.text("created_at DESC")),
+        sa.Index(
+            "idx_executions_trace", "trace_id", postgresql_where=sa.text("trace_id IS NOT NULL")
+        ),
+        sa.Index(
+            "idx_executions_workflow_status", "workflow_id", "status", sa.text("created_at DESC")
+        ),
+        # phase 2: tenancy filters and per-organization analytics
+        sa.Index("idx_executions_org", "organization_id", sa.text("created_at DESC")),
+    )
+
+    id: str = Field(primary_key=True, max_length=255)
+    workflow_id: str = Field(max_length=255, foreign_key="workflows.id", ondelete="CASCADE")
+    owner: str = Field(max_length=255)
+    organization_id: str | None = Field(
+        default=None, max_length=255, foreign_key="organizations.id", ondelete="RESTRICT"
+    )
+    status: str = Field(
+        default=None,
+        sa_type=sa.String(50),
+        nullable=False,
+        sa_column_kwargs={"server_default": sa.text("'queued'::character varying")},
+    )
+    parameters: dict[str, Any] | None = Field(
+        default=None,
+        sa_type=postgresql.JSONB,
+        sa_column_kwargs={"server_default": sa.text("'{}'::jsonb")},
+    )
+    result: Any | None = Field(default=None, sa_type=postgresql.JSONB)
+    error: Any | None = Field(default=None, sa_type=postgresql.JSONB)
+    started_at: datetime | None = _ts()
+    completed_at: datetime | None = _ts()
+    duration_seconds: Decimal | None = Field(default=None, sa_type=sa.Numeric(10, 3))
+    current_step: str | None = Field(default=None, max_length=255)
+    steps_completed: int | None = Field(
+        default=None, sa_type=sa.Integer, sa_column_kwargs={"server_default": sa.text("0")}
+    )
+    steps_total: int | None = Field(
+        default=None, sa_type=sa.Integer, sa_column_kwargs={"server_default": sa.text("0")}
+    )
+    metadata_: dict[str, Any] | None = _jsonb_object_default()
+    trace_id: str | None = Field(default=None, max_length=255)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _created_at()
+
+
+class User(SQLModel, table=True):
+    """A user account. ``password_hash`` never leaves this class (see ``UserPublic``)."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        sa.Index("idx_users_username", "username", postgresql_where=sa.text("deleted_at IS NULL")),
+        sa.Index("idx_users_email", "email", postgresql_where=sa.text("deleted_at IS NULL")),
+        sa.Index(
+            "idx_users_org", "organization_id", postgresql_where=sa.text("deleted_at IS NULL")
+        ),
+        sa.Index("idx_users_active", "is_active", postgresql_where=sa.text("deleted_at IS NULL")),
+    )
+
+    id: str = Field(primary_key=True, max_length=255)
+    username: str = Field(max_length=255, unique=True)
+    email: str = Field(max_length=255, unique=True)
+    password_hash: str = Field(max_length=255, repr=False)
+    full_name: str | None = Field(default=None, max_length=255)
+    avatar_url: str | None = Field(default=None, sa_type=sa.Text)
+    organization_id: str | None = Field(
+        default=None, max_length=255, foreign_key="organizations.id", ondelete="RESTRICT"
+    )
+    is_active: bool | None = Field(
+        default=None, sa_type=sa.Boolean, sa_column_kwargs={"server_default": sa.true()}
+    )
+    is_admin: bool | None = Field(
+        default=None, sa_type=sa.Boolean, sa_column_kwargs={"server_default": sa.false()}
+    )
+    email_verified: bool | None = Field(
+        default=None, sa_type=sa.Boolean, sa_column_kwargs={"server_default": sa.false()}
+    )
+    scopes: list[str] | None = Field(
+        default=None,
+        sa_type=postgresql.JSONB,
+        sa_column_kwargs={
+            "server_default": sa.text('\'["workflow:read", "workflow:execute"]\'::jsonb')
+        },
+    )
+    last_login: datetime | None = _ts()
+    password_changed_at: datetime | None = _ts()
+    failed_login_attempts: int | None = Field(
+        default=None, sa_type=sa.Integer, sa_column_kwargs={"server_default": sa.text("0")}
+    )
+    locked_until: datetime | None = _ts()
+    created_at: datetime = _created_at()
+    updated_at: datetime = _created_at()
+    deleted_at: datetime | None = _ts()
+
+
+class Organization(SQLModel, table=True):
+    """A tenant (spec phase 2). Rows of the other tables belong to one by ``organization_id``."""
+
+    __tablename__ = "organizations"
+    __table_args__ = (
+        sa.CheckConstraint("jsonb_typeof(settings) = 'object'", name="valid_settings"),
+    )
+
+    id: str = Field(primary_key=True, max_length=255)
+    name: str = Field(max_length=255)
+    slug: str = Field(max_length=255, unique=True)
+    settings: dict[str, Any] = Field(
+        default=None,
+        sa_type=postgresql.JSONB,
+        nullable=False,
+        sa_column_kwargs={"server_default": sa.text("'{}'::jsonb")},
+    )
+    created_at: datetime = _created_at()
+    updated_at: datetime = _created_at()
+    deleted_at: datetime | None = _ts()
+
+
+class AuditLogEntry(SQLModel, table=True):
+    """One audited change (spec phase 2), written by statement-level triggers.
+
+    ``changes`` holds the new row for INSERT, the old row for DELETE and
+    ``{column: {"old": ..., "new": ...}}`` of the changed columns for UPDATE;
+    ``password_hash`` is always ``"[redacted]"``.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        sa.CheckConstraint("action IN ('INSERT', 'UPDATE', 'DELETE')", name="valid_audit_action"),
+        sa.Index("idx_audit_log_row", "table_name", "row_id", "occurred_at"),
+        sa.Index("idx_audit_log_occurred", "occurred_at"),
+        sa.Index("idx_audit_log_org", "organization_id", "occurred_at"),
+    )
+
+    id: int | None = Field(
+        default=None,
+        sa_type=sa.BigInteger,
+        primary_key=True,
+        sa_column_args=[sa.Identity(always=True)],
+    )
+    occurred_at: datetime = _created_at()
+    table_name: str = Field(max_length=63)
+    row_id: str = Field(max_length=255)
+    action: str = Field(max_length=10)
+    actor: str | None = Field(default=None, max_length=255)
+    organization_id: str | None = Field(default=None, max_length=255)
+    changes: dict[str, Any] = Field(
+        default=None,
+        sa_type=postgresql.JSONB,
+        nullable=False,
+        sa_column_kwargs={"server_default": sa.text("'{}'::jsonb")},
+    )
+    transaction_id: int = Field(
+        default=None,
+        sa_type=sa.BigInteger,
+        nullable=False,
+        sa_column_kwargs={"server_default": sa.text("txid_current()")},
+    )
+
+
+# Core tables, for query builders (typed handles on the classes' ``__table__``).
+WORKFLOWS: sa.Table = Workflow.__table__  # type: ignore[attr-defined]
+EXECUTIONS: sa.Table = Execution.__table__  # type: ignore[attr-defined]
+USERS: sa.Table = User.__table__  # type: ignore[attr-defined]
+ORGANIZATIONS: sa.Table = Organization.__table__  # type: ignore[attr-defined]
+AUDIT_LOG: sa.Table = AuditLogEntry.__table__  # type: ignore[attr-defined]
