@@ -74,6 +74,7 @@ def create_engine(url: str | URL, **kwargs: Any) -> Engine:
 # SQLSTATE classes → flowscope errors. https://www.postgresql.org/docs/current/errcodes-appendix.html
 _UNIQUE = "23505"
 _FOREIGN_KEY = "23503"
+_RESTRICT = "23001"
 _CHECK = "23514"
 _NOT_NULL = "23502"
 _INSUFFICIENT_PRIVILEGE = "42501"
@@ -94,7 +95,7 @@ def translate(exc: BaseException, *, url: str | URL | None = None) -> FlowscopeE
         field = _field_from_detail(detail)
         what = f"{field} already exists" if field else "a row with these values already exists"
         return ConflictError(f"{what} ({constraint})" if constraint else what)
-    if sqlstate == _FOREIGN_KEY:
+    if sqlstate in (_FOREIGN_KEY, _RESTRICT):
         return ConflictError(f"{message}" + (f": {detail}" if detail else ""))
     if sqlstate in (_CHECK, _NOT_NULL) or (sqlstate or "").startswith("22"):
         return ValidationError(message + (f" ({constraint})" if constraint else ""))
