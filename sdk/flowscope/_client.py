@@ -86,18 +86,26 @@ class Client:
         """Run one SQL statement in this client's scope and return the rows as dicts.
 
         Values go in ``params`` as bound parameters (``:name``), never formatted
-        into the text. Row-level security applies to a scoped client's SQL too.
+        into the text. Row-level security applies to a scoped client's SQL too;
+        such a client's SQL may not change roles or settings nor run utility
+        statements or several statements (:class:`PermissionDeniedError`), and
+        its scope is re-checked before any row is returned.
 
         Example:
             >>> client.sql("SELECT count(*) AS n FROM workflows WHERE owner = :o", {"o": "ana"})  # doctest: +SKIP
             [{'n': 3}]
         """
         stmt = sa.text(statement) if isinstance(statement, str) else statement
+        if self.organization_id is not None:
+            _db.guard_tenant_sql(
+                statement if isinstance(statement, str) else str(stmt.compile(self._engine))
+            )
         with self.transaction() as conn:
             result = conn.execute(stmt, dict(params or {}))
-            if not result.returns_rows:
-                return []
-            return [dict(row) for row in result.mappings()]
+            rows = [dict(row) for row in result.mappings()] if result.returns_rows else []
+            if self.organization_id is not None:
+                _db.verify_scope(conn, self.organization_id)
+            return rows
 
     def scoped(self, organization_id: str, user_id: str | None = None) -> Client:
         """A client sharing this one's pool, confined to one organization by RLS.

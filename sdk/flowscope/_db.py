@@ -146,6 +146,49 @@ def translating(url: str | URL | None = None) -> Iterator[None]:
         raise
 
 
+# Raw SQL from a scoped client may not change who it runs as or which organization it
+# sees: role and setting changes (SET/RESET ROLE, set_config('role'|'flowscope.*')),
+# DO blocks and other utility statements, several statements at once, Unicode-escaped
+# identifiers. This is a first line; ``verify_scope`` re-checks after the statement.
+_TENANT_SQL_REFUSED = re.compile(
+    r"\bset_config\b|\brole\b|\bauthorization\b|\bu&|"
+    r"^\s*(set|reset|do|call|execute|prepare|deallocate|copy|listen|notify|load|discard|"
+    r"begin|commit|rollback|savepoint|release|start|end|abort|lock|grant|revoke|alter|"
+    r"create|drop|truncate|vacuum|analyze|cluster|reindex|comment|security|import)\b",
+    re.IGNORECASE,
+)
+
+
+def guard_tenant_sql(statement: str) -> None:
+    """Refuse raw SQL that could leave a scoped client's role or organization.
+
+    Example:
+        >>> guard_tenant_sql("SELECT count(*) FROM workflows")
+        >>> guard_tenant_sql("RESET ROLE")
+        Traceback (most recent call last):
+        ...
+        flowscope.errors.PermissionDeniedError: a scoped client's SQL may not ...
+    """
+    body = statement.strip().rstrip(";")
+    if ";" in body or _TENANT_SQL_REFUSED.search(body):
+        raise PermissionDeniedError(
+            "a scoped client's SQL may not change roles or settings, run utility statements"
+            " or several statements at once (use an unscoped client for that)"
+        )
+
+
+def verify_scope(conn: Connection, organization_id: str) -> None:
+    """Raise PermissionDeniedError if this transaction no longer runs as the tenant of ``organization_id``."""
+    row = conn.execute(
+        sa.text(
+            "SELECT current_user::text AS role,"
+            " current_setting('flowscope.organization_id', true) AS org"
+        )
+    ).one()
+    if row.role != TENANT_ROLE or row.org != organization_id:
+        raise PermissionDeniedError("the statement tried to leave the client's organization scope")
+
+
 def apply_scope(conn: Connection, organization_id: str | None, user_id: str | None) -> None:
     """Confine this transaction to one organization (RLS) and record the acting user.
 
