@@ -81,7 +81,9 @@ def test_list_filters_pages_and_frame(acting: flowscope.Client, client: flowscop
     acting.workflows.update(wfs[0].id, name="renamed")
     assert acting.audit.count(table_name="workflows") == 6
     assert acting.audit.count(table_name="workflows", action="UPDATE") == 1
-    assert acting.audit.count(actor="usr_root", table_name="users") == 0  # root was created by nobody
+    assert (
+        acting.audit.count(actor="usr_root", table_name="users") == 0
+    )  # root was created by nobody
     assert acting.audit.count(table_name="users", row_id="usr_root") == 1
     seen = [e.id for e in acting.audit.iter(table_name="workflows", page_size=4)]
     assert len(seen) == 6 and seen == sorted(seen, reverse=True)
@@ -89,7 +91,10 @@ def test_list_filters_pages_and_frame(acting: flowscope.Client, client: flowscop
     assert page.has_more and len(page) == 5
     frame = acting.audit.to_frame(table_name="workflows")
     assert len(frame) == 6 and list(frame.columns)[:3] == ["id", "occurred_at", "table_name"]
-    assert str(frame["occurred_at"].dtype).startswith("datetime64") and frame["id"].is_monotonic_increasing
+    assert (
+        str(frame["occurred_at"].dtype).startswith("datetime64")
+        and frame["id"].is_monotonic_increasing
+    )
     empty = acting.audit.to_frame(table_name="organizations")
     assert len(empty) == 0 and list(empty.columns) == list(frame.columns)
     assert (empty.dtypes == frame.dtypes).all()
@@ -97,11 +102,13 @@ def test_list_filters_pages_and_frame(acting: flowscope.Client, client: flowscop
     assert first.table_name in {"workflows", "users"}
     with pytest.raises(flowscope.NotFoundError):
         acting.audit.get(10**9)
-    for bad in (lambda: acting.audit.history("passwords", "x"),
-                lambda: acting.audit.list(table_name="alembic_version"),
-                lambda: acting.audit.list(action="TRUNCATE"),
-                lambda: acting.audit.get("1"),
-                lambda: acting.audit.create(table_name="workflows")):
+    for bad in (
+        lambda: acting.audit.history("passwords", "x"),
+        lambda: acting.audit.list(table_name="alembic_version"),
+        lambda: acting.audit.list(action="TRUNCATE"),
+        lambda: acting.audit.get("1"),
+        lambda: acting.audit.create(table_name="workflows"),
+    ):
         with pytest.raises(flowscope.ValidationError):
             bad()
 

@@ -21,7 +21,12 @@ VERBS: dict[str, Callable[[flowscope.Client, str], Any]] = {
 }
 LEGAL = {
     "queued": {"start": "running", "cancel": "cancelled"},
-    "running": {"complete": "completed", "fail": "failed", "cancel": "cancelled", "time_out": "timeout"},
+    "running": {
+        "complete": "completed",
+        "fail": "failed",
+        "cancel": "cancelled",
+        "time_out": "timeout",
+    },
 }
 PATHS = {  # how to reach each status from queued
     "queued": [],
@@ -58,7 +63,10 @@ def test_create_records_workflow_version_org_and_owner(client: flowscope.Client)
     assert (ex.organization_id, ex.owner, ex.trace_id) == (org.id, "ana", "t-1")
     assert ex.parameters == {"day": "2026-01-01"}
     assert (ex.steps_completed, ex.steps_total, ex.started_at) == (0, 0, None)
-    assert client.executions.create(flowscope.ExecutionCreate(workflow_id=wf.id, owner="bo")).owner == "bo"
+    assert (
+        client.executions.create(flowscope.ExecutionCreate(workflow_id=wf.id, owner="bo")).owner
+        == "bo"
+    )
     other = client.organizations.create(name="Other", slug="other")
     with pytest.raises(flowscope.ValidationError, match="belongs to organization"):
         client.executions.create(workflow_id=wf.id, organization_id=other.id)
@@ -74,7 +82,12 @@ def test_create_refuses_missing_deleted_workflow_and_bad_input(
         client.executions.create(workflow_id=wf.id)
     with pytest.raises(flowscope.NotFoundError):
         client.executions.create(workflow_id="wf_missing")
-    for bad in ({"parameters": [1]}, {"parameters": "x"}, {"status": "running"}, {"trace_id": "t" * 256}):
+    for bad in (
+        {"parameters": [1]},
+        {"parameters": "x"},
+        {"status": "running"},
+        {"trace_id": "t" * 256},
+    ):
         with pytest.raises(flowscope.ValidationError):
             client.executions.create(workflow_id=wf.id, **bad)
     with pytest.raises(flowscope.ValidationError):
@@ -82,9 +95,7 @@ def test_create_refuses_missing_deleted_workflow_and_bad_input(
     assert row_counts(engine) == before
 
 
-@pytest.mark.parametrize(
-    ("source", "verb"), [(s, v) for s, verbs in LEGAL.items() for v in verbs]
-)
+@pytest.mark.parametrize(("source", "verb"), [(s, v) for s, verbs in LEGAL.items() for v in verbs])
 def test_legal_transitions(client: flowscope.Client, source: str, verb: str) -> None:
     ex = _execution_in(client, source)
     after = VERBS[verb](client, ex.id)
@@ -127,7 +138,9 @@ def test_duration_comes_from_the_trigger(client: flowscope.Client, engine: sa.En
     ex = _execution_in(client, "running")
     with engine.begin() as conn:
         conn.execute(
-            sa.text("UPDATE executions SET started_at = now() - interval '90.5 seconds' WHERE id = :i"),
+            sa.text(
+                "UPDATE executions SET started_at = now() - interval '90.5 seconds' WHERE id = :i"
+            ),
             {"i": ex.id},
         )
     done = client.executions.complete(ex.id)
@@ -146,7 +159,14 @@ def test_two_clients_race_to_finish(database_url: str, client: flowscope.Client)
             wins: list[str] = []
             losses: list[str] = []
 
-            def finish(c: flowscope.Client, verb: str, ex_id: str = ex.id) -> None:
+            def finish(
+                c: flowscope.Client,
+                verb: str,
+                ex_id: str = ex.id,
+                barrier: threading.Barrier = barrier,
+                wins: list[str] = wins,
+                losses: list[str] = losses,
+            ) -> None:
                 barrier.wait()
                 try:
                     VERBS[verb](c, ex_id)
@@ -179,7 +199,12 @@ def test_progress(client: flowscope.Client) -> None:
     assert (ex.current_step, ex.steps_completed, ex.steps_total) == ("load", 2, 5)
     ex = client.executions.progress(ex.id, steps_completed=3)
     assert (ex.steps_completed, ex.steps_total) == (3, 5)
-    for bad in ({"steps_completed": -1}, {"steps_total": 2**31}, {"steps_completed": 6, "steps_total": 5}, {}):
+    for bad in (
+        {"steps_completed": -1},
+        {"steps_total": 2**31},
+        {"steps_completed": 6, "steps_total": 5},
+        {},
+    ):
         with pytest.raises(flowscope.ValidationError):
             client.executions.progress(ex.id, **bad)
     with pytest.raises(flowscope.NotFoundError):
@@ -209,7 +234,9 @@ def test_update_delete_and_list_filters(client: flowscope.Client, engine: sa.Eng
     assert ids(trace_id="t9") == {e1.id}
     assert ids(ids=[e1.id, e3.id]) == {e1.id, e3.id}
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE executions SET created_at = '2025-01-01' WHERE id = :i"), {"i": e3.id})
+        conn.execute(
+            sa.text("UPDATE executions SET created_at = '2025-01-01' WHERE id = :i"), {"i": e3.id}
+        )
     assert ids(since="2026-01-01") == {e1.id, e2.id}
     assert ids(until="2026-01-01") == {e3.id}
     client.workflows.delete(b.id)
@@ -220,7 +247,9 @@ def test_update_delete_and_list_filters(client: flowscope.Client, engine: sa.Eng
     by_status = client.executions.list(order_by="status", limit=1)
     assert by_status.has_more and by_status.items[0].status == "queued"
     rest = client.executions.list(order_by="status", limit=5, after=by_status.next_cursor)
-    assert [e.status for e in rest.items] == ["running"] and not rest.has_more  # e3: deleted workflow
+    assert [e.status for e in rest.items] == [
+        "running"
+    ] and not rest.has_more  # e3: deleted workflow
     client.executions.delete(e1.id)  # hard delete: no deleted_at on executions
     with pytest.raises(flowscope.NotFoundError):
         client.executions.get(e1.id)

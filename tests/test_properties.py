@@ -40,7 +40,9 @@ SETTINGS = settings(
 @pytest.fixture(scope="module", autouse=True)
 def _report() -> Iterator[None]:
     yield
-    print(f"\nproperty inputs tried: {sum(TRIED.values())} {dict(TRIED)}; outcomes {dict(OUTCOMES)}")
+    print(
+        f"\nproperty inputs tried: {sum(TRIED.values())} {dict(TRIED)}; outcomes {dict(OUTCOMES)}"
+    )
 
 
 text = st.text(st.characters(exclude_categories=()), max_size=300)
@@ -169,7 +171,8 @@ EXECUTION_FIELDS = {
     data=kwargs_for(EXECUTION_FIELDS),
     result=anything,
     steps=st.fixed_dictionaries(
-        {}, optional={"current_step": anything, "steps_completed": anything, "steps_total": anything}
+        {},
+        optional={"current_step": anything, "steps_completed": anything, "steps_total": anything},
     ),
 )
 def test_execution_lifecycle_input(

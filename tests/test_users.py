@@ -41,7 +41,9 @@ def test_create_hashes_with_argon2id_and_never_returns_the_hash(
     assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert not hasattr(u, "password_hash") and "password_hash" not in u.model_dump()
     assert stored not in repr(u) and PASSWORD not in repr(u)
-    assert "password" not in repr(flowscope.UserCreate(username="a", email="a@example.com", password=PASSWORD))
+    assert "password" not in repr(
+        flowscope.UserCreate(username="a", email="a@example.com", password=PASSWORD)
+    )
     listed = client.users.list().items[0]
     assert "password_hash" not in listed.model_dump()
 
@@ -95,7 +97,9 @@ def test_authenticate_by_username_or_email(client: flowscope.Client) -> None:
     assert by_mail.id == u.id and by_mail.last_login is not None
     assert by_mail.last_login >= by_name.last_login
     for who, pw in (("ana", "wrong password"), ("nobody", PASSWORD), ("", PASSWORD)):
-        with pytest.raises(flowscope.AuthenticationError, match="invalid username/email or password"):
+        with pytest.raises(
+            flowscope.AuthenticationError, match="invalid username/email or password"
+        ):
             client.users.authenticate(who, pw)
     with pytest.raises(flowscope.ValidationError):
         client.users.authenticate("ana", None)  # type: ignore[arg-type]
@@ -240,7 +244,9 @@ def test_set_password_and_rehash_on_login(client: flowscope.Client, engine: sa.E
 
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE users SET password_hash = :h WHERE id = :i"), {"h": weak, "i": u.id})
+        conn.execute(
+            sa.text("UPDATE users SET password_hash = :h WHERE id = :i"), {"h": weak, "i": u.id}
+        )
     client.users.authenticate("ana", PASSWORD)
     upgraded = _hash(engine, u.id)
     assert upgraded != weak and "m=19456,t=2,p=1" in upgraded

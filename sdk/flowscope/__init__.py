@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 from ._client import Client, connect
+from ._resources._base import Page
 from .errors import (
     AccountLockedError,
     AuthenticationError,
@@ -23,7 +24,6 @@ from .errors import (
     SchemaOutOfDateError,
     ValidationError,
 )
-from ._resources._base import Page
 from .filters import AuditFilter, ExecutionFilter, OrganizationFilter, UserFilter, WorkflowFilter
 from .models import (
     AuditLogEntryPublic,

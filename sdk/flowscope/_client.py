@@ -98,7 +98,7 @@ class Client:
         stmt = sa.text(statement) if isinstance(statement, str) else statement
         if self.organization_id is not None:
             _db.guard_tenant_sql(
-                statement if isinstance(statement, str) else str(stmt.compile(self._engine))
+                statement if isinstance(statement, str) else str(stmt.compile(self._engine))  # type: ignore[attr-defined]
             )
         with self.transaction() as conn:
             result = conn.execute(stmt, dict(params or {}))

@@ -114,7 +114,8 @@ def translate(exc: BaseException, *, url: str | URL | None = None) -> FlowscopeE
         first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
         return ConnectionFailedError(f"cannot connect to PostgreSQL at {where}: {first}")
     if sqlstate is None and (
-        isinstance(exc, sa_exc.DataError) or type(orig).__name__ in ("DataError", "ProgrammingError")
+        isinstance(exc, sa_exc.DataError)
+        or type(orig).__name__ in ("DataError", "ProgrammingError")
     ):
         # raised by psycopg while adapting a value (NUL byte in text, number out of range)
         return ValidationError(message)

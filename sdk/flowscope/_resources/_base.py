@@ -44,8 +44,6 @@ from ..filters import coerce_filter
 from ..models import USERS, new_id
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
-
     from .._client import Client
 
 __all__ = ["ADMIN", "EXECUTE", "READ", "WRITE", "Page", "Resource"]
@@ -79,7 +77,7 @@ class Page(Generic[T]):
     has_more: bool = False
     next_cursor: str | None = None
 
-    def __iter__(self) -> Iterator[T]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[T]:
         return iter(self.items)
 
     def __len__(self) -> int:
@@ -88,11 +86,11 @@ class Page(Generic[T]):
 
 def validation_error(exc: PydanticValidationError, what: str) -> ValidationError:
     """A flowscope ValidationError from a pydantic one (field paths and messages, no input echo)."""
-    errors = [
+    errors: list[dict[str, Any]] = [
         {"loc": tuple(e["loc"]), "msg": e["msg"], "index": None}
         for e in exc.errors(include_input=False, include_url=False)
     ]
-    lines = "; ".join(".".join(map(str, e["loc"])) + f": {e['msg']}" for e in errors)
+    lines = "; ".join(".".join(str(p) for p in e["loc"]) + f": {e['msg']}" for e in errors)
     return ValidationError(f"invalid {what}: {lines}", errors=errors)
 
 
@@ -106,7 +104,9 @@ def parse(model: type[M], data: Any, fields: Mapping[str, Any], what: str) -> M:
         if isinstance(data, BaseModel):
             data = data.model_dump(exclude_unset=True)
         if not isinstance(data, Mapping):
-            raise ValidationError(f"expected a {model.__name__} or a mapping, got {type(data).__name__}")
+            raise ValidationError(
+                f"expected a {model.__name__} or a mapping, got {type(data).__name__}"
+            )
         fields = data
     try:
         return model.model_validate(dict(fields))
@@ -511,4 +511,3 @@ def require_scope(client: Client, scope: str, *, self_service: str | None = None
         return
     if scope not in scopes:
         raise PermissionDeniedError(f"user {user_id!r} lacks the scope {scope!r}")
-

@@ -65,9 +65,7 @@ class Audit(Resource[AuditLogEntryPublic]):
         self._require(self.read_scope)
         a = self.table.c
         stmt = (
-            sa.select(*self.columns)
-            .where(a.table_name == table, a.row_id == row_id)
-            .order_by(a.id)
+            sa.select(*self.columns).where(a.table_name == table, a.row_id == row_id).order_by(a.id)
         )
         with self._client.transaction() as conn:
             return [self._public(r) for r in conn.execute(stmt)]
@@ -91,9 +89,9 @@ class Audit(Resource[AuditLogEntryPublic]):
     def _readonly(self, *args: Any, **kwargs: Any) -> Any:
         raise ValidationError("the audit log is append-only and written by the database")
 
-    create = update = delete = restore = purge = _readonly  # type: ignore[assignment]
+    create = update = delete = restore = purge = _readonly
 
-    def get(self, id: Any, *, include_deleted: bool = False) -> AuditLogEntryPublic:  # type: ignore[override]
+    def get(self, id: Any, *, include_deleted: bool = False) -> AuditLogEntryPublic:
         """One entry by its (integer) id.
 
         Example:

@@ -123,7 +123,7 @@ class Executions(Resource[ExecutionPublic]):
             sa.literal(v.get("parameters") or {}, EXECUTIONS.c.parameters.type),
             metadata,
             sa.literal(v.get("trace_id"), EXECUTIONS.c.trace_id.type),
-        ).where(w.id == model.workflow_id, w.deleted_at.is_(None))  # type: ignore[attr-defined]
+        ).where(w.id == model.workflow_id, w.deleted_at.is_(None))
         if org is not None:
             select = select.where(w.organization_id == org)
         stmt = (
@@ -147,17 +147,17 @@ class Executions(Resource[ExecutionPublic]):
             if row is None and org is not None:
                 actual = conn.execute(
                     sa.select(w.organization_id).where(
-                        w.id == model.workflow_id,  # type: ignore[attr-defined]
+                        w.id == model.workflow_id,
                         w.deleted_at.is_(None),
                     )
                 ).first()
                 if actual is not None:
                     raise ValidationError(
-                        f"workflow {model.workflow_id!r} belongs to organization "  # type: ignore[attr-defined]
+                        f"workflow {model.workflow_id!r} belongs to organization "
                         f"{actual[0]!r}, not {org!r}"
                     )
         if row is None:
-            raise NotFoundError(f"workflow {model.workflow_id!r} not found")  # type: ignore[attr-defined]
+            raise NotFoundError(f"workflow {model.workflow_id!r} not found")
         return self._public(row)
 
     # -- lifecycle ---------------------------------------------------------------------------

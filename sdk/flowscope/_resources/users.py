@@ -31,6 +31,18 @@ MAX_FAILED_LOGINS = 5
 LOCKOUT = timedelta(minutes=15)
 SELF_SERVICE_FIELDS = frozenset({"full_name", "avatar_url", "email", "password"})
 
+# The new ``scopes`` value, computed from the row's current one in the same UPDATE.
+_GRANT_SQL = (
+    "(SELECT COALESCE(jsonb_agg(DISTINCT s.x ORDER BY s.x), '[]'::jsonb) FROM ("
+    "SELECT jsonb_array_elements_text(COALESCE(users.scopes, '[]'::jsonb)) AS x"
+    " UNION SELECT unnest(CAST(:given AS text[]))) s)"
+)
+_REVOKE_SQL = (
+    "(SELECT COALESCE(jsonb_agg(s.x), '[]'::jsonb) FROM ("
+    "SELECT jsonb_array_elements_text(COALESCE(users.scopes, '[]'::jsonb)) AS x) s"
+    " WHERE s.x <> ALL (CAST(:given AS text[])))"
+)
+
 _hasher: Any = None
 _dummy_hash: str | None = None
 _lock = threading.Lock()
@@ -168,19 +180,7 @@ class Users(Resource[UserPublic]):
             raise ValidationError("name at least one scope")
         parse(UserUpdate, None, {"scopes": names}, "scopes")
         require_scope(self._client, ADMIN)
-        current = "SELECT jsonb_array_elements_text(COALESCE(users.scopes, '[]'::jsonb)) AS x"
-        if grant:
-            sql = (
-                "(SELECT COALESCE(jsonb_agg(DISTINCT s.x ORDER BY s.x), '[]'::jsonb) FROM ("
-                + current
-                + " UNION SELECT unnest(CAST(:given AS text[]))) s)"
-            )
-        else:
-            sql = (
-                "(SELECT COALESCE(jsonb_agg(s.x), '[]'::jsonb) FROM ("
-                + current
-                + ") s WHERE s.x <> ALL (CAST(:given AS text[])))"
-            )
+        sql = _GRANT_SQL if grant else _REVOKE_SQL
         merged = sa.text(sql).bindparams(
             sa.bindparam("given", names, type_=postgresql.ARRAY(sa.Text))
         )

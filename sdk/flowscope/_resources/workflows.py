@@ -52,7 +52,7 @@ class Workflows(Resource[WorkflowPublic]):
         values.setdefault("updated_by", values["created_by"])
         return values
 
-    def update(  # type: ignore[override]
+    def update(
         self,
         id: str,
         data: Any = None,
