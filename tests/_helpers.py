@@ -15,9 +15,7 @@ def make_workflow(client: flowscope.Client, **fields: Any) -> flowscope.Workflow
 
 
 TABLES = ("workflows", "executions", "users", "organizations", "audit_log")
-_COUNTS = sa.text(
-    "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in TABLES)
-)
+_COUNTS = sa.text("SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in TABLES))
 
 
 def row_counts(engine: sa.Engine) -> dict[str, int]:

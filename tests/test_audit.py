@@ -5,7 +5,8 @@ from __future__ import annotations
 import flowscope
 import pytest
 import sqlalchemy as sa
-from _helpers import make_workflow
+
+from ._helpers import make_workflow
 
 
 @pytest.fixture

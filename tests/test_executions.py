@@ -10,7 +10,8 @@ from typing import Any
 import flowscope
 import pytest
 import sqlalchemy as sa
-from _helpers import make_workflow, row_counts
+
+from ._helpers import make_workflow, row_counts
 
 VERBS: dict[str, Callable[[flowscope.Client, str], Any]] = {
     "start": lambda c, i: c.executions.start(i),

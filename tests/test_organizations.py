@@ -5,7 +5,8 @@ from __future__ import annotations
 import flowscope
 import pytest
 import sqlalchemy as sa
-from _helpers import make_workflow, row_counts
+
+from ._helpers import make_workflow, row_counts
 
 
 def test_crud_cycle(client: flowscope.Client) -> None:

@@ -18,9 +18,10 @@ from typing import Any
 import flowscope
 import pytest
 import sqlalchemy as sa
-from _helpers import make_workflow
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from ._helpers import make_workflow
 
 TRIED: Counter[str] = Counter()
 OUTCOMES: Counter[str] = Counter()

@@ -15,8 +15,9 @@ from typing import Any
 import flowscope
 import pytest
 import sqlalchemy as sa
-from _helpers import make_workflow
 from flowscope import _db
+
+from ._helpers import make_workflow
 
 REFUSED: Counter[str] = Counter()
 

@@ -11,8 +11,9 @@ from datetime import timedelta
 import flowscope
 import pytest
 import sqlalchemy as sa
-from _helpers import row_counts
 from flowscope import _migrate
+
+from ._helpers import row_counts
 
 PASSWORD = "correct horse battery"
 

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import flowscope
 import pytest
 import sqlalchemy as sa
-from _helpers import explain, make_workflow, row_counts
 from flowscope.models import WORKFLOWS
+
+from ._helpers import explain, make_workflow, row_counts
 
 
 def test_create_defaults_and_ids(client: flowscope.Client) -> None:

@@ -86,10 +86,12 @@ class Client:
         """Run one SQL statement in this client's scope and return the rows as dicts.
 
         Values go in ``params`` as bound parameters (``:name``), never formatted
-        into the text. Row-level security applies to a scoped client's SQL too;
-        such a client's SQL may not change roles or settings nor run utility
-        statements or several statements (:class:`PermissionDeniedError`), and
-        its scope is re-checked before any row is returned.
+        into the text. Row-level security applies to a scoped client's SQL too:
+        each call is one transaction running as the tenant role, its text is sent
+        as a single prepared statement (so it cannot ``RESET ROLE`` first), it may
+        not mention roles, ``set_config`` or utility statements
+        (:class:`PermissionDeniedError`), and the role and organization are
+        re-checked before any row is returned.
 
         Example:
             >>> client.sql("SELECT count(*) AS n FROM workflows WHERE owner = :o", {"o": "ana"})  # doctest: +SKIP
@@ -101,10 +103,27 @@ class Client:
                 statement if isinstance(statement, str) else str(stmt.compile(self._engine))  # type: ignore[attr-defined]
             )
         with self.transaction() as conn:
-            result = conn.execute(stmt, dict(params or {}))
-            rows = [dict(row) for row in result.mappings()] if result.returns_rows else []
-            if self.organization_id is not None:
-                _db.verify_scope(conn, self.organization_id)
+            if self.organization_id is None:
+                result = conn.execute(stmt, dict(params or {}))
+                if not result.returns_rows:
+                    return []
+                return [dict(row) for row in result.mappings()]
+            # Scoped: send it as ONE prepared statement (extended protocol), so a text such as
+            # "RESET ROLE; SELECT ..." is refused by the server instead of leaving the tenant role.
+            compiled = stmt.compile(dialect=conn.dialect)  # type: ignore[attr-defined]
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(
+                    str(compiled), compiled.construct_params(dict(params or {})), prepare=True
+                )
+                rows: list[dict[str, Any]] = []
+                if cursor.description is not None:
+                    names = [column.name for column in cursor.description]
+                    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            finally:
+                cursor.close()
+            # a function call could still have changed role or organization mid-statement
+            _db.verify_scope(conn, self.organization_id)
             return rows
 
     def scoped(self, organization_id: str, user_id: str | None = None) -> Client:
