@@ -94,7 +94,9 @@ def main() -> None:
                     timings[mode].append(time.perf_counter() - start)
                     if mode == "with audit":
                         audit_rows = conn.execute(
-                            sa.text("SELECT count(*) FROM audit_log WHERE table_name = 'executions'")
+                            sa.text(
+                                "SELECT count(*) FROM audit_log WHERE table_name = 'executions'"
+                            )
                         ).scalar_one()
         with_audit = statistics.median(timings["with audit"])
         without = statistics.median(timings["without audit"])
