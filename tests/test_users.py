@@ -94,6 +94,7 @@ def test_authenticate_by_username_or_email(client: flowscope.Client) -> None:
     assert u.last_login is None
     by_name = client.users.authenticate("ana", PASSWORD)
     assert by_name.id == u.id and by_name.last_login is not None
+    assert client.users.authenticate("ana@EXAMPLE.com", PASSWORD).id == u.id
     by_mail = client.users.authenticate("ana@example.com", PASSWORD)
     assert by_mail.id == u.id and by_mail.last_login is not None
     assert by_mail.last_login >= by_name.last_login
