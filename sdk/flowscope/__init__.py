@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 from ._client import Client, connect
+from .analytics import Analytics
 from .errors import (
     AccountLockedError,
     AuthenticationError,
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccountLockedError",
+    "Analytics",
     "AuthenticationError",
     "Client",
     "ConfigurationError",

@@ -16,6 +16,7 @@ from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from ._resources.audit import Audit
+    from .analytics import Analytics
     from ._resources.executions import Executions
     from ._resources.organizations import Organizations
     from ._resources.users import Users
@@ -169,6 +170,13 @@ class Client:
         from ._resources.audit import Audit
 
         return Audit(self)
+
+    @cached_property
+    def analytics(self) -> Analytics:
+        """Analytics computed in PostgreSQL, as typed pandas DataFrames (durations, statuses, tags…)."""
+        from .analytics import Analytics
+
+        return Analytics(self)
 
 
 def connect(

@@ -1,0 +1,123 @@
+"""Time lines: ``throughput`` (created/started/finished per bucket) and ``concurrency``.
+
+Concurrency treats each started execution as running over ``[started_at,
+completed_at)``; one without ``completed_at`` is still running. The level
+``L(t) = #(started_at <= t) - #(completed_at <= t)`` is computed by a window sum
+over start (+1) and end (-1) events; per bucket ``b`` the frame reports
+``running`` = ``L(b)`` (running at the bucket's start) and ``peak`` = the maximum
+of ``L`` within the bucket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from ..filters import ExecutionFilter
+from ._base import (
+    E,
+    INT,
+    TS,
+    Freq,
+    Measure,
+    Query,
+    grouped,
+    key_columns,
+    rows_cte,
+    series,
+    utc_naive,
+)
+
+_KINDS = {"created": "created_at", "started": "started_at", "finished": "completed_at"}
+
+
+def throughput_query(flt: ExecutionFilter, keys: Sequence[str], freq: Freq) -> Query:
+    rows = rows_cte(
+        flt, keys, {"created_at": E.c.created_at, "started_at": E.c.started_at, "completed_at": E.c.completed_at}
+    )
+    r = rows.c
+    kcols = [r[f"k_{k}"] for k in keys]
+    parts = [
+        sa.select(
+            *kcols,
+            freq.floor(utc_naive(r[col])).label("bucket"),
+            sa.literal(kind).label("kind"),
+        ).where(r[col].is_not(None))
+        for kind, col in _KINDS.items()
+    ]
+    events = sa.union_all(*parts).cte("events")
+    measures = [
+        Measure(kind, lambda ev, kind=kind: sa.func.count().filter(ev.kind == kind), INT, zero=True)
+        for kind in _KINDS
+    ]
+    cols, rename = key_columns(keys, freq)
+    cols.update({kind: INT for kind in _KINDS})
+    return Query(grouped(events, keys, measures, freq=freq, flt=flt), cols, rename)
+
+
+def concurrency_query(flt: ExecutionFilter, freq: Freq) -> Query:
+    rows = rows_cte(flt, (), {"s": E.c.started_at, "f": E.c.completed_at}, extra_where=[E.c.started_at.is_not(None)])
+    r = rows.c
+    ev = sa.union_all(
+        sa.select(utc_naive(r.s).label("t"), sa.literal(1).label("delta")),
+        sa.select(utc_naive(r.f).label("t"), sa.literal(-1).label("delta")).where(r.f.is_not(None)),
+    ).cte("events")
+    level = sa.select(
+        ev.c.t,
+        ev.c.delta,
+        freq.floor(ev.c.t).label("bucket"),
+        sa.func.sum(ev.c.delta).over(order_by=ev.c.t).label("level"),
+    ).cte("levels")
+    lv = level.c
+    per_bucket = sa.select(
+        lv.bucket,
+        sa.func.sum(lv.delta).label("d"),
+        sa.func.coalesce(sa.func.sum(lv.delta).filter(lv.t == lv.bucket), 0).label("d_exact"),
+        sa.func.max(lv.level).label("m"),
+        sa.func.count().filter(lv.delta > 0).label("started"),
+        sa.func.count().filter(lv.delta < 0).label("finished"),
+    ).group_by(lv.bucket)
+    bounds = sa.select(sa.func.min(lv.bucket).label("lo"), sa.func.max(lv.bucket).label("hi")).cte("bounds")
+    buckets = series(
+        freq, flt, sa.select(bounds.c.lo).scalar_subquery(), sa.select(bounds.c.hi).scalar_subquery()
+    )
+    zeros = sa.select(
+        buckets.c.bucket,
+        sa.literal(0, sa.BigInteger).label("d"),
+        sa.literal(0, sa.BigInteger).label("d_exact"),
+        sa.null().label("m"),
+        sa.literal(0, sa.BigInteger).label("started"),
+        sa.literal(0, sa.BigInteger).label("finished"),
+    )
+    both = sa.union_all(per_bucket, zeros).subquery("both")
+    b = both.c
+    merged = (
+        sa.select(
+            b.bucket,
+            sa.func.sum(b.d).label("d"),
+            sa.func.sum(b.d_exact).label("d_exact"),
+            sa.func.max(b.m).label("m"),
+            sa.func.sum(b.started).label("started"),
+            sa.func.sum(b.finished).label("finished"),
+        )
+        .group_by(b.bucket)
+        .subquery("merged")
+    )
+    m = merged.c
+    cum = sa.func.sum(m.d).over(order_by=m.bucket)
+    running = cum - m.d + m.d_exact
+    walked = sa.select(
+        m.bucket,
+        m.started,
+        m.finished,
+        running.label("running"),
+        sa.func.greatest(running, m.m).label("peak"),
+    ).subquery("walked")
+    w = walked.c
+    stmt = (
+        sa.select(w.bucket, w.started, w.finished, w.running, w.peak)
+        .where(w.bucket.in_(sa.select(buckets.c.bucket)))
+        .order_by(w.bucket)
+    )
+    return Query(stmt, {"bucket": TS, "started": INT, "finished": INT, "running": INT, "peak": INT})
