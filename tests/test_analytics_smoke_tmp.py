@@ -24,3 +24,20 @@ def test_smoke(client, engine):
         print(name, kw)
         print(f.head(8).to_string())
         print(f.dtypes.to_dict())
+
+
+def test_smoke_rollups(client, engine):
+    data.insert(engine)
+    a = client.analytics
+    print(a.refresh_rollups())
+    for name, kw in [
+        ("durations", {"by": "workflow"}),
+        ("durations", {"by": ["tag", "status"], "freq": "1D"}),
+        ("status_breakdown", {"by": "owner", "freq": "1D"}),
+        ("throughput", {"freq": "1D"}),
+    ]:
+        f = getattr(a, name)(**kw, use_rollups=True)
+        g = getattr(a, name)(**kw)
+        print(name, kw, f.attrs)
+        print(f.head(8).to_string())
+        print(g.head(8).to_string())
