@@ -6,7 +6,7 @@ its fields as keywords: ``since=``, ``until=``, ``workflow_ids=``, ``owner=``,
 ``include_deleted_workflows=``) and returns a DataFrame with a fixed column
 contract: ``Int64`` counts, ``Float64`` measures (seconds, rates), ``string``
 keys and ``datetime64[us, UTC]`` times. Nothing matches → the same columns, no
-rows. Executions of soft-deleted workflows are left out unless
+rows (without ``by``/``freq`` a call returns its one total row, with zero counts). Executions of soft-deleted workflows are left out unless
 ``include_deleted_workflows=True``.
 
 Grouping keys (``by=``, a name or a list of names): ``workflow_id``, ``workflow``
