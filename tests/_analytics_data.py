@@ -28,7 +28,14 @@ def workflows() -> list[dict[str, Any]]:
         ("wf_etl", "etl", "ana", "org_a", ["etl", "nightly", "prod"], None),
         ("wf_ml", "train", "ben", "org_a", ["ml", "prod"], None),
         ("wf_rep", "report", "ana", "org_a", [], None),  # untagged
-        ("wf_old", "legacy", "cid", "org_a", ["etl", "legacy"], BASE + timedelta(days=3)),  # deleted
+        (
+            "wf_old",
+            "legacy",
+            "cid",
+            "org_a",
+            ["etl", "legacy"],
+            BASE + timedelta(days=3),
+        ),  # deleted
         ("wf_b1", "etl", "dan", "org_b", ["etl", "prod"], None),  # same name, other org
         ("wf_b2", "sync", "dan", "org_b", ["sync"], None),
         ("wf_one", "single", "eve", "org_b", ["ml"], None),  # exactly one execution
@@ -64,14 +71,20 @@ def executions(n: int = 300, seed: int = 7) -> list[dict[str, Any]]:
             created = BASE + timedelta(seconds=rng.uniform(0, DAYS * 86400))
         rows.append(_execution(rng, f"ex_{i:04d}", wf, created))
     rows.append(
-        _execution(random.Random(1), "ex_one", {"id": "wf_one", "owner": "eve", "organization_id": "org_b"},
-                   BASE + timedelta(days=2, hours=3), status="completed")
+        _execution(
+            random.Random(1),
+            "ex_one",
+            {"id": "wf_one", "owner": "eve", "organization_id": "org_b"},
+            BASE + timedelta(days=2, hours=3),
+            status="completed",
+        )
     )
     return rows
 
 
-def _execution(rng: random.Random, eid: str, wf: dict[str, Any], created: datetime,
-               status: str | None = None) -> dict[str, Any]:
+def _execution(
+    rng: random.Random, eid: str, wf: dict[str, Any], created: datetime, status: str | None = None
+) -> dict[str, Any]:
     status = status or rng.choice(STATUSES)
     started = completed = duration = None
     error = None
@@ -83,7 +96,10 @@ def _execution(rng: random.Random, eid: str, wf: dict[str, Any], created: dateti
         duration = None if rng.random() < 0.1 else Decimal(str(secs))  # some NULL durations
     if status in ("failed", "timeout"):
         kind, template = rng.choice(ERRORS)
-        error = {"type": kind, "message": template.format(k=rng.randrange(3), n=rng.randrange(1000))}
+        error = {
+            "type": kind,
+            "message": template.format(k=rng.randrange(3), n=rng.randrange(1000)),
+        }
         if rng.random() < 0.1:
             error = None
     steps_total = rng.randrange(0, 6)

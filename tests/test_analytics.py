@@ -62,7 +62,9 @@ def _dist(frame: pd.DataFrame, value: str, qs: list[float]) -> pd.Series:
     return pd.Series(out)
 
 
-def _expected_dist(raw: pd.DataFrame, keys: list[str], qs: list[float], value: str = "duration_seconds"):
+def _expected_dist(
+    raw: pd.DataFrame, keys: list[str], qs: list[float], value: str = "duration_seconds"
+):
     if not keys:
         return _dist(raw, value, qs).to_frame().T
     return raw.groupby(keys, dropna=False).apply(lambda g: _dist(g, value, qs)).reset_index()
@@ -73,8 +75,17 @@ def _expected_dist(raw: pd.DataFrame, keys: list[str], qs: list[float], value: s
 
 @pytest.mark.parametrize(
     "by",
-    [None, "workflow_id", "workflow", ["workflow", "status"], "owner", "organization_id", "tag",
-     "day", "workflow_version"],
+    [
+        None,
+        "workflow_id",
+        "workflow",
+        ["workflow", "status"],
+        "owner",
+        "organization_id",
+        "tag",
+        "day",
+        "workflow_version",
+    ],
 )
 def test_durations_match_pandas(seeded, by) -> None:
     client, raw = seeded
@@ -84,7 +95,9 @@ def test_durations_match_pandas(seeded, by) -> None:
     expected = _expected_dist(source, keys, [0.5, 0.9, 0.95, 0.99])
     assert list(frame.columns) == list(expected.columns)
     _check(frame, expected, keys)
-    assert str(frame["executions"].dtype) == "Int64" and str(frame["p50_seconds"].dtype) == "Float64"
+    assert (
+        str(frame["executions"].dtype) == "Int64" and str(frame["p50_seconds"].dtype) == "Float64"
+    )
     if "day" in keys:
         assert str(frame["day"].dtype) == "datetime64[us, UTC]"
 
@@ -95,7 +108,9 @@ def test_durations_one_row_group_and_null_durations(seeded) -> None:
     one = frame[frame["workflow_id"] == "wf_one"].iloc[0]
     value = raw.loc[raw["workflow_id"] == "wf_one", "duration_seconds"].iloc[0]
     assert one["executions"] == 1 and one["count"] == 1
-    assert one["p25_seconds"] == pytest.approx(value) and one["p99_9_seconds"] == pytest.approx(value)
+    assert one["p25_seconds"] == pytest.approx(value) and one["p99_9_seconds"] == pytest.approx(
+        value
+    )
     # executions without a duration count in executions, not in count
     queued = client.analytics.durations(by="status", status=["queued", "running"])
     assert (queued["count"] == 0).all() and queued["p50_seconds"].isna().all()
@@ -112,13 +127,16 @@ def test_durations_by_bucket_fills_every_bucket(seeded) -> None:
     raw = raw.assign(bucket=raw["created_at"].dt.floor("D"))
     grid = pd.MultiIndex.from_product([groups, days], names=["workflow_id", "bucket"])
     expected = (
-        raw.groupby(["workflow_id", "bucket"]).apply(lambda g: _dist(g, "duration_seconds", [0.5, 0.9, 0.95, 0.99]))
+        raw.groupby(["workflow_id", "bucket"])
+        .apply(lambda g: _dist(g, "duration_seconds", [0.5, 0.9, 0.95, 0.99]))
         .reindex(grid)
         .reset_index()
     )
     expected[["executions", "count"]] = expected[["executions", "count"]].fillna(0)
     _check(frame, expected, ["workflow_id", "bucket"])
-    assert frame.loc[frame["bucket"] < pd.Timestamp("2026-03-01", tz="UTC"), "executions"].eq(0).all()
+    assert (
+        frame.loc[frame["bucket"] < pd.Timestamp("2026-03-01", tz="UTC"), "executions"].eq(0).all()
+    )
 
 
 @pytest.mark.parametrize("freq", ["6h", "1W", "1MS", "2D"])
@@ -139,7 +157,8 @@ def test_buckets_are_utc_and_pandas_like(seeded, freq) -> None:
     step = {"6h": "6h", "1W": "7D", "2D": "2D"}.get(freq)
     full = (
         pd.date_range(counts.index.min(), counts.index.max(), freq=step)
-        if step else pd.date_range(counts.index.min(), counts.index.max(), freq="MS")
+        if step
+        else pd.date_range(counts.index.min(), counts.index.max(), freq="MS")
     )
     counts = counts.reindex(full, fill_value=0)
     assert frame["bucket"].tolist() == list(full)
@@ -163,7 +182,9 @@ def test_bucketing_ignores_the_session_time_zone(seeded, database_url) -> None:
 
 
 def _status_expected(raw: pd.DataFrame, keys: list[str], normalize: bool = False) -> pd.DataFrame:
-    counts = pd.crosstab([raw[k] for k in keys] if keys else pd.Series(0, index=raw.index), raw["status"])
+    counts = pd.crosstab(
+        [raw[k] for k in keys] if keys else pd.Series(0, index=raw.index), raw["status"]
+    )
     counts = counts.reindex(columns=STATUSES, fill_value=0)
     counts["total"] = counts[STATUSES].sum(axis=1)
     finished = counts[TERMINAL].sum(axis=1)
@@ -197,7 +218,9 @@ def test_status_filter_and_soft_deleted_workflows(seeded, engine) -> None:
     assert "wf_old" in set(everything["workflow_id"]) and "wf_old" not in set(raw["workflow_id"])
     frame = client.analytics.status_breakdown(by="workflow_id")
     assert "wf_old" not in set(frame["workflow_id"])
-    frame = client.analytics.status_breakdown(ExecutionFilter(include_deleted_workflows=True), by="workflow_id")
+    frame = client.analytics.status_breakdown(
+        ExecutionFilter(include_deleted_workflows=True), by="workflow_id"
+    )
     _check(frame, _status_expected(everything, ["workflow_id"]), ["workflow_id"])
     # keyword filter fields and a positional filter combine
     frame = client.analytics.status_breakdown(ExecutionFilter(owner="ops"), status=["failed"])
@@ -226,7 +249,9 @@ def _tag_stats(g: pd.DataFrame) -> pd.Series:
 def test_tags_match_pandas(seeded) -> None:
     client, raw = seeded
     frame = client.analytics.tags()
-    expected = _explode_tags(raw, keep_untagged=False).groupby("tag").apply(_tag_stats).reset_index()
+    expected = (
+        _explode_tags(raw, keep_untagged=False).groupby("tag").apply(_tag_stats).reset_index()
+    )
     _check(frame, expected, ["tag"])
     assert frame["executions"].is_monotonic_decreasing
     # untagged workflows (wf_rep) are in no tag; only-untagged selection → empty, same columns
@@ -252,7 +277,9 @@ def test_tags_filter_any_all(seeded) -> None:
     client, raw = seeded
     frame = client.analytics.durations(tags_all=["etl", "prod"], by="workflow_id")
     assert set(frame["workflow_id"]) == {
-        w for w, t in raw.groupby("workflow_id")["tags"].first().items() if {"etl", "prod"} <= set(t)
+        w
+        for w, t in raw.groupby("workflow_id")["tags"].first().items()
+        if {"etl", "prod"} <= set(t)
     }
 
 
@@ -263,9 +290,17 @@ def test_throughput_matches_pandas(seeded) -> None:
     client, raw = seeded
     frame = client.analytics.throughput(freq="1D", by="organization_id")
     parts = []
-    for kind, col in (("created", "created_at"), ("started", "started_at"), ("finished", "completed_at")):
+    for kind, col in (
+        ("created", "created_at"),
+        ("started", "started_at"),
+        ("finished", "completed_at"),
+    ):
         s = raw.dropna(subset=[col])
-        parts.append(s.groupby(["organization_id", s[col].dt.floor("D").rename("bucket")]).size().rename(kind))
+        parts.append(
+            s.groupby(["organization_id", s[col].dt.floor("D").rename("bucket")])
+            .size()
+            .rename(kind)
+        )
     expected = pd.concat(parts, axis=1)
     lo, hi = expected.index.get_level_values(1).min(), expected.index.get_level_values(1).max()
     grid = pd.MultiIndex.from_product(
@@ -319,7 +354,12 @@ def test_queue_wait_matches_pandas(seeded) -> None:
 def _normalise(message: str | None) -> str | None:
     if message is None:
         return None
-    text = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uuid>", message, flags=re.I)
+    text = re.sub(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        "<uuid>",
+        message,
+        flags=re.I,
+    )
     text = re.sub(r"0x[0-9a-f]+", "<n>", text, flags=re.I)
     text = re.sub(r"[0-9]+(\.[0-9]+)*", "<n>", text)
     return re.sub(r"\s+", " ", text).strip()[:200]
@@ -330,7 +370,9 @@ def test_failures_match_pandas(seeded) -> None:
     frame = client.analytics.failures(by="organization_id", top=None)
     f = raw[raw["status"].isin(["failed", "timeout"])].copy()
     f["error_type"] = f["error"].map(lambda e: e.get("type") if isinstance(e, dict) else None)
-    f["message"] = f["error"].map(lambda e: _normalise(e.get("message")) if isinstance(e, dict) else None)
+    f["message"] = f["error"].map(
+        lambda e: _normalise(e.get("message")) if isinstance(e, dict) else None
+    )
     assert f["message"].nunique() < f["error"].map(str).nunique()  # normalisation groups
 
     def stats(g):
@@ -361,7 +403,10 @@ def test_compare_matches_pandas(seeded) -> None:
     frame = client.analytics.compare(period="5D", by="organization_id", until=end)
     assert frame.attrs["current_period"] == (end - timedelta(days=5), end)
     cur = raw[(raw["created_at"] >= end - timedelta(days=5)) & (raw["created_at"] < end)]
-    prev = raw[(raw["created_at"] >= end - timedelta(days=10)) & (raw["created_at"] < end - timedelta(days=5))]
+    prev = raw[
+        (raw["created_at"] >= end - timedelta(days=10))
+        & (raw["created_at"] < end - timedelta(days=5))
+    ]
 
     def metrics(g):
         fin = g["status"].isin(TERMINAL).sum()
@@ -380,8 +425,16 @@ def test_compare_matches_pandas(seeded) -> None:
         p = metrics(prev[prev["organization_id"] == org])
         for m in c:
             change = c[m] - p[m]
-            rows.append({"organization_id": org, "metric": m, "current": c[m], "previous": p[m],
-                         "change": change, "relative_change": change / p[m] if p[m] else None})
+            rows.append(
+                {
+                    "organization_id": org,
+                    "metric": m,
+                    "current": c[m],
+                    "previous": p[m],
+                    "change": change,
+                    "relative_change": change / p[m] if p[m] else None,
+                }
+            )
     expected = pd.DataFrame(rows)
     got = frame.assign(_i=range(len(frame)))
     _check(got.drop(columns="_i"), expected, ["organization_id", "metric"])

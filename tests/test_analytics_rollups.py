@@ -37,7 +37,14 @@ def _same(rolled: pd.DataFrame, exact: pd.DataFrame, keys: list[str]) -> None:
 
 def _all_equal(client: flowscope.Client, **filters) -> None:
     a = client.analytics
-    for by in (None, "workflow_id", ["organization_id", "status"], "tag", "workflow_version", "day"):
+    for by in (
+        None,
+        "workflow_id",
+        ["organization_id", "status"],
+        "tag",
+        "workflow_version",
+        "day",
+    ):
         keys = [] if by is None else [by] if isinstance(by, str) else list(by)
         _same(a.durations(by=by, use_rollups=True, **filters), a.durations(by=by, **filters), keys)
         _same(
@@ -69,7 +76,12 @@ def test_rollups_equal_raw_after_inserts_updates_and_refresh(client, engine) -> 
     assert client.analytics.rollups_refreshed_at() == refreshed
     _all_equal(client)
     # partial days at both ends come from the raw table
-    _all_equal(client, since="2026-03-03T07:30:00", until="2026-03-11T18:00:00", status=["completed", "failed"])
+    _all_equal(
+        client,
+        since="2026-03-03T07:30:00",
+        until="2026-03-11T18:00:00",
+        status=["completed", "failed"],
+    )
     _all_equal(client, tags_any=["ml"], owner=["ops", "ana"])
 
     # inserts after the refresh (today) are answered from the raw table: still equal

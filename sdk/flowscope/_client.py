@@ -16,11 +16,11 @@ from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from ._resources.audit import Audit
-    from .analytics import Analytics
     from ._resources.executions import Executions
     from ._resources.organizations import Organizations
     from ._resources.users import Users
     from ._resources.workflows import Workflows
+    from .analytics import Analytics
 
 __all__ = ["Client", "connect"]
 

@@ -302,7 +302,9 @@ class Analytics:
         if fq is None or fq.fixed is None:
             raise ValidationError(f"period={period!r} must be a fixed length such as '24h' or '7D'")
         if flt.since is not None:
-            raise ValidationError("compare() derives both periods from until and period; drop since")
+            raise ValidationError(
+                "compare() derives both periods from until and period; drop since"
+            )
         end = flt.until or datetime.now(UTC)
         return _base.run(self._client, compare_query(flt, _base.parse_by(by), fq.fixed, end))
 
@@ -329,7 +331,9 @@ class Analytics:
         """
         from .summary import summary_query
 
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
             raise ValidationError(f"limit must be a positive integer or None, not {limit!r}")
         flt = _base.as_filter(filter, filter_fields)
         return _base.run(self._client, summary_query(flt, sort, bool(descending), limit))

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
 E = EXECUTIONS
 W = WORKFLOWS
-UTC_ZONE = sa.literal_column("'UTC'")
-FLOAT = postgresql.DOUBLE_PRECISION()
+UTC_ZONE: Any = sa.literal_column("'UTC'")
+FLOAT: Any = postgresql.DOUBLE_PRECISION()
 
 # dtype names of the column contracts
 INT = "Int64"
@@ -81,7 +81,9 @@ KEYS: dict[str, Key] = {
         Key("owner", STR, description="executions.owner"),
         Key("organization_id", STR, description="executions.organization_id"),
         Key("status", STR, description="executions.status"),
-        Key("tag", STR, needs_workflow=True, needs_tag=True, description="each tag of the workflow"),
+        Key(
+            "tag", STR, needs_workflow=True, needs_tag=True, description="each tag of the workflow"
+        ),
         Key("day", TS, description="UTC day of created_at"),
         Key(
             "workflow_version",
@@ -105,7 +107,9 @@ def key_expression(name: str, tag_column: Any = None) -> ColumnElement[Any]:
     return E.c[name]
 
 
-def parse_by(by: str | Sequence[str] | None, allowed: Iterable[str] | None = None) -> tuple[str, ...]:
+def parse_by(
+    by: str | Sequence[str] | None, allowed: Iterable[str] | None = None
+) -> tuple[str, ...]:
     """Validate grouping keys against the whitelist; a string is one key."""
     valid = list(allowed) if allowed is not None else list(KEYS)
     if by is None:
@@ -155,12 +159,16 @@ class Freq:
             month = sa.func.date_trunc("month", naive, type_=sa.DateTime())
             if self.n == 1:
                 return month
-            index = sa.cast(sa.extract("year", month) * 12 + sa.extract("month", month) - 1, sa.Integer)
+            index = sa.cast(
+                sa.extract("year", month) * 12 + sa.extract("month", month) - 1, sa.Integer
+            )
             back = sa.func.make_interval(0, sa.func.mod(index, self.n), type_=postgresql.INTERVAL())
             return sa.type_coerce(month - back, sa.DateTime())
         if self.n == 1 and self.unit in ("hours", "days"):
             return sa.func.date_trunc(self.unit[:-1], naive, type_=sa.DateTime())
-        return sa.func.date_bin(self.step(), naive, sa.literal(_ORIGIN, sa.DateTime()), type_=sa.DateTime())
+        return sa.func.date_bin(
+            self.step(), naive, sa.literal(_ORIGIN, sa.DateTime()), type_=sa.DateTime()
+        )
 
 
 def parse_freq(freq: str | None, *, name: str = "freq") -> Freq | None:
@@ -224,14 +232,24 @@ def rows_cte(
 
 def series(freq: Freq, flt: ExecutionFilter, lo: Any, hi: Any, name: str = "buckets") -> sa.CTE:
     """Every bucket from the filter's ``since`` (or ``lo``) to its ``until`` (or ``hi``), inclusive."""
-    start: Any = freq.floor(utc_naive(sa.literal(flt.since, sa.DateTime(timezone=True)))) if flt.since else lo
+    start: Any = (
+        freq.floor(utc_naive(sa.literal(flt.since, sa.DateTime(timezone=True))))
+        if flt.since
+        else lo
+    )
     if flt.until is not None:
-        last = utc_naive(sa.literal(flt.until - timedelta(microseconds=1), sa.DateTime(timezone=True)))
+        last = utc_naive(
+            sa.literal(flt.until - timedelta(microseconds=1), sa.DateTime(timezone=True))
+        )
         stop: Any = freq.floor(last)
     else:
         stop = hi
     gs = sa.func.generate_series(start, stop, freq.step()).table_valued("bucket").render_derived()
-    return sa.select(sa.type_coerce(gs.c.bucket, sa.DateTime()).label("bucket")).select_from(gs).cte(name)
+    return (
+        sa.select(sa.type_coerce(gs.c.bucket, sa.DateTime()).label("bucket"))
+        .select_from(gs)
+        .cte(name)
+    )
 
 
 @dataclass(frozen=True)
@@ -239,7 +257,7 @@ class Measure:
     """An aggregate column: its SQL over the rows CTE, its dtype, and how empty buckets fill."""
 
     name: str
-    build: Callable[[Any], Any]  # rows-CTE columns -> aggregate expression
+    build: Callable[..., Any]  # rows-CTE columns -> aggregate expression
     dtype: str
     zero: bool = False  # counts: empty buckets get 0; statistics: NULL
 
@@ -260,7 +278,9 @@ def grouped(
     if freq is None:
         return agg.order_by(*[sa.literal_column(c.name) for c in group_cols])
     agg_cte = agg.cte("agg")
-    bounds = sa.select(sa.func.min(r.bucket).label("lo"), sa.func.max(r.bucket).label("hi")).cte("bounds")
+    bounds = sa.select(sa.func.min(r.bucket).label("lo"), sa.func.max(r.bucket).label("hi")).cte(
+        "bounds"
+    )
     buckets = series(
         freq,
         flt,
@@ -279,10 +299,7 @@ def grouped(
     zeros = sa.select(
         *[zk.label(zk.name) for zk in zero_keys],
         buckets.c.bucket.label("bucket"),
-        *[
-            (sa.literal(0, sa.BigInteger) if m.zero else sa.null()).label(m.name)
-            for m in measures
-        ],
+        *[(sa.literal(0, sa.BigInteger) if m.zero else sa.null()).label(m.name) for m in measures],
     ).select_from(zero_src)
     real = sa.select(*[a[k] for k in key_names], a.bucket, *[a[m.name] for m in measures]).where(
         a.bucket.in_(sa.select(buckets.c.bucket))
@@ -292,7 +309,10 @@ def grouped(
     out = sa.select(
         *[f[k] for k in key_names],
         f.bucket,
-        *[(sa.func.sum(f[m.name]) if m.zero else sa.func.max(f[m.name])).label(m.name) for m in measures],
+        *[
+            (sa.func.sum(f[m.name]) if m.zero else sa.func.max(f[m.name])).label(m.name)
+            for m in measures
+        ],
     ).group_by(*[f[k] for k in key_names], f.bucket)
     return out.order_by(*[f[k] for k in key_names], f.bucket)
 
@@ -336,7 +356,9 @@ def typed(frame: pd.DataFrame, columns: Mapping[str, str]) -> pd.DataFrame:
 
     out = {}
     for name, dtype in columns.items():
-        col = frame[name] if name in frame.columns else pd.Series([None] * len(frame), dtype=object)
+        col: Any = (
+            frame[name] if name in frame.columns else pd.Series([None] * len(frame), dtype=object)
+        )
         if dtype == TS:
             col = pd.to_datetime(col, utc=True).astype(TS)
         elif dtype in (INT, FLT):
@@ -373,7 +395,9 @@ def ratio(num: Any, den: Any) -> Any:
     return (n / d.where(d != 0)).astype("Float64")
 
 
-def percentile_names(percentiles: Sequence[float], suffix: str = "seconds") -> list[tuple[float, str]]:
+def percentile_names(
+    percentiles: Sequence[float], suffix: str = "seconds"
+) -> list[tuple[float, str]]:
     """Validate percentiles (0 < q < 1) and name their columns ``p50_seconds``, ``p99_9_seconds``."""
     out: list[tuple[float, str]] = []
     if isinstance(percentiles, str | bytes) or not isinstance(percentiles, Sequence):

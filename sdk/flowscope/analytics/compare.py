@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..filters import ExecutionFilter
-from ._base import E, FLOAT, FLT, STR, Query, key_columns, rows_cte, seconds
+from ._base import FLOAT, FLT, STR, E, Query, key_columns, rows_cte, seconds
 
 FAILED = ("failed", "timeout")
 TERMINAL = ("completed", "failed", "cancelled", "timeout")
@@ -31,7 +31,9 @@ METRICS = (
 )
 
 
-def compare_query(flt: ExecutionFilter, keys: Sequence[str], period: timedelta, end: datetime) -> Query:
+def compare_query(
+    flt: ExecutionFilter, keys: Sequence[str], period: timedelta, end: datetime
+) -> Query:
     start = end - 2 * period
     middle = end - period
     window = flt.model_copy(update={"since": start, "until": end})
@@ -55,8 +57,14 @@ def compare_query(flt: ExecutionFilter, keys: Sequence[str], period: timedelta, 
             sa.func.count().filter(cond, r.status.in_(FAILED)).label(f"failed_{side}"),
             sa.func.count().filter(cond, r.status.in_(TERMINAL)).label(f"finished_{side}"),
             sa.func.avg(r.d).filter(cond).label(f"mean_seconds_{side}"),
-            sa.func.percentile_cont(sa.literal(0.5, FLOAT)).within_group(r.d).filter(cond).label(f"p50_seconds_{side}"),
-            sa.func.percentile_cont(sa.literal(0.95, FLOAT)).within_group(r.d).filter(cond).label(f"p95_seconds_{side}"),
+            sa.func.percentile_cont(sa.literal(0.5, FLOAT))
+            .within_group(r.d)
+            .filter(cond)
+            .label(f"p50_seconds_{side}"),
+            sa.func.percentile_cont(sa.literal(0.95, FLOAT))
+            .within_group(r.d)
+            .filter(cond)
+            .label(f"p95_seconds_{side}"),
             sa.func.avg(r.wait).filter(cond).label(f"mean_wait_seconds_{side}"),
         ]
     stmt = sa.select(*group, *cols).group_by(*group).order_by(*group)
@@ -77,7 +85,9 @@ def compare_query(flt: ExecutionFilter, keys: Sequence[str], period: timedelta, 
 
         parts = []
         for side in ("cur", "prev"):
-            frame[f"failure_rate_{side}"] = ratio(frame[f"failed_{side}"], frame[f"finished_{side}"])
+            frame[f"failure_rate_{side}"] = ratio(
+                frame[f"failed_{side}"], frame[f"finished_{side}"]
+            )
         for metric in METRICS:
             part = frame[list(kcols)].copy()
             part["metric"] = metric

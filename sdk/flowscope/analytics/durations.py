@@ -14,10 +14,10 @@ import sqlalchemy as sa
 
 from ..filters import ExecutionFilter
 from ._base import (
-    E,
     FLOAT,
     FLT,
     INT,
+    E,
     Freq,
     Measure,
     Query,

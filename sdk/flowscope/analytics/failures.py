@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..filters import ExecutionFilter
-from ._base import E, FLOAT, FLT, INT, STR, TS, Query, key_columns, rows_cte
+from ._base import FLOAT, FLT, INT, STR, TS, E, Query, key_columns, rows_cte
 
 FAILED = ("failed", "timeout")
 UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -32,7 +32,10 @@ def normalised_message(error: Any) -> Any:
     raw = sa.func.coalesce(
         error["message"].astext,
         error["msg"].astext,
-        sa.case((sa.func.jsonb_typeof(error) == "string", error.op("#>>")(sa.literal_column("'{}'"))), else_=None),
+        sa.case(
+            (sa.func.jsonb_typeof(error) == "string", error.op("#>>")(sa.literal_column("'{}'"))),
+            else_=None,
+        ),
     )
     text = sa.func.regexp_replace(raw, sa.literal(UUID_RE), sa.literal("<uuid>"), sa.literal("gi"))
     text = sa.func.regexp_replace(text, sa.literal(HEX_RE), sa.literal("<n>"), sa.literal("gi"))

@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql
 from ..filters import ExecutionFilter
 from ..models import EXECUTION_STATUSES
 from . import _base
-from ._base import E, FLOAT, FLT, INT, W, Freq, Measure, Query
+from ._base import FLOAT, FLT, INT, E, Freq, Measure, Query, W
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -97,13 +97,13 @@ def refresh(client: Client) -> datetime:
     with client.transaction() as conn:
         for view in VIEWS:  # constant names, not input
             conn.execute(sa.text(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}"))
-        stmt = postgresql.insert(REFRESHES).values(
+        insert = postgresql.insert(REFRESHES).values(
             [{"name": v, "refreshed_at": sa.func.now()} for v in VIEWS]
         )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[REFRESHES.c.name], set_={"refreshed_at": stmt.excluded.refreshed_at}
+        upsert = insert.on_conflict_do_update(
+            index_elements=[REFRESHES.c.name], set_={"refreshed_at": insert.excluded.refreshed_at}
         ).returning(REFRESHES.c.refreshed_at)
-        when = conn.execute(stmt).scalars().first()
+        when = conn.execute(upsert).scalars().first()
     assert when is not None
     return when.astimezone(UTC)
 
@@ -142,7 +142,9 @@ def covered_range(flt: ExecutionFilter, refreshed: datetime) -> tuple[datetime, 
     return (lo or datetime(1, 1, 2, tzinfo=UTC), hi)
 
 
-def fallback_reason(flt: ExecutionFilter, freq: Freq | None, refreshed: datetime | None) -> str | None:
+def fallback_reason(
+    flt: ExecutionFilter, freq: Freq | None, refreshed: datetime | None
+) -> str | None:
     if refreshed is None:
         return "the rollups were never refreshed"
     if flt.ids is not None or flt.trace_id is not None:
@@ -177,7 +179,9 @@ def _view_from(view: Any, keys: Sequence[str]) -> tuple[Any, Any]:
     return src, tag_col
 
 
-def _view_where(view: Any, flt: ExecutionFilter, day_col: Any, cover: tuple[datetime, datetime]) -> list[Any]:
+def _view_where(
+    view: Any, flt: ExecutionFilter, day_col: Any, cover: tuple[datetime, datetime]
+) -> list[Any]:
     where: list[Any] = [day_col >= cover[0].date(), day_col < cover[1].date()]
     if flt.workflow_ids is not None:
         where.append(view.c.workflow_id.in_(flt.workflow_ids))
@@ -223,7 +227,9 @@ def _halves(
             b = bucket_col if bucket_col is not None else day_col
             cols.append(freq.floor(sa.cast(b, sa.DateTime())).label("bucket"))
         cols += [c.label(n) for n, c in view_cols(view).items()]
-        parts.append(sa.select(*cols).select_from(src).where(*_view_where(view, flt, day_col, cover)))
+        parts.append(
+            sa.select(*cols).select_from(src).where(*_view_where(view, flt, day_col, cover))
+        )
     src, tag_col = _base.base_from(keys)
     cols = [_base.key_expression(k, tag_col).label(f"k_{k}") for k in keys]
     if freq is not None:
@@ -260,7 +266,9 @@ def sketch_percentiles(
     """Per group, each percentile interpolated (like percentile_cont) between sketch estimates."""
     s = sketch_rows.c
     gcols = [s[g] for g in group]
-    merged = sa.select(*gcols, s.b, sa.func.sum(s.n).label("n")).group_by(*gcols, s.b).cte("sk_merged")
+    merged = (
+        sa.select(*gcols, s.b, sa.func.sum(s.n).label("n")).group_by(*gcols, s.b).cte("sk_merged")
+    )
     m = merged.c
     mg = [m[g] for g in group]
     cum = sa.select(
@@ -293,17 +301,23 @@ def sketch_percentiles(
 # -- calls -----------------------------------------------------------------------------
 
 
-def _attrs(refreshed: datetime | None, cover: Any, reason: str | None, approx: bool) -> dict[str, Any]:
+def _attrs(
+    refreshed: datetime | None, cover: Any, reason: str | None, approx: bool
+) -> dict[str, Any]:
     attrs: dict[str, Any] = {
         "rollups": reason is None,
         "rollups_refreshed_at": refreshed,
-        "rollups_days": (cover[0] if cover and cover[0].year > 1 else None, cover[1]) if cover else None,
+        "rollups_days": (cover[0] if cover and cover[0].year > 1 else None, cover[1])
+        if cover
+        else None,
     }
     if reason is not None:
         attrs["rollups_fallback"] = reason
     if approx:
         attrs["percentiles"] = (
-            "approximate: log-bucket sketch, within 1% relative error" if reason is None else "exact"
+            "approximate: log-bucket sketch, within 1% relative error"
+            if reason is None
+            else "exact"
         )
     return attrs
 
@@ -355,7 +369,12 @@ def status_breakdown(
         )
         rows = sa.union_all(*parts).cte("rows")
         measures = [
-            Measure(s, lambda r, s=s: sa.func.coalesce(sa.func.sum(r.n).filter(r.status == s), 0), INT, zero=True)
+            Measure(
+                s,
+                lambda r, s=s: sa.func.coalesce(sa.func.sum(r.n).filter(r.status == s), 0),
+                INT,
+                zero=True,
+            )
             for s in EXECUTION_STATUSES
         ] + [Measure("total", lambda r: sa.func.sum(r.n), INT, zero=True)]
         exact = status_query(flt, keys, freq, normalize)
@@ -411,7 +430,10 @@ def durations(
             keys,
             freq,
             cover,
-            lambda v: {"b": sa.func.unnest(v.c.sketch_keys), "n": sa.func.unnest(v.c.sketch_counts)},
+            lambda v: {
+                "b": sa.func.unnest(v.c.sketch_keys),
+                "n": sa.func.unnest(v.c.sketch_counts),
+            },
             {"b": sketch_key(d), "n": sa.literal(1, sa.BigInteger)},
             raw_where=[E.c.duration_seconds.is_not(None)],
         )
@@ -422,7 +444,9 @@ def durations(
         cr = count_rows.c
         nulls = [sa.cast(sa.null(), FLOAT).label(n) for _, n in named]
         rows = sa.union_all(
-            sa.select(*[cr[g] for g in group], cr.executions, cr.dcount, cr.dsum, cr.dmin, cr.dmax, *nulls),
+            sa.select(
+                *[cr[g] for g in group], cr.executions, cr.dcount, cr.dsum, cr.dmin, cr.dmax, *nulls
+            ),
             sa.select(
                 *[pct.c[g] for g in group],
                 sa.literal(0, sa.BigInteger).label("executions"),
@@ -436,17 +460,27 @@ def durations(
         measures = [
             Measure("executions", lambda r: sa.func.sum(r.executions), INT, zero=True),
             Measure("count", lambda r: sa.func.sum(r.dcount), INT, zero=True),
-            Measure("mean_seconds", lambda r: sa.func.sum(r.dsum) / sa.func.nullif(sa.func.sum(r.dcount), 0), FLT),
+            Measure(
+                "mean_seconds",
+                lambda r: sa.func.sum(r.dsum) / sa.func.nullif(sa.func.sum(r.dcount), 0),
+                FLT,
+            ),
             Measure("min_seconds", lambda r: sa.func.min(r.dmin), FLT),
             Measure("max_seconds", lambda r: sa.func.max(r.dmax), FLT),
         ] + [Measure(n, lambda r, n=n: sa.func.max(r[n]), FLT) for _, n in named]
         exact = durations_query(flt, keys, freq, percentiles)
-        return Query(_base.grouped(rows, keys, measures, freq=freq, flt=flt), exact.columns, exact.rename)
+        return Query(
+            _base.grouped(rows, keys, measures, freq=freq, flt=flt), exact.columns, exact.rename
+        )
 
-    return _run(client, flt, freq, build, lambda: durations_query(flt, keys, freq, percentiles), approx=True)
+    return _run(
+        client, flt, freq, build, lambda: durations_query(flt, keys, freq, percentiles), approx=True
+    )
 
 
-def throughput(client: Client, flt: ExecutionFilter, keys: Sequence[str], freq: Freq) -> pd.DataFrame:
+def throughput(
+    client: Client, flt: ExecutionFilter, keys: Sequence[str], freq: Freq
+) -> pd.DataFrame:
     from .timeline import _KINDS, throughput_query
 
     def build(cover: Any) -> Query:
@@ -476,11 +510,18 @@ def throughput(client: Client, flt: ExecutionFilter, keys: Sequence[str], freq: 
             )
         rows = sa.union_all(*view_part, *raw_parts).cte("rows")
         measures = [
-            Measure(k, lambda r, k=k: sa.func.coalesce(sa.func.sum(r.n).filter(r.kind == k), 0), INT, zero=True)
+            Measure(
+                k,
+                lambda r, k=k: sa.func.coalesce(sa.func.sum(r.n).filter(r.kind == k), 0),
+                INT,
+                zero=True,
+            )
             for k in _KINDS
         ]
         exact = throughput_query(flt, keys, freq)
-        return Query(_base.grouped(rows, keys, measures, freq=freq, flt=flt), exact.columns, exact.rename)
+        return Query(
+            _base.grouped(rows, keys, measures, freq=freq, flt=flt), exact.columns, exact.rename
+        )
 
     return _run(client, flt, freq, build, lambda: throughput_query(flt, keys, freq))
 

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from ..filters import ExecutionFilter
 from ..models import EXECUTION_STATUSES, TERMINAL_EXECUTION_STATUSES
-from ._base import E, FLT, INT, Freq, Measure, Query, grouped, key_columns, ratio, rows_cte
+from ._base import FLT, INT, E, Freq, Measure, Query, grouped, key_columns, ratio, rows_cte
 
 FAILED = ("failed", "timeout")
 

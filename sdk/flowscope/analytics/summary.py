@@ -7,7 +7,7 @@ from sqlalchemy.dialects import postgresql
 
 from ..errors import ValidationError
 from ..filters import ExecutionFilter
-from ._base import E, FLOAT, FLT, INT, STR, TS, W, Query, rows_cte
+from ._base import FLOAT, FLT, INT, STR, TS, E, Query, W, rows_cte
 
 FAILED = ("failed", "timeout")
 TERMINAL = ("completed", "failed", "cancelled", "timeout")
@@ -69,10 +69,8 @@ def summary_query(flt: ExecutionFilter, sort: str, descending: bool, limit: int 
         .subquery("agg")
     )
     a = agg.c
-    order_col = {"workflow": W.c.name, "owner": W.c.owner, "organization_id": W.c.organization_id}.get(
-        sort, a[sort] if sort in a else None
-    )
-    assert order_col is not None
+    on_workflow = {"workflow": W.c.name, "owner": W.c.owner, "organization_id": W.c.organization_id}
+    order_col = on_workflow[sort] if sort in on_workflow else a[sort]
     ordering = order_col.desc().nulls_last() if descending else order_col.asc().nulls_last()
     stmt = (
         sa.select(

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from ..filters import ExecutionFilter
 from ..models import TERMINAL_EXECUTION_STATUSES
-from ._base import E, FLOAT, FLT, INT, STR, W, Query, ratio
+from ._base import FLOAT, FLT, INT, STR, E, Query, W, ratio
 
 _FAILED = ("failed", "timeout")
 

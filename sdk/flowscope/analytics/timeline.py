@@ -16,9 +16,9 @@ import sqlalchemy as sa
 
 from ..filters import ExecutionFilter
 from ._base import (
-    E,
     INT,
     TS,
+    E,
     Freq,
     Measure,
     Query,
@@ -34,7 +34,13 @@ _KINDS = {"created": "created_at", "started": "started_at", "finished": "complet
 
 def throughput_query(flt: ExecutionFilter, keys: Sequence[str], freq: Freq) -> Query:
     rows = rows_cte(
-        flt, keys, {"created_at": E.c.created_at, "started_at": E.c.started_at, "completed_at": E.c.completed_at}
+        flt,
+        keys,
+        {
+            "created_at": E.c.created_at,
+            "started_at": E.c.started_at,
+            "completed_at": E.c.completed_at,
+        },
     )
     r = rows.c
     kcols = [r[f"k_{k}"] for k in keys]
@@ -57,7 +63,12 @@ def throughput_query(flt: ExecutionFilter, keys: Sequence[str], freq: Freq) -> Q
 
 
 def concurrency_query(flt: ExecutionFilter, freq: Freq) -> Query:
-    rows = rows_cte(flt, (), {"s": E.c.started_at, "f": E.c.completed_at}, extra_where=[E.c.started_at.is_not(None)])
+    rows = rows_cte(
+        flt,
+        (),
+        {"s": E.c.started_at, "f": E.c.completed_at},
+        extra_where=[E.c.started_at.is_not(None)],
+    )
     r = rows.c
     ev = sa.union_all(
         sa.select(utc_naive(r.s).label("t"), sa.literal(1).label("delta")),
@@ -78,9 +89,14 @@ def concurrency_query(flt: ExecutionFilter, freq: Freq) -> Query:
         sa.func.count().filter(lv.delta > 0).label("started"),
         sa.func.count().filter(lv.delta < 0).label("finished"),
     ).group_by(lv.bucket)
-    bounds = sa.select(sa.func.min(lv.bucket).label("lo"), sa.func.max(lv.bucket).label("hi")).cte("bounds")
+    bounds = sa.select(sa.func.min(lv.bucket).label("lo"), sa.func.max(lv.bucket).label("hi")).cte(
+        "bounds"
+    )
     buckets = series(
-        freq, flt, sa.select(bounds.c.lo).scalar_subquery(), sa.select(bounds.c.hi).scalar_subquery()
+        freq,
+        flt,
+        sa.select(bounds.c.lo).scalar_subquery(),
+        sa.select(bounds.c.hi).scalar_subquery(),
     )
     zeros = sa.select(
         buckets.c.bucket,
