@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-import _analytics_data as data
 import flowscope
 import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 from flowscope import ExecutionFilter, ValidationError
+
+from . import _analytics_data as data
 
 STATUSES = ["queued", "running", "completed", "failed", "cancelled", "timeout"]
 TERMINAL = ["completed", "failed", "cancelled", "timeout"]

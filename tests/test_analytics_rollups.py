@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import _analytics_data as data
 import flowscope
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 from flowscope.models import EXECUTIONS
+
+from . import _analytics_data as data
 
 COUNTS = ["executions", "count"]
 PCTS = ["p50_seconds", "p90_seconds", "p95_seconds", "p99_seconds"]
