@@ -339,9 +339,13 @@ class Analytics:
         return _base.run(self._client, summary_query(flt, sort, bool(descending), limit))
 
     # -- rollups -----------------------------------------------------------------------
-    def refresh_rollups(self) -> datetime:
-        """Refresh the daily rollups (``REFRESH MATERIALIZED VIEW CONCURRENTLY``) and
-        record when; returns that time (UTC). Needs an unscoped (admin) client.
+    def refresh_rollups(self, *, concurrently: bool = True) -> datetime:
+        """Refresh the daily rollups and record when; returns that time (UTC).
+
+        ``REFRESH MATERIALIZED VIEW CONCURRENTLY`` by default, so readers are never
+        blocked; ``concurrently=False`` rebuilds faster but locks readers out while
+        it runs. Needs an unscoped (admin) client (a tenant gets
+        :class:`PermissionDeniedError`).
 
         Example:
             >>> client.analytics.refresh_rollups()   # doctest: +SKIP
@@ -349,7 +353,7 @@ class Analytics:
         """
         from . import rollups
 
-        return rollups.refresh(self._client)
+        return rollups.refresh(self._client, concurrently=concurrently)
 
     def rollups_refreshed_at(self) -> datetime | None:
         """When the rollups were last refreshed (None: never).

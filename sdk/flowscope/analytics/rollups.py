@@ -92,11 +92,12 @@ REFRESHES = sa.table(
 # -- refreshing ----------------------------------------------------------------------
 
 
-def refresh(client: Client) -> datetime:
-    """REFRESH ... CONCURRENTLY both views and record the transaction's start time."""
+def refresh(client: Client, concurrently: bool = True) -> datetime:
+    """REFRESH (CONCURRENTLY) both views and record the transaction's start time."""
+    how = "CONCURRENTLY " if concurrently else ""
     with client.transaction() as conn:
         for view in VIEWS:  # constant names, not input
-            conn.execute(sa.text(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}"))
+            conn.execute(sa.text(f"REFRESH MATERIALIZED VIEW {how}{view}"))
         insert = postgresql.insert(REFRESHES).values(
             [{"name": v, "refreshed_at": sa.func.now()} for v in VIEWS]
         )
