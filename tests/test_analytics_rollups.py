@@ -84,6 +84,7 @@ def test_rollups_equal_raw_after_inserts_updates_and_refresh(client, engine) -> 
         status=["completed", "failed"],
     )
     _all_equal(client, tags_any=["ml"], owner=["ops", "ana"])
+    _all_equal(client, include_deleted_workflows=True, organization_id="org_a")
 
     # inserts after the refresh (today) are answered from the raw table: still equal
     now = datetime.now(UTC)

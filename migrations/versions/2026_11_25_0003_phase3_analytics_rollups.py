@@ -12,7 +12,11 @@
 * ``flowscope_execution_events_daily``: created / started / finished events per
   organization, workflow, owner, version, status, UTC day of ``created_at`` and UTC
   day of the event (throughput by event time, filterable by creation time).
-* Both have a unique index, so ``REFRESH MATERIALIZED VIEW CONCURRENTLY`` works;
+* ``flowscope_executions_daily_org`` / ``flowscope_execution_events_daily_org``:
+  the same per organization, day and status only (plus the workflow's
+  soft-delete state at refresh time), built from the two above: a few rows per
+  organization and day, for answers that need no workflow-level key or filter.
+* Every view has a unique index, so ``REFRESH MATERIALIZED VIEW CONCURRENTLY`` works;
   ``flowscope_rollup_refreshes`` records when each was last refreshed.
 * Materialized views cannot carry row-level security, so the tenant role gets no
   privilege on them: it reads ``*_visible`` views (owner's rights,
@@ -91,6 +95,50 @@ GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 
 KEYS = "organization_id, workflow_id, owner, workflow_version, day"
 
+# Organization-level rollups, built from the workflow-level ones: a few rows per
+# organization and day, for answers that need no workflow-level key or filter.
+# ``workflow_deleted`` is the workflow's soft-delete state as of the refresh.
+DAILY_ORG = """
+CREATE MATERIALIZED VIEW flowscope_executions_daily_org AS
+WITH rows AS (
+    SELECT d.*, (w.deleted_at IS NOT NULL) AS workflow_deleted
+    FROM flowscope_executions_daily d JOIN workflows w ON w.id = d.workflow_id
+), sketch AS (
+    SELECT r.organization_id, r.day, r.status, r.workflow_deleted, s.k, sum(s.n) AS n
+    FROM rows r CROSS JOIN LATERAL unnest(r.sketch_keys, r.sketch_counts) AS s(k, n)
+    GROUP BY 1, 2, 3, 4, 5
+), sketches AS (
+    SELECT organization_id, day, status, workflow_deleted,
+           array_agg(k ORDER BY k) AS sketch_keys, array_agg(n::bigint ORDER BY k) AS sketch_counts
+    FROM sketch GROUP BY 1, 2, 3, 4
+), totals AS (
+    SELECT organization_id, day, status, workflow_deleted,
+           sum(executions)::bigint AS executions, sum(started)::bigint AS started,
+           sum(duration_count)::bigint AS duration_count, sum(duration_sum) AS duration_sum,
+           min(duration_min) AS duration_min, max(duration_max) AS duration_max,
+           sum(wait_sum) AS wait_sum
+    FROM rows GROUP BY 1, 2, 3, 4
+)
+SELECT t.*, s.sketch_keys, s.sketch_counts
+FROM totals t LEFT JOIN sketches s
+  ON coalesce(s.organization_id, '') = coalesce(t.organization_id, '') AND s.day = t.day
+ AND s.status = t.status AND s.workflow_deleted = t.workflow_deleted
+"""
+
+EVENTS_ORG = """
+CREATE MATERIALIZED VIEW flowscope_execution_events_daily_org AS
+SELECT v.organization_id, v.created_day, v.day, v.status, v.kind,
+       (w.deleted_at IS NOT NULL) AS workflow_deleted, sum(v.n)::bigint AS n
+FROM flowscope_execution_events_daily v JOIN workflows w ON w.id = v.workflow_id
+GROUP BY 1, 2, 3, 4, 5, 6
+"""
+VIEWS = (
+    "flowscope_executions_daily",
+    "flowscope_execution_events_daily",
+    "flowscope_executions_daily_org",
+    "flowscope_execution_events_daily_org",
+)
+
 
 def _visible(name: str) -> str:
     return f"""
@@ -113,16 +161,27 @@ def upgrade() -> None:
         f"CREATE UNIQUE INDEX flowscope_execution_events_daily_key"
         f" ON flowscope_execution_events_daily ({KEYS}, created_day, status, kind) NULLS NOT DISTINCT"
     )
+    op.execute(DAILY_ORG)
+    op.execute(
+        "CREATE UNIQUE INDEX flowscope_executions_daily_org_key ON flowscope_executions_daily_org"
+        " (organization_id, day, status, workflow_deleted) NULLS NOT DISTINCT"
+    )
+    op.execute(EVENTS_ORG)
+    op.execute(
+        "CREATE UNIQUE INDEX flowscope_execution_events_daily_org_key"
+        " ON flowscope_execution_events_daily_org"
+        " (organization_id, created_day, day, status, kind, workflow_deleted) NULLS NOT DISTINCT"
+    )
     op.execute(
         "CREATE TABLE flowscope_rollup_refreshes ("
         " name VARCHAR(63) PRIMARY KEY,"
         " refreshed_at TIMESTAMP WITH TIME ZONE NOT NULL)"
     )
     op.execute(
-        "INSERT INTO flowscope_rollup_refreshes (name, refreshed_at) VALUES"
-        " ('flowscope_executions_daily', now()), ('flowscope_execution_events_daily', now())"
+        "INSERT INTO flowscope_rollup_refreshes (name, refreshed_at) VALUES "
+        + ", ".join(f"('{name}', now())" for name in VIEWS)
     )
-    for name in ("flowscope_executions_daily", "flowscope_execution_events_daily"):
+    for name in VIEWS:
         op.execute(f"REVOKE ALL ON {name} FROM PUBLIC")
         op.execute(_visible(name))
         op.execute(f"GRANT SELECT ON {name}_visible TO {TENANT_ROLE}")
@@ -130,7 +189,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("flowscope_executions_daily", "flowscope_execution_events_daily"):
+    for name in reversed(VIEWS):
         op.execute(f"DROP VIEW IF EXISTS {name}_visible")
         op.execute(f"DROP MATERIALIZED VIEW IF EXISTS {name}")
     op.execute("DROP TABLE IF EXISTS flowscope_rollup_refreshes")

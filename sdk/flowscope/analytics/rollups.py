@@ -40,7 +40,13 @@ if TYPE_CHECKING:
 GAMMA = 1.01 / 0.99
 LN_GAMMA = math.log(GAMMA)
 ZERO_KEY = -2147483648
-VIEWS = ("flowscope_executions_daily", "flowscope_execution_events_daily")
+VIEWS = (
+    "flowscope_executions_daily",
+    "flowscope_execution_events_daily",
+    "flowscope_executions_daily_org",
+    "flowscope_execution_events_daily_org",
+)
+ORG_KEYS = frozenset({"organization_id", "status", "day"})
 
 DAILY = sa.table(
     "flowscope_executions_daily_visible",
@@ -81,6 +87,23 @@ EVENTS = sa.table(
             ("n", sa.BigInteger()),
         )
     ],
+)
+_DAILY_ORG_COLUMNS = [
+    c for c in DAILY.c if c.name not in ("workflow_id", "owner", "workflow_version")
+]
+DAILY_ORG = sa.table(
+    "flowscope_executions_daily_org_visible",
+    *[sa.column(c.name, c.type) for c in _DAILY_ORG_COLUMNS],
+    sa.column("workflow_deleted", sa.Boolean()),
+)
+EVENTS_ORG = sa.table(
+    "flowscope_execution_events_daily_org_visible",
+    *[
+        sa.column(c.name, c.type)
+        for c in EVENTS.c
+        if c.name not in ("workflow_id", "owner", "workflow_version")
+    ],
+    sa.column("workflow_deleted", sa.Boolean()),
 )
 REFRESHES = sa.table(
     "flowscope_rollup_refreshes",
@@ -180,10 +203,29 @@ def _view_from(view: Any, keys: Sequence[str]) -> tuple[Any, Any]:
     return src, tag_col
 
 
+def org_level(flt: ExecutionFilter, keys: Sequence[str]) -> bool:
+    """Can the organization-level views answer (no workflow-level key or filter)?"""
+    return (
+        set(keys) <= ORG_KEYS
+        and flt.workflow_ids is None
+        and flt.owner is None
+        and not flt.tags_any
+        and not flt.tags_all
+    )
+
+
 def _view_where(
     view: Any, flt: ExecutionFilter, day_col: Any, cover: tuple[datetime, datetime]
 ) -> list[Any]:
     where: list[Any] = [day_col >= cover[0].date(), day_col < cover[1].date()]
+    if "workflow_deleted" in view.c:  # organization-level view
+        if flt.organization_id is not None:
+            where.append(view.c.organization_id.in_(flt.organization_id))
+        if flt.status is not None:
+            where.append(view.c.status.in_(flt.status))
+        if not flt.include_deleted_workflows:
+            where.append(sa.not_(view.c.workflow_deleted))
+        return where
     if flt.workflow_ids is not None:
         where.append(view.c.workflow_id.in_(flt.workflow_ids))
     if flt.owner is not None:
@@ -358,9 +400,10 @@ def status_breakdown(
     from .status import add_rates, status_query
 
     def build(cover: Any) -> Query:
+        view = DAILY_ORG if org_level(flt, keys) else DAILY
         parts = _halves(
-            DAILY,
-            DAILY.c.day,
+            view,
+            view.c.day,
             flt,
             keys,
             freq,
@@ -402,9 +445,10 @@ def durations(
     d = sa.cast(E.c.duration_seconds, FLOAT)
 
     def build(cover: Any) -> Query:
+        view = DAILY_ORG if org_level(flt, keys) else DAILY
         counts = _halves(
-            DAILY,
-            DAILY.c.day,
+            view,
+            view.c.day,
             flt,
             keys,
             freq,
@@ -425,8 +469,8 @@ def durations(
             },
         )
         sketch = _halves(
-            DAILY,
-            DAILY.c.day,
+            view,
+            view.c.day,
             flt,
             keys,
             freq,
@@ -485,16 +529,17 @@ def throughput(
     from .timeline import _KINDS, throughput_query
 
     def build(cover: Any) -> Query:
+        view = EVENTS_ORG if org_level(flt, keys) else EVENTS
         parts = _halves(
-            EVENTS,
-            EVENTS.c.created_day,
+            view,
+            view.c.created_day,
             flt,
             keys,
             freq,
             cover,
             lambda v: {"kind": v.c.kind, "n": v.c.n},
             {},
-            bucket_col=EVENTS.c.day,
+            bucket_col=view.c.day,
         )
         view_part = parts[:-1]
         # the raw half: one row per event of the executions outside the covered days
