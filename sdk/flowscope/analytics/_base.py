@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, Grouping
 
 from ..errors import ValidationError
 from ..filters import ExecutionFilter, coerce_filter
@@ -278,9 +278,10 @@ def grouped(
     if freq is None:
         return agg.order_by(*[sa.literal_column(c.name) for c in group_cols])
     agg_cte = agg.cte("agg")
-    bounds = sa.select(sa.func.min(r.bucket).label("lo"), sa.func.max(r.bucket).label("hi")).cte(
-        "bounds"
-    )
+    # bounds from the (small) aggregate, so the rows CTE is read once and can be inlined
+    bounds = sa.select(
+        sa.func.min(agg_cte.c.bucket).label("lo"), sa.func.max(agg_cte.c.bucket).label("hi")
+    ).cte("bounds")
     buckets = series(
         freq,
         flt,
@@ -393,6 +394,19 @@ def ratio(num: Any, den: Any) -> Any:
     n = pd.to_numeric(num).astype("Float64")
     d = pd.to_numeric(den).astype("Float64")
     return (n / d.where(d != 0)).astype("Float64")
+
+
+P50_P95: Any = sa.literal_column("ARRAY[0.5, 0.95]::float8[]")  # a constant, not input
+
+
+def p50_p95(value: Any, *conditions: Any) -> tuple[Any, Any]:
+    """``percentile_cont(ARRAY[0.5, 0.95])`` subscripted twice: PostgreSQL computes the identical
+    aggregate once (one sort per group)."""
+    agg: Any = sa.func.percentile_cont(P50_P95).within_group(value)
+    if conditions:
+        agg = agg.filter(*conditions)
+    arr = sa.type_coerce(Grouping(agg), postgresql.ARRAY(FLOAT))
+    return arr[sa.literal_column("1")], arr[sa.literal_column("2")]
 
 
 def percentile_names(

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..filters import ExecutionFilter
-from ._base import FLOAT, FLT, STR, E, Query, key_columns, rows_cte, seconds
+from ._base import FLOAT, FLT, STR, E, Query, key_columns, p50_p95, rows_cte, seconds
 
 FAILED = ("failed", "timeout")
 TERMINAL = ("completed", "failed", "cancelled", "timeout")
@@ -57,14 +57,8 @@ def compare_query(
             sa.func.count().filter(cond, r.status.in_(FAILED)).label(f"failed_{side}"),
             sa.func.count().filter(cond, r.status.in_(TERMINAL)).label(f"finished_{side}"),
             sa.func.avg(r.d).filter(cond).label(f"mean_seconds_{side}"),
-            sa.func.percentile_cont(sa.literal(0.5, FLOAT))
-            .within_group(r.d)
-            .filter(cond)
-            .label(f"p50_seconds_{side}"),
-            sa.func.percentile_cont(sa.literal(0.95, FLOAT))
-            .within_group(r.d)
-            .filter(cond)
-            .label(f"p95_seconds_{side}"),
+            p50_p95(r.d, cond)[0].label(f"p50_seconds_{side}"),
+            p50_p95(r.d, cond)[1].label(f"p95_seconds_{side}"),
             sa.func.avg(r.wait).filter(cond).label(f"mean_wait_seconds_{side}"),
         ]
     stmt = sa.select(*group, *cols).group_by(*group).order_by(*group)

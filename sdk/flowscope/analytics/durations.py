@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from ..filters import ExecutionFilter
 from ._base import (
@@ -48,17 +49,27 @@ def _distribution(
         Measure(f"min_{suffix}", lambda r: sa.func.min(r.v), FLT),
         Measure(f"max_{suffix}", lambda r: sa.func.max(r.v), FLT),
     ]
-    for q, name in named:
+    qs = [q for q, _ in named]
+    if named:  # one ordered-set aggregate for all percentiles: one sort per group
         measures.append(
             Measure(
-                name,
-                lambda r, q=q: sa.func.percentile_cont(sa.literal(q, FLOAT)).within_group(r.v),
+                "pcts",
+                lambda r: sa.func.percentile_cont(
+                    sa.literal(qs, postgresql.ARRAY(FLOAT))
+                ).within_group(r.v),
                 FLT,
             )
         )
+    inner = grouped(rows, keys, measures, freq=freq, flt=flt).subquery("g")
+    group = [inner.c[f"k_{k}"] for k in keys] + ([inner.c.bucket] if freq is not None else [])
+    out = [c for c in inner.c if c.name != "pcts"]
+    if named:
+        pcts = sa.type_coerce(inner.c.pcts, postgresql.ARRAY(FLOAT))
+        out += [pcts[i + 1].label(name) for i, (_, name) in enumerate(named)]
     cols, rename = key_columns(keys, freq)
-    cols.update({m.name: m.dtype for m in measures})
-    return Query(grouped(rows, keys, measures, freq=freq, flt=flt), cols, rename)
+    cols.update({m.name: m.dtype for m in measures if m.name != "pcts"})
+    cols.update({name: FLT for _, name in named})
+    return Query(sa.select(*out).order_by(*group), cols, rename)
 
 
 def durations_query(

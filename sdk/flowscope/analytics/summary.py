@@ -7,7 +7,7 @@ from sqlalchemy.dialects import postgresql
 
 from ..errors import ValidationError
 from ..filters import ExecutionFilter
-from ._base import FLOAT, FLT, INT, STR, TS, E, Query, W, rows_cte
+from ._base import FLOAT, FLT, INT, STR, TS, E, Query, W, p50_p95, rows_cte
 
 FAILED = ("failed", "timeout")
 TERMINAL = ("completed", "failed", "cancelled", "timeout")
@@ -60,8 +60,8 @@ def summary_query(flt: ExecutionFilter, sort: str, descending: bool, limit: int 
             finished.label("finished"),
             (sa.cast(failed, FLOAT) / sa.func.nullif(finished, 0)).label("failure_rate"),
             sa.func.avg(r.d).label("mean_seconds"),
-            sa.func.percentile_cont(sa.literal(0.5, FLOAT)).within_group(r.d).label("p50_seconds"),
-            sa.func.percentile_cont(sa.literal(0.95, FLOAT)).within_group(r.d).label("p95_seconds"),
+            p50_p95(r.d)[0].label("p50_seconds"),
+            p50_p95(r.d)[1].label("p95_seconds"),
             sa.func.max(r.created_at).label("last_run_at"),
             last_status.label("last_status"),
         )

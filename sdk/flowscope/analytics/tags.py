@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from ..filters import ExecutionFilter
 from ..models import TERMINAL_EXECUTION_STATUSES
-from ._base import FLOAT, FLT, INT, STR, E, Query, W, ratio
+from ._base import FLOAT, FLT, INT, STR, E, Query, W, p50_p95, ratio
 
 _FAILED = ("failed", "timeout")
 
@@ -27,8 +27,8 @@ def _measures(r: Any) -> list[Any]:
         sa.func.count().filter(r.status == "completed").label("completed"),
         sa.func.count().filter(r.status.in_(_FAILED)).label("failed"),
         sa.func.count().filter(r.status.in_(TERMINAL_EXECUTION_STATUSES)).label("finished"),
-        sa.func.percentile_cont(sa.literal(0.5, FLOAT)).within_group(r.d).label("p50_seconds"),
-        sa.func.percentile_cont(sa.literal(0.95, FLOAT)).within_group(r.d).label("p95_seconds"),
+        p50_p95(r.d)[0].label("p50_seconds"),
+        p50_p95(r.d)[1].label("p95_seconds"),
     ]
 
 
