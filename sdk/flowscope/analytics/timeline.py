@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from ..filters import ExecutionFilter
 from ._base import (
@@ -22,8 +23,10 @@ from ._base import (
     Freq,
     Measure,
     Query,
+    base_from,
     grouped,
     key_columns,
+    key_expression,
     rows_cte,
     series,
     utc_naive,
@@ -33,29 +36,35 @@ _KINDS = {"created": "created_at", "started": "started_at", "finished": "complet
 
 
 def throughput_query(flt: ExecutionFilter, keys: Sequence[str], freq: Freq) -> Query:
-    rows = rows_cte(
-        flt,
-        keys,
-        {
-            "created_at": E.c.created_at,
-            "started_at": E.c.started_at,
-            "completed_at": E.c.completed_at,
-        },
+    # one pass: each execution becomes up to three (kind, time) events via a lateral unnest
+    ev = (
+        sa.func.unnest(
+            sa.literal_column("ARRAY[1, 2, 3]"),
+            postgresql.array([E.c.created_at, E.c.started_at, E.c.completed_at]),
+        )
+        .table_valued("k", "at")
+        .render_derived(name="ev")
+        .lateral()
     )
-    r = rows.c
-    kcols = [r[f"k_{k}"] for k in keys]
-    parts = [
+    src, tag_col = base_from(keys)
+    events = (
         sa.select(
-            *kcols,
-            freq.floor(utc_naive(r[col])).label("bucket"),
-            sa.literal(kind).label("kind"),
-        ).where(r[col].is_not(None))
-        for kind, col in _KINDS.items()
-    ]
-    events = sa.union_all(*parts).cte("events")
+            *[key_expression(k, tag_col).label(f"k_{k}") for k in keys],
+            freq.floor(utc_naive(ev.c.at)).label("bucket"),
+            ev.c.k,
+        )
+        .select_from(src.join(ev, sa.true()))
+        .where(flt.clause(), ev.c.at.is_not(None))
+        .cte("events")
+    )
     measures = [
-        Measure(kind, lambda ev, kind=kind: sa.func.count().filter(ev.kind == kind), INT, zero=True)
-        for kind in _KINDS
+        Measure(
+            kind,
+            lambda r, i=i: sa.func.count().filter(r.k == sa.literal_column(str(i))),
+            INT,
+            zero=True,
+        )
+        for i, kind in enumerate(_KINDS, start=1)
     ]
     cols, rename = key_columns(keys, freq)
     cols.update({kind: INT for kind in _KINDS})
