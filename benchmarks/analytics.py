@@ -99,15 +99,21 @@ SELECT e.workflow_id, count(*), count(e.started_at), avg(extract(epoch FROM e.st
        max(extract(epoch FROM e.started_at - e.created_at)::float8),
        percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM e.started_at - e.created_at)::float8)
 FROM executions e JOIN workflows w ON w.id = e.workflow_id WHERE {LIVE} GROUP BY 1""",
-    "failures(top=20)": f"""
-SELECT e.error->>'type' AS t,
-       regexp_replace(e.error->>'message', '[0-9]+(\\.[0-9]+)*', '<n>', 'g') AS m,
+    "failures(top=20)": """
+SELECT coalesce(e.error->>'type', e.error->>'code', e.error->>'name') AS t,
+       left(btrim(regexp_replace(regexp_replace(regexp_replace(regexp_replace(
+           coalesce(e.error->>'message', e.error->>'msg',
+                    CASE WHEN jsonb_typeof(e.error) = 'string' THEN e.error #>> '{}' END),
+           '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', '<uuid>', 'gi'),
+           '0x[0-9a-f]+', '<n>', 'gi'), '[0-9]+(\\.[0-9]+)*', '<n>', 'g'), '\\s+', ' ', 'g')), 200) AS m,
        count(*), count(*) FILTER (WHERE e.status = 'failed'), count(*) FILTER (WHERE e.status = 'timeout'),
        count(DISTINCT e.workflow_id), min(e.created_at), max(e.created_at),
        mode() WITHIN GROUP (ORDER BY e.current_step), avg(e.steps_completed),
        avg(e.steps_completed::float8 / nullif(e.steps_total, 0)), min(e.id)
 FROM executions e JOIN workflows w ON w.id = e.workflow_id
-WHERE {LIVE} AND e.status IN ('failed', 'timeout') GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 20""",
+WHERE {LIVE} AND e.status IN ('failed', 'timeout') GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 20""".replace(
+        "{LIVE}", LIVE
+    ),
     "compare(period=7D, by=workflow_id)": f"""
 SELECT e.workflow_id,
        count(*) FILTER (WHERE c), count(*) FILTER (WHERE NOT c),
