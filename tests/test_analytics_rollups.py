@@ -170,3 +170,14 @@ def test_downgrade_removes_the_rollups(create_database) -> None:
         conn.commit()
         assert conn.execute(query).scalar() == 0
     engine.dispose()
+
+
+def test_cli_refreshes_the_rollups(client, database_url) -> None:
+    from flowscope.cli import app
+    from typer.testing import CliRunner
+
+    assert client.analytics.rollups_refreshed_at() is None
+    result = CliRunner().invoke(app, ["analytics", "refresh", "--database-url", database_url])
+    assert result.exit_code == 0, result.output
+    assert "rollups refreshed at" in result.output
+    assert client.analytics.rollups_refreshed_at() is not None
