@@ -14,6 +14,7 @@ from flowscope.models import EXECUTIONS
 from . import _analytics_data as data
 
 COUNTS = ["executions", "count"]
+ORG_FILTERS = {"since", "until", "status", "organization_id", "include_deleted_workflows"}
 PCTS = ["p50_seconds", "p90_seconds", "p95_seconds", "p99_seconds"]
 
 
@@ -64,11 +65,12 @@ def _all_equal(client: flowscope.Client, **filters) -> None:
             a.durations(freq=freq, **filters),
             ["bucket"],
         )
-        _same(
-            a.throughput(by="owner", freq=freq, use_rollups=True, **filters),
-            a.throughput(by="owner", freq=freq, **filters),
-            ["owner", "bucket"],
-        )
+        if set(filters) <= ORG_FILTERS:  # throughput rollups are organization-level
+            _same(
+                a.throughput(by="organization_id", freq=freq, use_rollups=True, **filters),
+                a.throughput(by="organization_id", freq=freq, **filters),
+                ["organization_id", "bucket"],
+            )
 
 
 def test_rollups_equal_raw_after_inserts_updates_and_refresh(client, engine) -> None:
@@ -126,6 +128,11 @@ def test_rollup_attrs_and_fallbacks(client, engine) -> None:
     hourly = a.status_breakdown(freq="1h", use_rollups=True)
     assert hourly.attrs["rollups"] is False and "finer" in hourly.attrs["rollups_fallback"]
     pd.testing.assert_frame_equal(hourly, a.status_breakdown(freq="1h"), check_like=False)
+    by_owner = a.throughput(by="owner", use_rollups=True)
+    assert (
+        by_owner.attrs["rollups"] is False
+        and "per organization" in by_owner.attrs["rollups_fallback"]
+    )
     by_id = a.status_breakdown(ids=["ex_0001", "ex_0002"], use_rollups=True)
     assert by_id.attrs["rollups"] is False and by_id["total"].iloc[0] == 2
     # the client's default

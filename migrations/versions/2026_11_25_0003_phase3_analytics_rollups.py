@@ -9,13 +9,13 @@
   (``k = -2147483648`` holds zero durations). Summing the counts of any set of
   rows per key and reading the key of a rank back as ``2 * gamma^k / (gamma + 1)``
   gives every quantile within 1% relative error.
-* ``flowscope_execution_events_daily``: created / started / finished events per
-  organization, workflow, owner, version, status, UTC day of ``created_at`` and UTC
-  day of the event (throughput by event time, filterable by creation time).
-* ``flowscope_executions_daily_org`` / ``flowscope_execution_events_daily_org``:
-  the same per organization, day and status only (plus the workflow's
-  soft-delete state at refresh time), built from the two above: a few rows per
-  organization and day, for answers that need no workflow-level key or filter.
+* ``flowscope_executions_daily_org``: the same per organization, day and status
+  only (plus the workflow's soft-delete state at refresh time), built from the
+  view above: a few rows per organization and day, for answers that need no
+  workflow-level key or filter.
+* ``flowscope_execution_events_daily_org``: created / started / finished events
+  per organization, status, UTC day of ``created_at`` and UTC day of the event
+  (throughput by event time, filterable by creation time).
 * Every view has a unique index, so ``REFRESH MATERIALIZED VIEW CONCURRENTLY`` works;
   ``flowscope_rollup_refreshes`` records when each was last refreshed.
 * Materialized views cannot carry row-level security, so the tenant role gets no
@@ -77,22 +77,6 @@ FROM per_key
 GROUP BY organization_id, workflow_id, owner, workflow_version, day, status
 """
 
-EVENTS = """
-CREATE MATERIALIZED VIEW flowscope_execution_events_daily AS
-SELECT e.organization_id, e.workflow_id, e.owner,
-       e.metadata->>'workflow_version' AS workflow_version,
-       (timezone('UTC', e.created_at))::date AS created_day,
-       (timezone('UTC', ev.at))::date AS day,
-       e.status,
-       ev.kind,
-       count(*) AS n
-FROM executions e
-CROSS JOIN LATERAL (VALUES ('created', e.created_at), ('started', e.started_at),
-                           ('finished', e.completed_at)) AS ev(kind, at)
-WHERE ev.at IS NOT NULL
-GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
-"""
-
 KEYS = "organization_id, workflow_id, owner, workflow_version, day"
 
 # Organization-level rollups, built from the workflow-level ones: a few rows per
@@ -127,14 +111,19 @@ FROM totals t LEFT JOIN sketches s
 
 EVENTS_ORG = """
 CREATE MATERIALIZED VIEW flowscope_execution_events_daily_org AS
-SELECT v.organization_id, v.created_day, v.day, v.status, v.kind,
-       (w.deleted_at IS NOT NULL) AS workflow_deleted, sum(v.n)::bigint AS n
-FROM flowscope_execution_events_daily v JOIN workflows w ON w.id = v.workflow_id
+SELECT e.organization_id,
+       (timezone('UTC', e.created_at))::date AS created_day,
+       (timezone('UTC', ev.at))::date AS day,
+       e.status, ev.kind, (w.deleted_at IS NOT NULL) AS workflow_deleted, count(*) AS n
+FROM executions e
+JOIN workflows w ON w.id = e.workflow_id
+CROSS JOIN LATERAL (VALUES ('created', e.created_at), ('started', e.started_at),
+                           ('finished', e.completed_at)) AS ev(kind, at)
+WHERE ev.at IS NOT NULL
 GROUP BY 1, 2, 3, 4, 5, 6
 """
 VIEWS = (
     "flowscope_executions_daily",
-    "flowscope_execution_events_daily",
     "flowscope_executions_daily_org",
     "flowscope_execution_events_daily_org",
 )
@@ -150,17 +139,13 @@ WHERE current_user <> '{TENANT_ROLE}'
 
 
 def upgrade() -> None:
+    op.execute("SET LOCAL work_mem = '256MB'")  # in-memory aggregation on big tables
     op.execute(DAILY)
     op.execute(
         f"CREATE UNIQUE INDEX flowscope_executions_daily_key ON flowscope_executions_daily"
         f" ({KEYS}, status) NULLS NOT DISTINCT"
     )
     op.execute("CREATE INDEX flowscope_executions_daily_day ON flowscope_executions_daily (day)")
-    op.execute(EVENTS)
-    op.execute(
-        f"CREATE UNIQUE INDEX flowscope_execution_events_daily_key"
-        f" ON flowscope_execution_events_daily ({KEYS}, created_day, status, kind) NULLS NOT DISTINCT"
-    )
     op.execute(DAILY_ORG)
     op.execute(
         "CREATE UNIQUE INDEX flowscope_executions_daily_org_key ON flowscope_executions_daily_org"

@@ -42,7 +42,6 @@ LN_GAMMA = math.log(GAMMA)
 ZERO_KEY = -2147483648
 VIEWS = (
     "flowscope_executions_daily",
-    "flowscope_execution_events_daily",
     "flowscope_executions_daily_org",
     "flowscope_execution_events_daily_org",
 )
@@ -71,23 +70,6 @@ DAILY = sa.table(
         )
     ],
 )
-EVENTS = sa.table(
-    "flowscope_execution_events_daily_visible",
-    *[
-        sa.column(n, t)
-        for n, t in (
-            ("organization_id", sa.String()),
-            ("workflow_id", sa.String()),
-            ("owner", sa.String()),
-            ("workflow_version", sa.String()),
-            ("created_day", sa.Date()),
-            ("day", sa.Date()),
-            ("status", sa.String()),
-            ("kind", sa.String()),
-            ("n", sa.BigInteger()),
-        )
-    ],
-)
 _DAILY_ORG_COLUMNS = [
     c for c in DAILY.c if c.name not in ("workflow_id", "owner", "workflow_version")
 ]
@@ -99,11 +81,17 @@ DAILY_ORG = sa.table(
 EVENTS_ORG = sa.table(
     "flowscope_execution_events_daily_org_visible",
     *[
-        sa.column(c.name, c.type)
-        for c in EVENTS.c
-        if c.name not in ("workflow_id", "owner", "workflow_version")
+        sa.column(n, t)
+        for n, t in (
+            ("organization_id", sa.String()),
+            ("created_day", sa.Date()),
+            ("day", sa.Date()),
+            ("status", sa.String()),
+            ("kind", sa.String()),
+            ("workflow_deleted", sa.Boolean()),
+            ("n", sa.BigInteger()),
+        )
     ],
-    sa.column("workflow_deleted", sa.Boolean()),
 )
 REFRESHES = sa.table(
     "flowscope_rollup_refreshes",
@@ -119,6 +107,7 @@ def refresh(client: Client, concurrently: bool = True) -> datetime:
     """REFRESH (CONCURRENTLY) both views and record the transaction's start time."""
     how = "CONCURRENTLY " if concurrently else ""
     with client.transaction() as conn:
+        conn.execute(sa.text("SET LOCAL work_mem = '256MB'"))  # aggregate in memory
         for view in VIEWS:  # constant names, not input
             conn.execute(sa.text(f"REFRESH MATERIALIZED VIEW {how}{view}"))
         insert = postgresql.insert(REFRESHES).values(
@@ -372,13 +361,14 @@ def _run(
     build: Callable[[tuple[datetime, datetime] | None], Query],
     exact: Callable[[], Query],
     approx: bool = False,
+    unsupported: str | None = None,
 ) -> pd.DataFrame:
     """Read the refresh time and run the rollup query in the same transaction (or fall back)."""
     import pandas as pd
 
     with client.transaction() as conn:
         refreshed = _refreshed_at(conn)
-        reason = fallback_reason(flt, freq, refreshed)
+        reason = unsupported or fallback_reason(flt, freq, refreshed)
         cover = covered_range(flt, refreshed) if refreshed is not None and reason is None else None
         query = build(cover) if reason is None else exact()
         result = conn.execute(query.select)
@@ -529,7 +519,7 @@ def throughput(
     from .timeline import _KINDS, throughput_query
 
     def build(cover: Any) -> Query:
-        view = EVENTS_ORG if org_level(flt, keys) else EVENTS
+        view = EVENTS_ORG
         parts = _halves(
             view,
             view.c.created_day,
@@ -569,7 +559,14 @@ def throughput(
             _base.grouped(rows, keys, measures, freq=freq, flt=flt), exact.columns, exact.rename
         )
 
-    return _run(client, flt, freq, build, lambda: throughput_query(flt, keys, freq))
+    unsupported = (
+        None
+        if org_level(flt, keys)
+        else "throughput rollups are per organization, status and day (no workflow-level keys)"
+    )
+    return _run(
+        client, flt, freq, build, lambda: throughput_query(flt, keys, freq), unsupported=unsupported
+    )
 
 
 __all__ = ["GAMMA", "ZERO_KEY", "refresh", "refreshed_at"]
