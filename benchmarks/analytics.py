@@ -285,22 +285,24 @@ def ratio(a: float | None, b: float | None) -> str:
     return "" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
 
 
-def run_size(url: str, executions: int, repeat: int, pandas_max: int) -> None:
+def run_size(url: str, executions: int, repeat: int, pandas_max: int, refresh: bool = True) -> None:
     import flowscope
     import numpy as np
     import pandas as pd
 
     generate(url, executions=executions)
     client = flowscope.connect(url, migrate=True, pool_size=2)
-    t0 = time.perf_counter()
-    client.analytics.refresh_rollups(concurrently=False)
-    refresh = time.perf_counter() - t0
+    took = None
+    if refresh or client.analytics.rollups_refreshed_at() is None:
+        t0 = time.perf_counter()
+        client.analytics.refresh_rollups(concurrently=False)
+        took = time.perf_counter() - t0
     engine = client.engine
     with engine.connect() as conn:
         total = conn.execute(sa.text("SELECT count(*) FROM executions")).scalar()
         mv_rows = conn.execute(sa.text("SELECT count(*) FROM flowscope_executions_daily")).scalar()
     print(
-        f"\n## {total:,} executions ({url.split('@')[-1]}); rollup rows: {mv_rows:,}; refresh (not concurrent): {fmt(refresh)}\n"
+        f"\n## {total:,} executions ({url.split('@')[-1]}); rollup rows: {mv_rows:,}; refresh (not concurrent): {fmt(took) if took else 'not timed (fresh)'}\n"
     )
 
     pandas_read = None
@@ -384,12 +386,15 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pandas-max", type=int, default=2_000_000)
+    parser.add_argument(
+        "--no-refresh", action="store_true", help="use the rollups as they are (if ever refreshed)"
+    )
     args = parser.parse_args()
     urls = args.url or [bench_url(f"flowscope_bench_{n}") for n in args.sizes]
     if len(urls) != len(args.sizes):
         parser.error("give one --url per size")
     for url, n in zip(urls, args.sizes, strict=True):
-        run_size(url, n, args.repeat, args.pandas_max)
+        run_size(url, n, args.repeat, args.pandas_max, refresh=not args.no_refresh)
 
 
 if __name__ == "__main__":
