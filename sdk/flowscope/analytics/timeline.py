@@ -27,7 +27,6 @@ from ._base import (
     grouped,
     key_columns,
     key_expression,
-    rows_cte,
     series,
     utc_naive,
 )
@@ -72,17 +71,22 @@ def throughput_query(flt: ExecutionFilter, keys: Sequence[str], freq: Freq) -> Q
 
 
 def concurrency_query(flt: ExecutionFilter, freq: Freq) -> Query:
-    rows = rows_cte(
-        flt,
-        (),
-        {"s": E.c.started_at, "f": E.c.completed_at},
-        extra_where=[E.c.started_at.is_not(None)],
+    # one scan: each started execution gives a +1 event and, once completed, a -1 event
+    pair = (
+        sa.func.unnest(
+            sa.literal_column("ARRAY[1, -1]"),
+            postgresql.array([E.c.started_at, E.c.completed_at]),
+        )
+        .table_valued("delta", "at")
+        .render_derived(name="ev")
+        .lateral()
     )
-    r = rows.c
-    ev = sa.union_all(
-        sa.select(utc_naive(r.s).label("t"), sa.literal(1).label("delta")),
-        sa.select(utc_naive(r.f).label("t"), sa.literal(-1).label("delta")).where(r.f.is_not(None)),
-    ).cte("events")
+    ev = (
+        sa.select(utc_naive(pair.c.at).label("t"), pair.c.delta)
+        .select_from(E.join(pair, sa.true()))
+        .where(flt.clause(), E.c.started_at.is_not(None), pair.c.at.is_not(None))
+        .subquery("events")
+    )
     level = sa.select(
         ev.c.t,
         ev.c.delta,
@@ -90,15 +94,21 @@ def concurrency_query(flt: ExecutionFilter, freq: Freq) -> Query:
         sa.func.sum(ev.c.delta).over(order_by=ev.c.t).label("level"),
     ).cte("levels")
     lv = level.c
-    per_bucket = sa.select(
-        lv.bucket,
-        sa.func.sum(lv.delta).label("d"),
-        sa.func.coalesce(sa.func.sum(lv.delta).filter(lv.t == lv.bucket), 0).label("d_exact"),
-        sa.func.max(lv.level).label("m"),
-        sa.func.count().filter(lv.delta > 0).label("started"),
-        sa.func.count().filter(lv.delta < 0).label("finished"),
-    ).group_by(lv.bucket)
-    bounds = sa.select(sa.func.min(lv.bucket).label("lo"), sa.func.max(lv.bucket).label("hi")).cte(
+    per_bucket = (
+        sa.select(
+            lv.bucket,
+            sa.func.sum(lv.delta).label("d"),
+            sa.func.coalesce(sa.func.sum(lv.delta).filter(lv.t == lv.bucket), 0).label("d_exact"),
+            sa.func.max(lv.level).label("m"),
+            sa.func.count().filter(lv.delta > 0).label("started"),
+            sa.func.count().filter(lv.delta < 0).label("finished"),
+        )
+        .group_by(lv.bucket)
+        .cte("per_bucket")
+    )
+    # bounds from the small per-bucket aggregate, so the event scan runs once
+    pb = per_bucket.c
+    bounds = sa.select(sa.func.min(pb.bucket).label("lo"), sa.func.max(pb.bucket).label("hi")).cte(
         "bounds"
     )
     buckets = series(
@@ -115,7 +125,7 @@ def concurrency_query(flt: ExecutionFilter, freq: Freq) -> Query:
         sa.literal(0, sa.BigInteger).label("started"),
         sa.literal(0, sa.BigInteger).label("finished"),
     )
-    both = sa.union_all(per_bucket, zeros).subquery("both")
+    both = sa.union_all(sa.select(*per_bucket.c), zeros).subquery("both")
     b = both.c
     merged = (
         sa.select(
