@@ -118,6 +118,12 @@ WHERE {LIVE} AND e.status IN ('failed', 'timeout') GROUP BY 1, 2 ORDER BY 3 DESC
 SELECT e.workflow_id,
        count(*) FILTER (WHERE c), count(*) FILTER (WHERE NOT c),
        count(*) FILTER (WHERE c AND e.status = 'completed'), count(*) FILTER (WHERE NOT c AND e.status = 'completed'),
+       count(*) FILTER (WHERE c AND e.status IN ('failed', 'timeout')),
+       count(*) FILTER (WHERE NOT c AND e.status IN ('failed', 'timeout')),
+       count(*) FILTER (WHERE c AND e.status IN ('completed', 'failed', 'cancelled', 'timeout')),
+       count(*) FILTER (WHERE NOT c AND e.status IN ('completed', 'failed', 'cancelled', 'timeout')),
+       avg(extract(epoch FROM e.started_at - e.created_at)::float8) FILTER (WHERE c),
+       avg(extract(epoch FROM e.started_at - e.created_at)::float8) FILTER (WHERE NOT c),
        avg(e.duration_seconds::float8) FILTER (WHERE c), avg(e.duration_seconds::float8) FILTER (WHERE NOT c),
        percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY e.duration_seconds::float8) FILTER (WHERE c),
        percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY e.duration_seconds::float8) FILTER (WHERE NOT c)
