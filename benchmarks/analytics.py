@@ -291,7 +291,14 @@ def ratio(a: float | None, b: float | None) -> str:
     return "" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
 
 
-def run_size(url: str, executions: int, repeat: int, pandas_max: int, refresh: bool = True) -> None:
+def run_size(
+    url: str,
+    executions: int,
+    repeat: int,
+    pandas_max: int,
+    refresh: bool = True,
+    only: str | None = None,
+) -> None:
     import flowscope
     import numpy as np
     import pandas as pd
@@ -333,6 +340,8 @@ def run_size(url: str, executions: int, repeat: int, pandas_max: int, refresh: b
     print(header)
     print("|---|---:|---:|---:|---:|---:|")
     for label, (method, kwargs) in CALLS.items():
+        if only and only not in label:
+            continue
         fs = best(
             lambda method=method, kwargs=kwargs: getattr(client.analytics, method)(**kwargs), repeat
         )
@@ -361,6 +370,8 @@ def run_size(url: str, executions: int, repeat: int, pandas_max: int, refresh: b
     )
     print("|---|---:|---:|---:|---:|")
     for label, (method, kwargs) in ROLLUP_CALLS.items():
+        if only and only not in label:
+            continue
         fn = getattr(client.analytics, method)
         exact_frame = fn(**kwargs)
         rolled_frame = fn(**kwargs, use_rollups=True)
@@ -380,7 +391,7 @@ def run_size(url: str, executions: int, repeat: int, pandas_max: int, refresh: b
             e = exact_frame[pcols].to_numpy(dtype=float, na_value=np.nan)
             r = rolled_frame[pcols].to_numpy(dtype=float, na_value=np.nan)
             rel = np.abs(r - e) / np.where(e == 0, np.nan, e)
-            err = f"{np.nanmax(rel) * 100:.3f}% (median {np.nanmedian(rel) * 100:.3f}%)"
+            err = f"{np.nanmax(rel) * 100:.5f}% (median {np.nanmedian(rel) * 100:.3f}%)"
         print(f"| {label} | {fmt(exact)} | {fmt(rolled)} | {ratio(exact, rolled)} | {err} |")
         sys.stdout.flush()
     client.close()
@@ -392,6 +403,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pandas-max", type=int, default=2_000_000)
+    parser.add_argument("--only", help="run only the calls whose label contains this text")
     parser.add_argument(
         "--no-refresh", action="store_true", help="use the rollups as they are (if ever refreshed)"
     )
@@ -400,7 +412,7 @@ def main() -> None:
     if len(urls) != len(args.sizes):
         parser.error("give one --url per size")
     for url, n in zip(urls, args.sizes, strict=True):
-        run_size(url, n, args.repeat, args.pandas_max, refresh=not args.no_refresh)
+        run_size(url, n, args.repeat, args.pandas_max, refresh=not args.no_refresh, only=args.only)
 
 
 if __name__ == "__main__":
