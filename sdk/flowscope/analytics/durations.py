@@ -69,7 +69,12 @@ def _distribution(
     cols, rename = key_columns(keys, freq)
     cols.update({m.name: m.dtype for m in measures if m.name != "pcts"})
     cols.update({name: FLT for _, name in named})
-    return Query(sa.select(*out).order_by(*group), cols, rename)
+    return Query(
+        sa.select(*out).order_by(*group),
+        cols,
+        rename,
+        attrs={"percentiles": "exact (percentile_cont)"},
+    )
 
 
 def durations_query(
