@@ -3,6 +3,7 @@ sketch percentiles are within 1% of the exact ones, after inserts, updates and r
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import flowscope
@@ -91,7 +92,7 @@ def test_rollups_equal_raw_after_inserts_updates_and_refresh(client, engine) -> 
     # inserts after the refresh (today) are answered from the raw table: still equal
     now = datetime.now(UTC)
     fresh = [
-        data._execution(__import__("random").Random(i), f"ex_new_{i}",
+        data._execution(random.Random(i), f"ex_new_{i}",
                         {"id": "wf_ml", "owner": "ben", "organization_id": "org_a"},
                         now - timedelta(minutes=i))
         for i in range(40)
