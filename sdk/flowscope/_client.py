@@ -19,6 +19,7 @@ from . import _db, _migrate, _settings
 from .errors import ConfigurationError, ReplicaUnavailableWarning
 
 if TYPE_CHECKING:
+    from ._maintenance import Maintenance
     from ._resources.audit import Audit
     from ._resources.executions import Executions
     from ._resources.organizations import Organizations
@@ -302,6 +303,13 @@ class Client:
         from ._resources.audit import Audit
 
         return Audit(self)
+
+    @cached_property
+    def maintenance(self) -> Maintenance:
+        """Housekeeping: audit-log partitions ahead and past retention (admin client)."""
+        from ._maintenance import Maintenance
+
+        return Maintenance(self)
 
 
 def _wait_for_replay(conn: Connection, lsn: int, timeout: float) -> bool:

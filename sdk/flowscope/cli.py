@@ -94,6 +94,46 @@ def db_current(database_url: DatabaseUrl = None) -> None:
         _fail(exc)
 
 
+@db_app.command("maintain")
+def db_maintain(
+    months_ahead: Annotated[
+        int, typer.Option(help="Create audit-log partitions this many months ahead.")
+    ] = 3,
+    retention_months: Annotated[
+        int | None,
+        typer.Option(help="Drop audit-log months older than this many months (default: keep)."),
+    ] = None,
+    keep_detached: Annotated[
+        bool, typer.Option(help="Detach old partitions but keep them as tables.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="Only report what would be done.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create the coming months' audit-log partitions; retire those past retention."""
+    import flowscope
+
+    try:
+        with flowscope.connect(database_url) as client:
+            report = client.maintenance.maintain(
+                months_ahead=months_ahead,
+                retention_months=retention_months,
+                drop=not keep_detached,
+                dry_run=dry_run,
+            )
+        verb = "would " if dry_run else ""
+        typer.echo(f"{verb}create: {', '.join(report.created) or '-'}")
+        typer.echo(
+            f"{verb}{'detach' if keep_detached else 'drop'}: {', '.join(report.dropped) or '-'}"
+        )
+        if report.moved_from_default or report.deleted_from_default:
+            typer.echo(
+                f"rows moved from default partition: {report.moved_from_default},"
+                f" deleted past retention: {report.deleted_from_default}"
+            )
+    except FlowscopeError as exc:
+        _fail(exc)
+
+
 @app.command("demo")
 def demo(database_url: DatabaseUrl = None) -> None:
     """Connect (embedded by default) and show that the schema is there."""

@@ -276,6 +276,11 @@ class AuditLogEntry(SQLModel, table=True):
     ``changes`` holds the new row for INSERT, the old row for DELETE and
     ``{column: {"old": ..., "new": ...}}`` of the changed columns for UPDATE;
     ``password_hash`` is always ``"[redacted]"``.
+
+    Phase 3: the table is range-partitioned by month on ``occurred_at``
+    (partitions ``audit_log_YYYY_MM`` and ``audit_log_default``, managed by
+    revision 0004 and ``client.maintenance``), so the primary key is
+    ``(id, occurred_at)``.
     """
 
     __tablename__ = "audit_log"
@@ -284,6 +289,7 @@ class AuditLogEntry(SQLModel, table=True):
         sa.Index("idx_audit_log_row", "table_name", "row_id", "occurred_at"),
         sa.Index("idx_audit_log_occurred", "occurred_at"),
         sa.Index("idx_audit_log_org", "organization_id", "occurred_at"),
+        {"postgresql_partition_by": "RANGE (occurred_at)"},
     )
 
     id: int | None = Field(
@@ -292,7 +298,13 @@ class AuditLogEntry(SQLModel, table=True):
         primary_key=True,
         sa_column_args=[sa.Identity(always=True)],
     )
-    occurred_at: datetime = _created_at()
+    occurred_at: datetime = Field(
+        default=None,
+        sa_type=_TZ,
+        primary_key=True,
+        nullable=False,
+        sa_column_kwargs={"server_default": _NOW},
+    )
     table_name: str = Field(max_length=63)
     row_id: str = Field(max_length=255)
     action: str = Field(max_length=10)
