@@ -13,10 +13,11 @@ import warnings
 from collections.abc import Iterator
 
 import flowscope
-import pgcluster
 import pytest
 import sqlalchemy as sa
 from flowscope import _migrate
+
+from . import pgcluster
 
 _BIN, _WHY = pgcluster.binaries()
 pytestmark = pytest.mark.skipif(_BIN is None, reason=f"no PostgreSQL binaries: {_WHY}")
