@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ._resources.organizations import Organizations
     from ._resources.users import Users
     from ._resources.workflows import Workflows
+    from ._retention import Retention
 
 __all__ = ["Client", "connect"]
 
@@ -327,6 +328,13 @@ class Client:
         from ._maintenance import Maintenance
 
         return Maintenance(self)
+
+    @cached_property
+    def retention(self) -> Retention:
+        """Retention: archive old rows to Parquet, then delete them (``prune``)."""
+        from ._retention import Retention
+
+        return Retention(self)
 
 
 def _wait_for_replay(conn: Connection, lsn: int, timeout: float) -> bool:

@@ -134,6 +134,43 @@ def db_maintain(
         _fail(exc)
 
 
+@app.command("prune")
+def prune(
+    table: Annotated[str, typer.Argument(help="Table to prune.")] = "executions",
+    older_than: Annotated[
+        str, typer.Option(help="Age of rows to prune: 90D, 12H, 2W, 30M (minutes), 45S.")
+    ] = "90D",
+    archive_to: Annotated[
+        str, typer.Option(help="Directory for the Parquet archive and its manifest.")
+    ] = "",
+    batch_size: Annotated[int, typer.Option(help="Rows per batch/file/transaction.")] = 10_000,
+    dry_run: Annotated[bool, typer.Option(help="Only count what would be pruned.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Archive rows older than --older-than to Parquet, then delete them (resumable)."""
+    import flowscope
+
+    if not archive_to and not dry_run:
+        _fail(flowscope.ValidationError("--archive-to is required (unless --dry-run)"))
+    try:
+        with flowscope.connect(database_url) as client:
+            report = client.retention.prune(
+                table,
+                older_than=older_than,
+                archive_to=archive_to or ".",
+                batch_size=batch_size,
+                dry_run=dry_run,
+            )
+        what = "would prune" if dry_run else "pruned"
+        resumed = " (resumed an interrupted run)" if report.resumed else ""
+        typer.echo(
+            f"{what} {report.rows} {table} rows created before {report.cutoff.isoformat()}"
+            f" in {report.batches} batches{resumed} ({report.seconds:.1f} s)"
+        )
+    except FlowscopeError as exc:
+        _fail(exc)
+
+
 @app.command("demo")
 def demo(database_url: DatabaseUrl = None) -> None:
     """Connect (embedded by default) and show that the schema is there."""
