@@ -10,6 +10,8 @@ Example:
 from __future__ import annotations
 
 from ._client import Client, connect
+from ._maintenance import MaintenanceReport
+from ._retention import PruneReport
 from .errors import (
     AccountLockedError,
     AuthenticationError,
@@ -40,8 +42,10 @@ __all__ = [
     "ExecutionFilter",
     "FlowscopeError",
     "FlowscopeWarning",
+    "MaintenanceReport",
     "NotFoundError",
     "PermissionDeniedError",
+    "PruneReport",
     "ReplicaUnavailableWarning",
     "SchemaOutOfDateError",
     "ValidationError",
