@@ -12,6 +12,7 @@ NAMES = (
     "idx_executions_created_id",
     "idx_executions_status_created_id",
     "idx_executions_org_created_id",
+    "idx_executions_workflow_created_id",
 )
 
 
@@ -55,7 +56,7 @@ def test_invalid_half_built_index_is_rebuilt(create_database: Callable[[], str])
         found = _indexes(conn)
         assert set(found) == set(NAMES)
         assert all(valid for valid, _ in found.values())
-        assert "(created_at, id)" in found["idx_executions_created_id"][1]
+        assert "(created_at, id) INCLUDE (status)" in found["idx_executions_created_id"][1]
         assert "UNIQUE" not in found["idx_executions_created_id"][1]
         _migrate.downgrade(conn, "0004")
         conn.commit()

@@ -7,12 +7,15 @@ comparison ``(created_at, id) < (:v, :id)`` nor a status filter with that
 order, so a 10M-row table fell back to sorting (cf. Prefect's flow_run table at
 ~6M rows). Added:
 
-* ``idx_executions_created_id``  ``(created_at, id)``: default list order, keyset
-  pages, time-range analytics, the prune's batch order;
+* ``idx_executions_created_id``  ``(created_at, id) INCLUDE (status)``: default
+  list order, keyset pages, the prune's batch order, and time-range status
+  counts as index-only scans;
 * ``idx_executions_status_created_id``  ``(status, created_at, id)``: lists and
   failure analytics filtered by status, the prune's status filter;
 * ``idx_executions_org_created_id``  ``(organization_id, created_at, id)``: every
-  tenant's (RLS-filtered) list and analytics.
+  tenant's (RLS-filtered) list and analytics;
+* ``idx_executions_workflow_created_id``  ``(workflow_id, created_at, id)``: a
+  workflow's executions, newest first (popular workflows have 100k+ rows).
 
 They are built ``CONCURRENTLY`` (outside a transaction, in
 ``autocommit_block()``) so a live table keeps taking writes. A concurrent build
@@ -37,9 +40,10 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 INDEXES = (
-    ("idx_executions_created_id", "executions", "(created_at, id)"),
+    ("idx_executions_created_id", "executions", "(created_at, id) INCLUDE (status)"),
     ("idx_executions_status_created_id", "executions", "(status, created_at, id)"),
     ("idx_executions_org_created_id", "executions", "(organization_id, created_at, id)"),
+    ("idx_executions_workflow_created_id", "executions", "(workflow_id, created_at, id)"),
 )
 
 

@@ -163,9 +163,10 @@ class Execution(SQLModel, table=True):
         # phase 2: tenancy filters and per-organization analytics
         sa.Index("idx_executions_org", "organization_id", sa.text("created_at DESC")),
         # phase 3 (revision 0005): keyset pages, analytics ranges, pruning at scale
-        sa.Index("idx_executions_created_id", "created_at", "id"),
+        sa.Index("idx_executions_created_id", "created_at", "id", postgresql_include=["status"]),
         sa.Index("idx_executions_status_created_id", "status", "created_at", "id"),
         sa.Index("idx_executions_org_created_id", "organization_id", "created_at", "id"),
+        sa.Index("idx_executions_workflow_created_id", "workflow_id", "created_at", "id"),
     )
 
     id: str = Field(primary_key=True, max_length=255)
