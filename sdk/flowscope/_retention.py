@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from .errors import ConfigurationError, ConflictError, DatabaseError, ValidationError
 
@@ -247,17 +248,13 @@ class Retention:
         name = f"{run['table']}-{run['id']}-{number:06d}.parquet"
         path = directory / name
         with self._client.transaction() as conn:
-            rows = (
-                conn.execute(
-                    sa.select(t)
-                    .where(where)
-                    .order_by(t.c.created_at, t.c.id)
-                    .limit(batch_size)
-                    .with_for_update()
-                )
-                .mappings()
-                .all()
-            )
+            rows = conn.execute(
+                sa.select(*archive_columns())
+                .where(where)
+                .order_by(t.c.created_at, t.c.id)
+                .limit(batch_size)
+                .with_for_update()
+            ).all()
             if not rows:
                 return None
             write_archive(_to_arrow(rows), path)
@@ -267,8 +264,9 @@ class Retention:
             batch = {"file": name, "rows": len(rows), "xid": xid, "state": "pending"}
             run["batches"].append(batch)
             manifest.save()
-            ids = [r["id"] for r in rows]
-            deleted = conn.execute(sa.delete(t).where(t.c.id.in_(ids))).rowcount
+            ids = [r[0] for r in rows]
+            doomed = sa.bindparam("ids", ids, type_=postgresql.ARRAY(sa.String))
+            deleted = conn.execute(sa.delete(t).where(t.c.id == sa.any_(doomed))).rowcount
             if deleted != len(rows):
                 raise DatabaseError(
                     f"prune: deleted {deleted} rows but archived {len(rows)}; rolled back"
@@ -372,18 +370,26 @@ def executions_schema() -> pa.Schema:
 _JSON_COLUMNS = ("parameters", "result", "error", "metadata")
 
 
+def archive_columns() -> list[sa.ColumnElement[Any]]:
+    """The executions columns in archive order; JSONB comes as its text (no parse/re-encode)."""
+    from .models import EXECUTIONS as t
+
+    return [
+        sa.cast(t.c[name], sa.Text).label(name) if name in _JSON_COLUMNS else t.c[name]
+        for name in executions_schema().names
+    ]
+
+
 def _to_arrow(rows: Any) -> pa.Table:
+    """Rows selected with :func:`archive_columns` → an Arrow table of :func:`executions_schema`."""
     import pyarrow as pa
 
     schema = executions_schema()
-    columns: dict[str, list[Any]] = {name: [] for name in schema.names}
-    for row in rows:
-        for name in schema.names:
-            value = row[name]
-            if name in _JSON_COLUMNS and value is not None:
-                value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-            columns[name].append(value)
-    return pa.table([pa.array(columns[f.name], type=f.type) for f in schema], schema=schema)
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    return pa.table(
+        [pa.array(values, type=f.type) for values, f in zip(columns, schema, strict=True)],
+        schema=schema,
+    )
 
 
 def write_archive(table: pa.Table, path: Path) -> None:
