@@ -467,6 +467,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--no-prune", action="store_true")
+    parser.add_argument(
+        "--keep-data", action="store_true", help="use the data as it is (e.g. after a prune)"
+    )
     parser.add_argument("--no-export", action="store_true")
     parser.add_argument("--rebuild-indexes", action="store_true")
     parser.add_argument(
@@ -479,11 +482,15 @@ def main() -> None:
     url = args.url or bench_url("flowscope_scale")
     table: list[Row] = []
     started = time.perf_counter()
-    with without_secondary_indexes(url, table, args.executions, enabled=not args.indexed_load):
-        generate(url, executions=args.executions)
-    table.insert(
-        0, Row(f"generate {args.executions:,} executions (or reuse)", time.perf_counter() - started)
-    )
+    if not args.keep_data:
+        with without_secondary_indexes(url, table, args.executions, enabled=not args.indexed_load):
+            generate(url, executions=args.executions)
+        table.insert(
+            0,
+            Row(
+                f"generate {args.executions:,} executions (or reuse)", time.perf_counter() - started
+            ),
+        )
 
     client = flowscope.connect(url, migrate=True)
     if args.rebuild_indexes:
@@ -511,6 +518,7 @@ def main() -> None:
         size = conn.execute(
             sa.text("SELECT pg_size_pretty(pg_total_relation_size('executions'))")
         ).scalar_one()
+        count = conn.execute(sa.text("SELECT count(*) FROM executions")).scalar_one()
     if has_rollup:
         t0 = time.perf_counter()
         analytics = feature(client, "analytics")
@@ -545,10 +553,8 @@ def main() -> None:
             table.append(prune_case(client, args.prune_rows, scratch / "archive", args.batch_size))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    client.close()
-
     lines = [
-        f"## Scale check: {args.executions:,} executions ({size}), {time.strftime('%Y-%m-%d %H:%M')}",
+        f"## Scale check: {count:,} executions ({size}), {time.strftime('%Y-%m-%d %H:%M')}",
         "",
         "| what | via | seconds | rows | index health | plan on executions / notes |",
         "|---|---|---:|---:|---|---|",
@@ -558,6 +564,7 @@ def main() -> None:
         detail = "; ".join([r.plan, *r.notes]).strip("; ")
         rows = f"{r.rows:,}" if r.rows is not None else ""
         lines.append(f"| {r.name} | {r.via} | {r.seconds:.3f} | {rows} | {health} | {detail} |")
+    client.close()
     text = "\n".join(lines)
     print(text)
     RESULTS.mkdir(exist_ok=True)
