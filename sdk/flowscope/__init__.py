@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ._client import Client, connect
 from ._maintenance import MaintenanceReport
+from ._resources._base import Page
 from ._retention import PruneReport
 from .errors import (
     AccountLockedError,
@@ -27,29 +28,61 @@ from .errors import (
     SchemaOutOfDateError,
     ValidationError,
 )
-from .filters import ExecutionFilter, WorkflowFilter
+from .filters import AuditFilter, ExecutionFilter, OrganizationFilter, UserFilter, WorkflowFilter
+from .models import (
+    AuditLogEntryPublic,
+    ExecutionCreate,
+    ExecutionPublic,
+    ExecutionUpdate,
+    OrganizationCreate,
+    OrganizationPublic,
+    OrganizationUpdate,
+    UserCreate,
+    UserPublic,
+    UserUpdate,
+    WorkflowCreate,
+    WorkflowPublic,
+    WorkflowUpdate,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccountLockedError",
+    "AuditFilter",
+    "AuditLogEntryPublic",
     "AuthenticationError",
     "Client",
     "ConfigurationError",
     "ConflictError",
     "ConnectionFailedError",
     "DatabaseError",
+    "ExecutionCreate",
     "ExecutionFilter",
+    "ExecutionPublic",
+    "ExecutionUpdate",
     "FlowscopeError",
     "FlowscopeWarning",
     "MaintenanceReport",
     "NotFoundError",
+    "OrganizationCreate",
+    "OrganizationFilter",
+    "OrganizationPublic",
+    "OrganizationUpdate",
+    "Page",
     "PermissionDeniedError",
     "PruneReport",
     "ReplicaUnavailableWarning",
     "SchemaOutOfDateError",
+    "UserCreate",
+    "UserFilter",
+    "UserPublic",
+    "UserUpdate",
     "ValidationError",
+    "WorkflowCreate",
     "WorkflowFilter",
+    "WorkflowPublic",
+    "WorkflowUpdate",
     "__version__",
     "connect",
 ]
