@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,13 @@ def _check_nothing_lost(
     return archived
 
 
+def _vacuums(client: flowscope.Client) -> int:
+    rows = client.sql(
+        "SELECT vacuum_count AS n FROM pg_stat_user_tables WHERE relname = 'executions'"
+    )
+    return int(rows[0]["n"])
+
+
 def test_parse_age() -> None:
     assert parse_age("90D").days == 90
     assert parse_age("12h").total_seconds() == 12 * 3600
@@ -115,6 +123,7 @@ def test_prune_archives_exactly_what_it_deletes(client: flowscope.Client, tmp_pa
     assert _rows(client) == before
     assert not list(tmp_path.glob("*.parquet"))
 
+    vacuums_before = _vacuums(client)
     report = client.retention.prune(older_than="90D", archive_to=tmp_path, batch_size=7)
     assert report.rows == len(expected)
     assert report.batches == dry.batches == len(report.files)
@@ -130,6 +139,12 @@ def test_prune_archives_exactly_what_it_deletes(client: flowscope.Client, tmp_pa
         "SELECT count(*) AS n FROM audit_log WHERE table_name = 'executions' AND action = 'DELETE'"
     )
     assert audited == [{"n": len(expected)}]
+    # the table was vacuumed afterwards (index-only scans stay index-only)
+    for _ in range(50):
+        if _vacuums(client) > vacuums_before:
+            break
+        time.sleep(0.1)
+    assert _vacuums(client) > vacuums_before
     # a second run finds nothing more
     again = client.retention.prune(older_than="90D", archive_to=tmp_path, batch_size=7)
     assert (again.rows, again.batches) == (0, 0)

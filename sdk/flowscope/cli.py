@@ -145,6 +145,7 @@ def prune(
     ] = "",
     batch_size: Annotated[int, typer.Option(help="Rows per batch/file/transaction.")] = 10_000,
     dry_run: Annotated[bool, typer.Option(help="Only count what would be pruned.")] = False,
+    vacuum: Annotated[bool, typer.Option(help="VACUUM (ANALYZE) the table afterwards.")] = True,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Archive rows older than --older-than to Parquet, then delete them (resumable)."""
@@ -160,6 +161,7 @@ def prune(
                 archive_to=archive_to or ".",
                 batch_size=batch_size,
                 dry_run=dry_run,
+                vacuum=vacuum,
             )
         what = "would prune" if dry_run else "pruned"
         resumed = " (resumed an interrupted run)" if report.resumed else ""
