@@ -13,6 +13,7 @@ from ._client import Client, connect
 from ._maintenance import MaintenanceReport
 from ._resources._base import Page
 from ._retention import PruneReport
+from .analytics import Analytics
 from .errors import (
     AccountLockedError,
     AuthenticationError,
@@ -49,6 +50,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccountLockedError",
+    "Analytics",
     "AuditFilter",
     "AuditLogEntryPublic",
     "AuthenticationError",

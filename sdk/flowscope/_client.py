@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ._resources.users import Users
     from ._resources.workflows import Workflows
     from ._retention import Retention
+    from .analytics import Analytics
 
 __all__ = ["Client", "connect"]
 
@@ -331,6 +332,13 @@ class Client:
         from ._resources.audit import Audit
 
         return Audit(self)
+
+    @cached_property
+    def analytics(self) -> Analytics:
+        """Analytics computed in PostgreSQL, as typed pandas DataFrames (durations, statuses, tags…)."""
+        from .analytics import Analytics
+
+        return Analytics(self)
 
     @cached_property
     def maintenance(self) -> Maintenance:
