@@ -1,0 +1,1129 @@
+"""Arrow schemas, streaming reads and Parquet export, at the rate PostgreSQL sends rows.
+
+Every table has one explicit Arrow schema derived from the models (never inferred
+batch by batch):
+
+=====================  ==================================================
+PostgreSQL             Arrow
+=====================  ==================================================
+TIMESTAMPTZ            ``timestamp[us, tz=UTC]``
+NUMERIC(10,3)          ``decimal128(10, 3)`` (``decimal="float64"``: float64)
+TEXT[]                 ``list<string>``
+JSONB                  ``pa.json_()`` (Arrow's JSON extension type over UTF-8)
+VARCHAR / TEXT         ``string``
+INTEGER / BIGINT       ``int32`` / ``int64`` (nullable)
+BOOLEAN                ``bool`` (nullable)
+=====================  ==================================================
+
+``users`` never includes ``password_hash``.
+
+How rows travel: one ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` in the client's
+scope (so row-level security applies to scoped clients), drained by a background
+thread into batches of whole rows, parsed by Arrow's C++ CSV reader with the
+explicit column types, so memory stays constant whatever the table size.
+``TEXT[]`` columns travel as JSON arrays and are parsed by Arrow's JSON reader.
+
+Example:
+    >>> import flowscope
+    >>> client = flowscope.connect()                                # doctest: +SKIP
+    >>> table = flowscope.read_arrow(client, "executions", status="failed")  # doctest: +SKIP
+    >>> client.export.parquet("executions", "runs.parquet", since="2026-01-01")  # doctest: +SKIP
+    ExportResult(rows=10233, files=1, bytes=812345, seconds=0.41)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import queue
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from . import _db
+from .errors import ConfigurationError, FlowscopeError, ValidationError
+from .filters import ExecutionFilter, WorkflowFilter, coerce_filter
+from .models import AUDIT_LOG, EXECUTIONS, ORGANIZATIONS, USERS, WORKFLOWS
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from ._client import Client
+
+__all__ = [
+    "TABLES",
+    "Export",
+    "ExportResult",
+    "arrow_schema",
+    "iter_batches",
+    "read_arrow",
+    "read_pandas",
+]
+
+Decimal = Literal["decimal128", "float64"]
+
+#: Exportable tables, by name.
+TABLES: dict[str, sa.Table] = {
+    "workflows": WORKFLOWS,
+    "executions": EXECUTIONS,
+    "users": USERS,
+    "organizations": ORGANIZATIONS,
+    "audit_log": AUDIT_LOG,
+}
+# Columns that never leave the database.
+_SECRET = {"users": frozenset({"password_hash"})}
+# The column that orders a table in time: partitions by day, incremental high-water mark.
+_TIME_COLUMN = {
+    "workflows": "created_at",
+    "executions": "created_at",
+    "users": "created_at",
+    "organizations": "created_at",
+    "audit_log": "occurred_at",
+}
+_FILTERS: dict[str, type[Any]] = {"workflows": WorkflowFilter, "executions": ExecutionFilter}
+_PARTITIONS = ("day", "organization_id")
+_MANIFEST = "_flowscope_manifest.json"
+_DEFAULT_BATCH = 65_536
+_MAX_BATCH_BYTES = 32 << 20
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+# -- schemas ------------------------------------------------------------------------------
+def _arrow_type(sa_type: Any, *, decimal: Decimal) -> pa.DataType:
+    import pyarrow as pa
+
+    if isinstance(sa_type, sa.TypeDecorator):
+        sa_type = sa_type.load_dialect_impl(postgresql.dialect())
+    if isinstance(sa_type, postgresql.JSONB | postgresql.JSON | sa.JSON):
+        return pa.json_()
+    if isinstance(sa_type, sa.ARRAY):
+        return pa.list_(_arrow_type(sa_type.item_type, decimal=decimal))
+    if isinstance(sa_type, sa.DateTime):
+        return pa.timestamp("us", tz="UTC" if sa_type.timezone else None)
+    if isinstance(sa_type, sa.Date):
+        return pa.date32()
+    if isinstance(sa_type, sa.Boolean):
+        return pa.bool_()
+    if isinstance(sa_type, sa.BigInteger):
+        return pa.int64()
+    if isinstance(sa_type, sa.SmallInteger):
+        return pa.int16()
+    if isinstance(sa_type, sa.Integer):
+        return pa.int32()
+    if isinstance(sa_type, sa.Float):
+        return pa.float64()
+    if isinstance(sa_type, sa.Numeric):
+        if decimal == "float64" or sa_type.precision is None:
+            return pa.float64()
+        return pa.decimal128(sa_type.precision, sa_type.scale or 0)
+    if isinstance(sa_type, sa.String | sa.Text | sa.Enum):
+        return pa.string()
+    raise ConfigurationError(f"no Arrow type for the SQL type {sa_type!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Column:
+    name: str
+    expr: Any  # what the SELECT returns for it (already in a CSV-friendly form)
+    type: pa.DataType
+    kind: Literal["plain", "json", "nested"]  # json: text → pa.json_(); nested: JSON text → list
+
+
+def _column(name: str, expr: Any, sa_type: Any, *, decimal: Decimal) -> _Column:
+    import pyarrow as pa
+
+    arrow = _arrow_type(sa_type, decimal=decimal)
+    if isinstance(arrow, pa.JsonType):
+        return _Column(name, expr, arrow, "json")
+    if pa.types.is_list(arrow):
+        return _Column(name, sa.cast(sa.func.to_json(expr), sa.Text), arrow, "nested")
+    return _Column(name, expr, arrow, "plain")
+
+
+_FLATTEN_TYPES: dict[str, Any] = {
+    "string": "string",
+    "str": "string",
+    "float64": "float64",
+    "float": "float64",
+    "int64": "int64",
+    "int": "int64",
+    "bool": "bool",
+    "json": "json",
+}
+
+
+def _flatten_column(table: sa.Table, key: str, kind: Any, *, decimal: Decimal) -> _Column:
+    """``parameters.lr`` → the value at that path of a JSONB column, as its own column."""
+    import pyarrow as pa
+
+    if not isinstance(key, str) or "." not in key:
+        raise ValidationError(f"flatten keys look like 'parameters.lr', got {key!r}")
+    source, *path = key.split(".")
+    column = table.c.get(source)
+    if column is None or not isinstance(column.type, postgresql.JSONB) or not all(path):
+        raise ValidationError(
+            f"cannot flatten {key!r}: {source!r} is not a JSONB column of {table.name}"
+        )
+    if isinstance(kind, pa.DataType):
+        kind = {
+            pa.string(): "string",
+            pa.float64(): "float64",
+            pa.int64(): "int64",
+            pa.bool_(): "bool",
+        }.get(kind, "json" if isinstance(kind, pa.JsonType) else kind)
+    resolved = _FLATTEN_TYPES.get(kind) if isinstance(kind, str) else None
+    if resolved is None:
+        raise ValidationError(
+            f"flatten type for {key!r} must be one of {sorted(set(_FLATTEN_TYPES.values()))},"
+            f" got {kind!r}"
+        )
+    path_param = sa.literal(path, type_=postgresql.ARRAY(sa.Text))
+    value = column.op("#>")(path_param)
+    text = column.op("#>>")(path_param)
+    typeof = sa.func.jsonb_typeof(value)
+    if resolved == "json":
+        return _Column(key, sa.cast(value, sa.Text), pa.json_(), "json")
+    if resolved == "string":
+        return _Column(key, text, pa.string(), "plain")
+    if resolved == "float64":
+        expr = sa.case((typeof == "number", sa.cast(text, sa.Float(53))))
+        return _Column(key, expr, pa.float64(), "plain")
+    if resolved == "int64":
+        expr = sa.case(
+            (
+                sa.and_(typeof == "number", text.op("~")(r"^-?[0-9]{1,18}$")),
+                sa.cast(text, sa.BigInteger),
+            )
+        )
+        return _Column(key, expr, pa.int64(), "plain")
+    expr = sa.case((typeof == "boolean", sa.cast(text, sa.Boolean)))
+    return _Column(key, expr, pa.bool_(), "plain")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """A SELECT and the Arrow schema its rows become."""
+
+    select: sa.Select[Any]
+    columns: tuple[_Column, ...]
+    table: str | None
+
+    @property
+    def schema(self) -> pa.Schema:
+        import pyarrow as pa
+
+        return pa.schema([pa.field(c.name, c.type) for c in self.columns])
+
+
+def _table(name: Any) -> sa.Table:
+    if not isinstance(name, str) or name not in TABLES:
+        raise ValidationError(f"unknown table {name!r}; one of {sorted(TABLES)}")
+    return TABLES[name]
+
+
+def _where(name: str, filter: Any, filter_fields: Mapping[str, Any]) -> Any:
+    cls = _FILTERS.get(name)
+    if cls is None:
+        if filter is not None and hasattr(filter, "clause"):
+            return filter.clause()
+        if filter is not None or filter_fields:
+            raise ValidationError(f"{name} cannot be filtered here (export all of it)")
+        return sa.true()
+    return coerce_filter(cls, filter, **filter_fields).clause()
+
+
+def _plan(
+    name: str,
+    filter: Any = None,
+    *,
+    columns: Sequence[str] | None = None,
+    flatten: Sequence[str] | Mapping[str, Any] | None = None,
+    decimal: Decimal = "decimal128",
+    extra_where: Any = None,
+    extra: Sequence[tuple[str, Any, Any]] = (),
+    filter_fields: Mapping[str, Any] | None = None,
+) -> _Plan:
+    table = _table(name)
+    if decimal not in ("decimal128", "float64"):
+        raise ValidationError(f"decimal must be 'decimal128' or 'float64', got {decimal!r}")
+    secret = _SECRET.get(name, frozenset())
+    available = [c.name for c in table.columns if c.name not in secret]
+    if columns is None:
+        chosen = available
+    else:
+        if isinstance(columns, str):
+            columns = [columns]
+        unknown = [c for c in columns if c not in available]
+        if unknown:
+            raise ValidationError(
+                f"unknown column(s) {unknown} for {name}; available: {', '.join(available)}"
+            )
+        chosen = list(dict.fromkeys(columns))
+    cols = [_column(c, table.c[c], table.c[c].type, decimal=decimal) for c in chosen]
+    if flatten:
+        items = (
+            flatten.items() if isinstance(flatten, Mapping) else ((k, "string") for k in flatten)
+        )
+        for key, kind in items:
+            if key in {c.name for c in cols}:
+                raise ValidationError(f"flatten key {key!r} repeats a column name")
+            cols.append(_flatten_column(table, key, kind, decimal=decimal))
+    for label, expr, sa_type in extra:
+        cols.append(_column(label, expr, sa_type, decimal=decimal))
+    where = _where(name, filter, filter_fields or {})
+    stmt = sa.select(*(c.expr.label(c.name) for c in cols)).select_from(table).where(where)
+    if extra_where is not None:
+        stmt = stmt.where(extra_where)
+    return _Plan(stmt, tuple(cols), name)
+
+
+def _plan_query(query: sa.Select[Any], *, decimal: Decimal) -> _Plan:
+    sub = query.subquery("q")
+    cols = [_column(c.name, c, c.type, decimal=decimal) for c in sub.c]
+    names = [c.name for c in cols]
+    if len(set(names)) != len(names):
+        raise ValidationError(f"the query's column names repeat: {names}")
+    stmt = sa.select(*(c.expr.label(c.name) for c in cols)).select_from(sub)
+    return _Plan(stmt, tuple(cols), None)
+
+
+def arrow_schema(
+    table: str,
+    *,
+    columns: Sequence[str] | None = None,
+    flatten: Sequence[str] | Mapping[str, Any] | None = None,
+    decimal: Decimal = "decimal128",
+) -> pa.Schema:
+    """The Arrow schema rows of ``table`` are read and exported with.
+
+    Example:
+        >>> from flowscope.export import arrow_schema
+        >>> arrow_schema("executions").field("duration_seconds").type
+        Decimal128Type(decimal128(10, 3))
+        >>> str(arrow_schema("workflows").field("tags").type)
+        'list<item: string>'
+        >>> "password_hash" in arrow_schema("users").names
+        False
+    """
+    return _plan(table, columns=columns, flatten=flatten, decimal=decimal).schema
+
+
+# -- streaming ----------------------------------------------------------------------------
+def _compile(stmt: sa.Select[Any]) -> tuple[str, dict[str, Any]]:
+    from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+
+    compiled = stmt.compile(
+        dialect=pg_psycopg.dialect(), compile_kwargs={"render_postcompile": True}
+    )
+    return str(compiled), dict(compiled.params)
+
+
+class _Decoder:
+    """Turns CSV bytes of whole rows into RecordBatches with the plan's exact schema."""
+
+    def __init__(self, plan: _Plan) -> None:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        self.schema = plan.schema
+        self.columns = plan.columns
+        names = [c.name for c in plan.columns]
+        csv_types = {c.name: (c.type if c.kind == "plain" else pa.string()) for c in plan.columns}
+        self._read = pcsv.ReadOptions(column_names=names, use_threads=False)
+        self._parse = pcsv.ParseOptions(newlines_in_values=True)
+        self._convert = pcsv.ConvertOptions(
+            column_types=csv_types,
+            null_values=[""],
+            true_values=["t"],
+            false_values=["f"],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        )
+
+    def __call__(self, data: bytes) -> pa.RecordBatch:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        self._read.block_size = len(data) + 1
+        table = pcsv.read_csv(
+            pa.py_buffer(data),
+            read_options=self._read,
+            parse_options=self._parse,
+            convert_options=self._convert,
+        )
+        arrays = []
+        for column, chunked in zip(self.columns, table.columns, strict=True):
+            array = chunked.combine_chunks() if chunked.num_chunks != 1 else chunked.chunk(0)
+            if column.kind == "json":
+                array = pa.ExtensionArray.from_storage(pa.json_(), array.cast(pa.string()))
+            elif column.kind == "nested":
+                array = _parse_json_lists(array, column.type)
+            arrays.append(array)
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+def _parse_json_lists(array: pa.Array, type_: pa.DataType) -> pa.Array:
+    """JSON arrays (one per row, as text) → a list array, with Arrow's C++ JSON reader."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pjson
+
+    if len(array) == 0:
+        return pa.array([], type=type_)
+    wrapped = pc.binary_join_element_wise(
+        '{"v":', pc.fill_null(array.cast(pa.string()), "null"), "}", ""
+    )
+    one_list = pa.ListArray.from_arrays(pa.array([0, len(wrapped)], pa.int32()), wrapped)
+    lines = pc.binary_join(one_list, "\n")[0]
+    schema = pa.schema([pa.field("v", type_)])
+    parsed = pjson.read_json(
+        pa.BufferReader(lines.as_buffer()),
+        parse_options=pjson.ParseOptions(explicit_schema=schema, newlines_in_values=False),
+        read_options=pjson.ReadOptions(use_threads=False, block_size=max(1 << 20, 2 * len(array))),
+    )
+    return parsed.column("v").combine_chunks()
+
+
+_DONE = object()
+
+
+class _Stream:
+    """A COPY drained by a background thread into byte batches of whole rows.
+
+    The queue holds at most two batches, so memory stays bounded; ``close()``
+    stops the drain (the COPY is cancelled and the transaction rolled back).
+    """
+
+    def __init__(
+        self, client: Client, plan: _Plan, *, batch_size: int, max_bytes: int = _MAX_BATCH_BYTES
+    ) -> None:
+        self._client = client
+        self._plan = plan
+        self._batch_size = batch_size
+        self._max_bytes = max_bytes
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="flowscope-copy", daemon=True)
+
+    def start(self) -> _Stream:
+        self._thread.start()
+        return self
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            sql, params = _compile(self._plan.select)
+            copy_sql = "COPY (" + sql + ") TO STDOUT (FORMAT csv)"
+            with self._client.transaction() as conn:
+                conn.execute(sa.text("SET LOCAL TimeZone = 'UTC'"))
+                conn.execute(sa.text("SET LOCAL DateStyle = 'ISO, YMD'"))
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                with raw.cursor() as cur, cur.copy(copy_sql, params) as copy:
+                    rows: list[bytes] = []
+                    size = 0
+                    limit, max_bytes = self._batch_size, self._max_bytes
+                    for chunk in copy:
+                        rows.append(chunk)
+                        size += len(chunk)
+                        if len(rows) >= limit or size >= max_bytes:
+                            if not self._put((len(rows), b"".join(rows))):
+                                raise _Cancelled
+                            rows, size = [], 0
+                    if rows and not self._put((len(rows), b"".join(rows))):
+                        raise _Cancelled
+            self._put(_DONE)
+        except _Cancelled:
+            pass
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _stream_plan(
+    client: Client, plan: _Plan, *, batch_size: int = _DEFAULT_BATCH
+) -> Iterator[pa.RecordBatch]:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValidationError(f"batch_size must be a positive integer, got {batch_size!r}")
+    decode = _Decoder(plan)
+    stream = _Stream(client, plan, batch_size=batch_size).start()
+    try:
+        with _db.translating(client.url):
+            for _, data in stream:
+                yield decode(data)
+    finally:
+        stream.close()
+
+
+def iter_batches(
+    client: Client,
+    table: str,
+    filter: Any = None,
+    /,
+    *,
+    columns: Sequence[str] | None = None,
+    flatten: Sequence[str] | Mapping[str, Any] | None = None,
+    decimal: Decimal = "decimal128",
+    batch_size: int = _DEFAULT_BATCH,
+    **filter_fields: Any,
+) -> Iterator[pa.RecordBatch]:
+    """Stream ``table`` (optionally filtered) as Arrow RecordBatches of ``batch_size`` rows.
+
+    Every batch has the table's explicit schema (:func:`arrow_schema`). Memory stays
+    constant: at most a few batches are in flight. Closing the iterator early
+    cancels the query.
+
+    Example:
+        >>> for batch in flowscope.iter_batches(client, "executions", status="failed"):  # doctest: +SKIP
+        ...     print(batch.num_rows)
+        65536
+    """
+    plan = _plan(
+        table,
+        filter,
+        columns=columns,
+        flatten=flatten,
+        decimal=decimal,
+        filter_fields=filter_fields,
+    )
+    return _stream_plan(client, plan, batch_size=batch_size)
+
+
+def read_arrow(
+    client: Client,
+    table: str,
+    filter: Any = None,
+    /,
+    *,
+    columns: Sequence[str] | None = None,
+    flatten: Sequence[str] | Mapping[str, Any] | None = None,
+    decimal: Decimal = "decimal128",
+    batch_size: int = _DEFAULT_BATCH,
+    **filter_fields: Any,
+) -> pa.Table:
+    """Read ``table`` (optionally filtered) into one Arrow table with the explicit schema.
+
+    ``filter`` is an :class:`ExecutionFilter`/:class:`WorkflowFilter` (or pass its
+    fields as keywords). ``flatten`` pulls JSON keys into their own columns: a
+    list (``["parameters.lr"]``, strings) or a mapping of key → type
+    (``{"parameters.lr": "float64", "result.accuracy": "float64"}``; types
+    ``string``, ``float64``, ``int64``, ``bool``, ``json``). A value of another
+    JSON type becomes NULL. ``decimal="float64"`` reads NUMERIC as float64.
+
+    Example:
+        >>> t = flowscope.read_arrow(client, "executions", status="completed",  # doctest: +SKIP
+        ...                          flatten={"parameters.lr": "float64"})
+        >>> t.schema.field("parameters.lr").type                                 # doctest: +SKIP
+        DataType(double)
+    """
+    import pyarrow as pa
+
+    plan = _plan(
+        table,
+        filter,
+        columns=columns,
+        flatten=flatten,
+        decimal=decimal,
+        filter_fields=filter_fields,
+    )
+    batches = list(_stream_plan(client, plan, batch_size=batch_size))
+    return pa.Table.from_batches(batches, schema=plan.schema)
+
+
+def _pandas_dtype(type_: pa.DataType) -> Any:
+    import pandas as pd
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(type_):
+        return None  # datetime64[us, UTC]
+    simple = {
+        pa.string(): pd.StringDtype("pyarrow"),
+        pa.int16(): pd.Int16Dtype(),
+        pa.int32(): pd.Int32Dtype(),
+        pa.int64(): pd.Int64Dtype(),
+        pa.bool_(): pd.BooleanDtype(),
+        pa.float64(): pd.Float64Dtype(),
+    }
+    if type_ in simple:
+        return simple[type_]
+    return pd.ArrowDtype(type_)
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Arrow → pandas with the column contract: nullable ints/booleans/floats,
+    pyarrow strings, tz-aware UTC timestamps, Arrow-backed decimals, lists and JSON."""
+    return table.to_pandas(types_mapper=_pandas_dtype)
+
+
+def read_pandas(
+    client: Client,
+    table: str,
+    filter: Any = None,
+    /,
+    *,
+    columns: Sequence[str] | None = None,
+    flatten: Sequence[str] | Mapping[str, Any] | None = None,
+    decimal: Decimal = "decimal128",
+    batch_size: int = _DEFAULT_BATCH,
+    **filter_fields: Any,
+) -> pd.DataFrame:
+    """Like :func:`read_arrow`, as a DataFrame with nullable / Arrow-backed dtypes.
+
+    Strings are ``string[pyarrow]``, integers ``Int32``/``Int64``, booleans
+    ``boolean``, timestamps ``datetime64[us, UTC]``, NUMERIC ``decimal128(10, 3)[pyarrow]``
+    (or ``Float64`` with ``decimal="float64"``), ``TEXT[]`` ``list<string>[pyarrow]``
+    and JSONB ``extension<arrow.json>[pyarrow]`` (values are JSON text). The same
+    columns come back when nothing matches.
+
+    Example:
+        >>> df = flowscope.read_pandas(client, "executions", status="failed")  # doctest: +SKIP
+        >>> df.dtypes["created_at"]                                           # doctest: +SKIP
+        datetime64[us, UTC]
+    """
+    return to_pandas(
+        read_arrow(
+            client,
+            table,
+            filter,
+            columns=columns,
+            flatten=flatten,
+            decimal=decimal,
+            batch_size=batch_size,
+            **filter_fields,
+        )
+    )
+
+
+# -- Parquet ------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote: ``rows``, ``files`` (paths), ``bytes``, ``seconds``.
+
+    ``high_water_mark`` is the newest time-column value exported (incremental mode),
+    or None.
+    """
+
+    rows: int
+    files: tuple[Path, ...]
+    bytes: int
+    seconds: float
+    high_water_mark: datetime | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"ExportResult(rows={self.rows}, files={len(self.files)}, bytes={self.bytes},"
+            f" seconds={self.seconds:.2f})"
+        )
+
+    @property
+    def rows_per_second(self) -> float:
+        """Throughput of the export."""
+        return self.rows / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class _AtomicFile:
+    """A Parquet file written beside its destination and renamed into place on commit."""
+
+    def __init__(
+        self,
+        final: Path,
+        schema: pa.Schema,
+        compression: str | None,
+        dictionary: list[str] | bool = True,
+    ) -> None:
+        import pyarrow.parquet as pq
+
+        self.final = final
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self.temp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
+        self.rows = 0
+        self._writer: Any = pq.ParquetWriter(
+            self.temp, schema, compression=compression, use_dictionary=dictionary
+        )
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    def finish(self) -> None:
+        """Close, check and fsync the temp file (it is renamed later by ``commit``)."""
+        import pyarrow.parquet as pq
+
+        self._writer.close()
+        self._writer = None
+        written = pq.ParquetFile(self.temp).metadata.num_rows
+        if written != self.rows:  # pragma: no cover - a broken writer
+            raise FlowscopeError(f"{self.temp} holds {written} rows, expected {self.rows}")
+        with open(self.temp, "rb") as handle:
+            os.fsync(handle.fileno())
+
+    def commit(self) -> int:
+        os.replace(self.temp, self.final)
+        return self.final.stat().st_size
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+        with contextlib.suppress(FileNotFoundError):
+            self.temp.unlink()
+
+
+def _partition_dir(keys: Sequence[str], values: Sequence[Any]) -> str:
+    parts = []
+    for key, value in zip(keys, values, strict=True):
+        if value is None:
+            text = _HIVE_NULL
+        elif isinstance(value, date):
+            text = value.isoformat()
+        else:
+            text = urllib.parse.quote(str(value), safe="")
+        parts.append(f"{key}={text}")
+    return "/".join(parts)
+
+
+def _split_runs(
+    batch: pa.RecordBatch, keys: Sequence[str]
+) -> Iterator[tuple[tuple[Any, ...], int, int]]:
+    """(partition values, offset, length) of each run of equal keys in a sorted batch."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = batch.num_rows
+    if n == 0:
+        return
+    change = pa.array([False] * n)
+    for key in keys:
+        col = batch.column(key)
+        if n > 1:
+            prev, cur = col.slice(0, n - 1), col.slice(1)
+            diff = pc.fill_null(pc.not_equal(prev, cur), True)
+            both_null = pc.and_(pc.is_null(prev), pc.is_null(cur))
+            diff = pc.and_not(diff, both_null)
+            change = pc.or_(change, pa.concat_arrays([pa.array([False]), diff]))
+    starts = [0, *[i for i in pc.indices_nonzero(change).to_pylist()]]
+    bounds = [*starts, n]
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        values = tuple(batch.column(k)[start].as_py() for k in keys)
+        yield values, start, end - start
+
+
+def _progress(enabled: bool, desc: str, total: int | None) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=" rows",
+        unit_scale=True,
+        disable=not enabled,
+        leave=True,
+        dynamic_ncols=True,
+    )
+
+
+_NO_DICTIONARY = frozenset({"id", "trace_id", "row_id", "name", "description", "email", "username"})
+
+
+class _Sink:
+    """Writes batches to one file, or to one file per partition (rows arrive sorted by key)."""
+
+    def __init__(
+        self,
+        root: Path,
+        schema: pa.Schema,
+        keys: Sequence[str],
+        *,
+        compression: str | None,
+        single: Path | None,
+        name: str,
+    ) -> None:
+        import pyarrow as pa
+
+        self.root = root
+        self.schema = schema
+        self.keys = list(keys)
+        self.compression = compression
+        self.single = single
+        self.name = name
+        self.files: list[_AtomicFile] = []
+        self.current: _AtomicFile | None = None
+        self.current_key: tuple[Any, ...] | None = None
+        self.seen: set[tuple[Any, ...]] = set()
+        # Dictionary-encode low-cardinality strings only (ids and JSON gain nothing).
+        self.dictionary = [
+            f.name for f in schema if f.type == pa.string() and f.name not in _NO_DICTIONARY
+        ]
+
+    def _open(self, final: Path) -> _AtomicFile:
+        if self.current is not None:
+            self.current.finish()
+        self.current = _AtomicFile(final, self.schema, self.compression, self.dictionary)
+        self.files.append(self.current)
+        return self.current
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if not self.keys:
+            current = self.current
+            if current is None:
+                final = self.single or self.root / f"{self.name}-0.parquet"
+                current = self._open(final)
+            current.write(batch)
+            return
+        for values, offset, length in _split_runs(batch, self.keys):
+            if values != self.current_key or self.current is None:
+                if values in self.seen:  # pragma: no cover - ORDER BY guarantees runs
+                    raise FlowscopeError("partition rows arrived out of order")
+                self.seen.add(values)
+                self.current_key = values
+                self._open(self.root / _partition_dir(self.keys, values) / f"{self.name}.parquet")
+            assert self.current is not None
+            self.current.write(batch.slice(offset, length).drop_columns(self.keys))
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        return tuple(f.final for f in self.files)
+
+    def commit(self) -> list[int]:
+        if not self.files and self.single is not None:
+            self._open(self.single)  # an empty result is still a (valid, empty) file
+        if self.current is not None:
+            self.current.finish()
+            self.current = None
+        sizes = [f.commit() for f in self.files]
+        for parent in {f.final.parent for f in self.files}:
+            _fsync_dir(parent)
+        return sizes
+
+    def abort(self) -> None:
+        for f in self.files:
+            f.abort()
+
+
+class Export:
+    """Parquet export: ``client.export.parquet(...)``.
+
+    Example:
+        >>> result = client.export.parquet("executions", "out/runs", partition_by=["day"])  # doctest: +SKIP
+        >>> result.rows, len(result.files)                                                 # doctest: +SKIP
+        (1000000, 180)
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"<flowscope.Export of {self._client!r}>"
+
+    def parquet(
+        self,
+        table_or_query: str | sa.Select[Any],
+        path: str | os.PathLike[str],
+        filter: Any = None,
+        /,
+        *,
+        columns: Sequence[str] | None = None,
+        flatten: Sequence[str] | Mapping[str, Any] | None = None,
+        partition_by: Sequence[str] | None = None,
+        compression: str | None = "zstd",
+        decimal: Decimal = "decimal128",
+        progress: bool = True,
+        incremental: bool = False,
+        batch_size: int = _DEFAULT_BATCH,
+        **filter_fields: Any,
+    ) -> ExportResult:
+        """Stream a table (or a SQLAlchemy ``Select``) into Parquet, atomically.
+
+        * No ``partition_by`` and not ``incremental``: one file at ``path``.
+        * ``partition_by=["day"]`` or ``["organization_id", "day"]``: a Hive-style
+          dataset under the directory ``path`` (``day=2026-03-01/part-….parquet``;
+          ``day`` is the UTC date of the table's time column, ``created_at`` or
+          ``occurred_at`` for ``audit_log``; NULL values go to
+          ``__HIVE_DEFAULT_PARTITION__``). Partition columns live in the directory
+          names, not in the files, as Hive, pyarrow, pandas and DuckDB expect.
+        * ``incremental=True``: ``path`` is a dataset directory with a manifest
+          (``_flowscope_manifest.json``) holding the high-water mark of the time
+          column; each run appends only newer rows as new files.
+
+        Files are written beside their destination (``.name.*.tmp``), checked,
+        fsynced and renamed into place only when every batch succeeded; on any
+        error or interrupt no partial or temp file is left. ``progress`` shows a
+        ``tqdm.auto`` bar with rows/s.
+
+        Example:
+            >>> client.export.parquet("executions", "failed.parquet", status="failed")  # doctest: +SKIP
+            ExportResult(rows=1534, files=1, bytes=120443, seconds=0.12)
+            >>> client.export.parquet("executions", "lake/executions", incremental=True,  # doctest: +SKIP
+            ...                       partition_by=["organization_id", "day"], progress=False)
+        """
+        started = time.perf_counter()
+        target = Path(path)
+        keys = list(partition_by or [])
+        if isinstance(partition_by, str):
+            raise ValidationError("partition_by is a list, e.g. ['day']")
+        bad = [k for k in keys if k not in _PARTITIONS]
+        if bad or len(set(keys)) != len(keys):
+            raise ValidationError(
+                f"partition_by takes 'day' and/or 'organization_id', got {partition_by!r}"
+            )
+        if compression is not None and compression not in (
+            "zstd",
+            "snappy",
+            "gzip",
+            "brotli",
+            "lz4",
+            "none",
+        ):
+            raise ValidationError(f"unknown compression {compression!r}")
+        manifest: dict[str, Any] | None = None
+        extra: list[tuple[str, Any, Any]] = []
+        extra_where = None
+        hwm_before: datetime | None = None
+        if isinstance(table_or_query, sa.Select):
+            if incremental:
+                raise ValidationError("incremental export needs a table name, not a query")
+            if filter is not None or filter_fields or columns or flatten:
+                raise ValidationError("filters/columns/flatten apply to table exports only")
+            plan = _plan_query(table_or_query, decimal=decimal)
+            missing = [k for k in keys if k not in {c.name for c in plan.columns}]
+            if missing:
+                raise ValidationError(f"the query has no column(s) {missing} to partition by")
+            time_col = None
+            name = "query"
+        else:
+            name = str(table_or_query)
+            table = _table(table_or_query)
+            time_col = _TIME_COLUMN[name]
+            if "organization_id" in keys and "organization_id" not in table.c:
+                raise ValidationError(f"{name} has no organization_id to partition by")
+            if incremental:
+                manifest = _read_manifest(target)
+                if manifest is not None:
+                    if manifest.get("table") != name or manifest.get("partition_by") != keys:
+                        raise ValidationError(
+                            f"{target} holds an export of {manifest.get('table')!r} partitioned by"
+                            f" {manifest.get('partition_by')}, not {name!r} by {keys}"
+                        )
+                    if manifest.get("high_water_mark"):
+                        hwm_before = datetime.fromisoformat(manifest["high_water_mark"])
+                        extra_where = table.c[time_col] > hwm_before
+            for key in keys:
+                if key == "day":
+                    day = sa.cast(sa.func.timezone("UTC", table.c[time_col]), sa.Date)
+                    extra.append(("day", day, sa.Date()))
+                elif columns is not None and key not in columns:
+                    columns = [*columns, key]
+            plan = _plan(
+                name,
+                filter,
+                columns=columns,
+                flatten=flatten,
+                decimal=decimal,
+                extra=extra,
+                extra_where=extra_where,
+                filter_fields=filter_fields,
+            )
+            if time_col not in {c.name for c in plan.columns} and incremental:
+                raise ValidationError(f"incremental export needs the column {time_col!r}")
+        if keys:
+            plan = dataclasses.replace(
+                plan, select=plan.select.order_by(*(sa.literal_column(f'"{k}"') for k in keys))
+            )
+        dataset = bool(keys) or incremental
+        if dataset:
+            if target.exists() and not target.is_dir():
+                raise ValidationError(f"{target} exists and is not a directory")
+            if (
+                not incremental
+                and target.exists()
+                and any(not p.name.startswith((".", "_")) for p in target.iterdir())
+            ):
+                raise ValidationError(
+                    f"{target} is not empty: remove it, or use incremental=True to append"
+                )
+        elif target.is_dir():
+            raise ValidationError(f"{target} is a directory; give a file path (or partition_by)")
+
+        compression_arg = None if compression in (None, "none") else compression
+        file_schema = plan.schema
+        for key in keys:
+            file_schema = file_schema.remove(file_schema.get_field_index(key))
+        run = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        sink = _Sink(
+            target,
+            file_schema,
+            keys,
+            compression=compression_arg,
+            single=None if dataset else target,
+            name=f"part-{run}",
+        )
+        rows = 0
+        hwm: datetime | None = None
+        total = (
+            _estimate_rows(self._client, name) if (filter is None and not filter_fields) else None
+        )
+        bar = _progress(progress, f"export {name}", total if extra_where is None else None)
+        # Parquet encoding runs in a worker thread, overlapping the next batch's parsing.
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        pending: Future[None] | None = None
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="flowscope-parquet") as pool:
+                try:
+                    for batch in _stream_plan(self._client, plan, batch_size=batch_size):
+                        if time_col is not None and incremental and batch.num_rows:
+                            import pyarrow.compute as pc
+
+                            newest = pc.max(batch.column(time_col)).as_py()
+                            if newest is not None and (hwm is None or newest > hwm):
+                                hwm = newest
+                        if pending is not None:
+                            pending.result()
+                        pending = pool.submit(sink.write, batch)
+                        rows += batch.num_rows
+                        bar.update(batch.num_rows)
+                    if pending is not None:
+                        pending.result()
+                finally:
+                    if pending is not None:
+                        pending.cancel()
+            sizes = sink.commit()
+            if incremental:
+                _write_manifest(
+                    target,
+                    manifest,
+                    table=name,
+                    partition_by=keys,
+                    time_column=time_col,
+                    high_water_mark=hwm if hwm is not None else hwm_before,
+                    files=list(sink.paths),
+                    rows=rows,
+                )
+        except BaseException:
+            sink.abort()
+            raise
+        finally:
+            bar.close()
+        return ExportResult(
+            rows=rows,
+            files=sink.paths,
+            bytes=sum(sizes),
+            seconds=time.perf_counter() - started,
+            high_water_mark=(hwm if hwm is not None else hwm_before) if incremental else None,
+        )
+
+
+def _estimate_rows(client: Client, name: str) -> int | None:
+    if name not in TABLES:
+        return None
+    try:
+        rows = client.sql(
+            "SELECT reltuples::bigint AS n FROM pg_class WHERE oid = to_regclass(:t)",
+            {"t": name},
+        )
+    except FlowscopeError:
+        return None
+    n = rows[0]["n"] if rows else None
+    return int(n) if n is not None and n > 0 else None
+
+
+def _read_manifest(root: Path) -> dict[str, Any] | None:
+    path = root / _MANIFEST
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValidationError(f"cannot read the export manifest {path}: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != "flowscope-export/1":
+        raise ValidationError(f"{path} is not a flowscope export manifest")
+    return data
+
+
+def _write_manifest(
+    root: Path,
+    previous: dict[str, Any] | None,
+    *,
+    table: str,
+    partition_by: list[str],
+    time_column: str | None,
+    high_water_mark: datetime | None,
+    files: list[Path],
+    rows: int,
+) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    runs = list((previous or {}).get("runs", []))
+    runs.append(
+        {
+            "finished_at": datetime.now(UTC).isoformat(),
+            "rows": rows,
+            "files": [str(f.relative_to(root)) for f in files],
+            "high_water_mark": high_water_mark.isoformat() if high_water_mark else None,
+        }
+    )
+    data = {
+        "format": "flowscope-export/1",
+        "table": table,
+        "partition_by": partition_by,
+        "time_column": time_column,
+        "high_water_mark": high_water_mark.isoformat() if high_water_mark else None,
+        "rows": sum(r["rows"] for r in runs),
+        "runs": runs,
+    }
+    path = root / _MANIFEST
+    temp = root / f".{_MANIFEST}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(temp, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+    _fsync_dir(root)
