@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ._resources.organizations import Organizations
     from ._resources.users import Users
     from ._resources.workflows import Workflows
+    from .export import Export
 
 __all__ = ["Client", "connect"]
 
@@ -186,6 +187,13 @@ class Client:
         from ._resources.audit import Audit
 
         return Audit(self)
+
+    @cached_property
+    def export(self) -> Export:
+        """Parquet export: ``client.export.parquet("executions", "runs.parquet", status="failed")``."""
+        from .export import Export
+
+        return Export(self)
 
 
 def connect(

@@ -288,12 +288,50 @@ def _plan(
     return _Plan(stmt, tuple(cols), name)
 
 
-def _plan_query(query: sa.Select[Any], *, decimal: Decimal) -> _Plan:
+# PostgreSQL type oids → SQLAlchemy types, for queries (the server says what it returns).
+_OID_TYPES: dict[int, Any] = {
+    16: sa.Boolean(),
+    20: sa.BigInteger(),
+    21: sa.SmallInteger(),
+    23: sa.Integer(),
+    25: sa.Text(),
+    1042: sa.Text(),
+    1043: sa.Text(),
+    700: sa.Float(),
+    701: sa.Float(),
+    1082: sa.Date(),
+    1114: sa.DateTime(timezone=False),
+    1184: sa.DateTime(timezone=True),
+    114: postgresql.JSONB(),
+    3802: postgresql.JSONB(),
+    1009: postgresql.ARRAY(sa.Text),
+    1015: postgresql.ARRAY(sa.Text),
+    1007: postgresql.ARRAY(sa.Integer),
+    1016: postgresql.ARRAY(sa.BigInteger),
+}
+
+
+def _plan_query(client: Client, query: sa.Select[Any], *, decimal: Decimal) -> _Plan:
+    """A plan for any SELECT: column types come from the server's result description."""
     sub = query.subquery("q")
-    cols = [_column(c.name, c, c.type, decimal=decimal) for c in sub.c]
-    names = [c.name for c in cols]
+    names = [c.name for c in sub.c]
     if len(set(names)) != len(names):
         raise ValidationError(f"the query's column names repeat: {names}")
+    with client.transaction() as conn:
+        result = conn.execute(sa.select(sub).limit(0))
+        description = result.cursor.description if result.cursor is not None else None
+        result.close()
+    assert description is not None
+    cols = []
+    for column, desc in zip(sub.c, description, strict=True):
+        sa_type = _OID_TYPES.get(desc.type_code)
+        expr: Any = column
+        if desc.type_code == 1700:
+            precision, scale = desc.precision, desc.scale
+            sa_type = sa.Numeric(precision, scale) if precision else sa.Numeric()
+        elif sa_type is None:  # anything else (uuid, interval, ...) travels as its text form
+            sa_type, expr = sa.Text(), sa.cast(column, sa.Text)
+        cols.append(_column(column.name, expr, sa_type, decimal=decimal))
     stmt = sa.select(*(c.expr.label(c.name) for c in cols)).select_from(sub)
     return _Plan(stmt, tuple(cols), None)
 
@@ -929,7 +967,7 @@ class Export:
                 raise ValidationError("incremental export needs a table name, not a query")
             if filter is not None or filter_fields or columns or flatten:
                 raise ValidationError("filters/columns/flatten apply to table exports only")
-            plan = _plan_query(table_or_query, decimal=decimal)
+            plan = _plan_query(self._client, table_or_query, decimal=decimal)
             missing = [k for k in keys if k not in {c.name for c in plan.columns}]
             if missing:
                 raise ValidationError(f"the query has no column(s) {missing} to partition by")
