@@ -492,3 +492,17 @@ def test_progress_bar_counts_rows(
     seeded.export.parquet("executions", tmp_path / "p.parquet", batch_size=10, progress=True)
     err = capsys.readouterr().err
     assert "export executions" in err and "40" in err and "rows/s" in err
+
+
+def test_cli_export(seeded: flowscope.Client, database_url: str, tmp_path: Path) -> None:
+    from flowscope.cli import app
+    from typer.testing import CliRunner
+
+    target = tmp_path / "cli.parquet"
+    args = ["export", "executions", str(target), "--status", "failed", "--no-progress"]
+    out = CliRunner().invoke(app, [*args, "--database-url", database_url])
+    assert out.exit_code == 0, out.output
+    assert "exported 10 rows" in out.output
+    assert set(pq.read_table(target).column("status").to_pylist()) == {"failed"}
+    bad = CliRunner().invoke(app, ["export", "users", str(tmp_path / "u"), "--status", "x", "--database-url", database_url])  # fmt: skip
+    assert bad.exit_code == 1 and not (tmp_path / "u").exists()

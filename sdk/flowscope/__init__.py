@@ -23,6 +23,8 @@ from .errors import (
     SchemaOutOfDateError,
     ValidationError,
 )
+from ._ingest import IngestResult, ingest
+from .export import Export, ExportResult, arrow_schema, iter_batches, read_arrow, read_pandas
 from .filters import ExecutionFilter, WorkflowFilter
 
 __version__ = "0.1.0"
@@ -36,12 +38,20 @@ __all__ = [
     "ConnectionFailedError",
     "DatabaseError",
     "ExecutionFilter",
+    "Export",
+    "ExportResult",
     "FlowscopeError",
+    "IngestResult",
     "NotFoundError",
     "PermissionDeniedError",
     "SchemaOutOfDateError",
     "ValidationError",
     "WorkflowFilter",
     "__version__",
+    "arrow_schema",
     "connect",
+    "ingest",
+    "iter_batches",
+    "read_arrow",
+    "read_pandas",
 ]
