@@ -327,6 +327,44 @@ def test_export_of_a_query(seeded: flowscope.Client, tmp_path: Path) -> None:
     assert result.rows == 3
     assert table.column("runs").to_pylist() == [14, 13, 13]
     assert table.schema.field("runs").type == pa.int64()
+    # every wire type the decoder handles, with NULLs and signs
+    values = sa.values(
+        sa.column("n", sa.Numeric(12, 4)),
+        sa.column("f", sa.Float),
+        sa.column("b", sa.Boolean),
+        sa.column("s", sa.SmallInteger),
+        sa.column("d", sa.Date),
+        sa.column("t", sa.Text),
+        name="v",
+    ).data(
+        [
+            (Decimal("-12345678.9012"), -1.5, True, -3, datetime(1999, 12, 31).date(), "x" * 13),
+            (Decimal("0.0001"), None, None, None, None, None),
+            (None, 2.0**60, False, 32767, datetime(2026, 2, 28).date(), ""),
+        ]
+    )
+    query = sa.select(
+        sa.cast(values.c.n, sa.Numeric(12, 4)).label("n"),
+        sa.cast(values.c.n, sa.Numeric).label("free"),
+        values.c.f,
+        values.c.b,
+        values.c.s,
+        values.c.d,
+        values.c.t,
+        sa.cast(values.c.n, sa.Text).label("uuidish"),
+    )
+    seeded.export.parquet(query, tmp_path / "types.parquet", progress=False)
+    got = pq.read_table(tmp_path / "types.parquet")
+    assert got.schema.field("n").type == pa.decimal128(12, 4)
+    assert got.schema.field("free").type == pa.float64()
+    assert got.to_pylist() == [
+        {"n": Decimal("-12345678.9012"), "free": -12345678.9012, "f": -1.5, "b": True, "s": -3,
+         "d": datetime(1999, 12, 31).date(), "t": "x" * 13, "uuidish": "-12345678.9012"},
+        {"n": Decimal("0.0001"), "free": 0.0001, "f": None, "b": None, "s": None, "d": None,
+         "t": None, "uuidish": "0.0001"},
+        {"n": None, "free": None, "f": 2.0**60, "b": False, "s": 32767,
+         "d": datetime(2026, 2, 28).date(), "t": "", "uuidish": None},
+    ]  # fmt: skip
 
 
 def test_failed_export_leaves_nothing(
