@@ -445,8 +445,8 @@ def _be(u8: Any, starts: Any, width: int, dtype: str) -> Any:
     """Big-endian fixed-width values at ``starts`` (one per row)."""
     import numpy as np
 
-    index = starts[:, None] + np.arange(width)
-    return u8[index].view(dtype).ravel().astype(dtype[1:])
+    index = (starts[:, None] + np.arange(width)).ravel()
+    return np.take(u8, index).view(dtype).astype(dtype[1:])
 
 
 def _validity(valid: Any) -> Any:
@@ -467,18 +467,21 @@ def _decode(
     n = len(starts)
     bitmap = _validity(valid)
     if wire == "text":
-        size = np.where(valid, lengths, 0).astype("<i4")
-        views = np.zeros((n, 16), dtype=np.uint8)
-        views[:, 0:4] = size.view(np.uint8).reshape(n, 4)
-        head = u8[starts[:, None] + np.arange(12)]
-        head[np.arange(12)[None, :] >= size[:, None]] = 0
-        views[:, 4:16] = head
-        long = size > 12
-        if long.any():
-            views[long, 8:12] = 0  # buffer index 0
-            views[long, 12:16] = starts[long].astype("<i4").view(np.uint8).reshape(-1, 4)
-        array = pa.Array.from_buffers(pa.string_view(), n, [bitmap, pa.py_buffer(views), buffer])
-        return array.cast(pa.string())
+        # Offsets s0, e0, s1, e1, ... over the whole batch buffer make a binary array whose
+        # even values are this column's strings and odd values the bytes between them;
+        # one C++ take of the even values copies the strings out contiguously.
+        ends = starts + np.maximum(lengths, 0)
+        offsets = np.empty(2 * n, dtype=np.int32)
+        offsets[0::2] = starts
+        offsets[1::2] = ends
+        if n == 0:
+            return pa.array([], type=pa.string())
+        interleaved = pa.Array.from_buffers(
+            pa.binary(), 2 * n - 1, [None, pa.py_buffer(offsets), buffer]
+        )
+        taken = interleaved.take(pa.array(np.arange(0, 2 * n, 2, dtype=np.int32)))
+        _, taken_offsets, taken_data = taken.buffers()
+        return pa.Array.from_buffers(pa.string(), n, [bitmap, taken_offsets, taken_data])
     if wire in ("int2", "int4", "int8", "float8"):
         width, dtype = {
             "int2": (2, ">i2"),
