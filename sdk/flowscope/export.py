@@ -94,8 +94,8 @@ _TIME_COLUMN = {
 _FILTERS: dict[str, type[Any]] = {"workflows": WorkflowFilter, "executions": ExecutionFilter}
 _PARTITIONS = ("day", "organization_id")
 _MANIFEST = "_flowscope_manifest.json"
-_DEFAULT_BATCH = 65_536
-_MAX_BATCH_BYTES = 32 << 20
+_DEFAULT_BATCH = 32_768
+_MAX_BATCH_BYTES = 16 << 20
 _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
@@ -613,7 +613,7 @@ class _Stream:
                         if not first.startswith(_HEADER):  # pragma: no cover - protocol change
                             raise FlowscopeError("unexpected COPY binary header")
                         skip = 19 + int.from_bytes(first[15:19], "big")
-                        if len(first) > skip:
+                        if len(first) > skip + 2:  # a row (or only the trailer) follows
                             rows.append(first[skip:])
                     for chunk in messages:
                         length = len(chunk)

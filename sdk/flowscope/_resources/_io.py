@@ -49,7 +49,7 @@ class TableIO:
         columns: Sequence[str] | None = None,
         flatten: Sequence[str] | Mapping[str, Any] | None = None,
         decimal: Decimal = "decimal128",
-        batch_size: int = 65_536,
+        batch_size: int = 32_768,
         **filter_fields: Any,
     ) -> pa.Table:
         """The matching rows as one Arrow table (explicit schema; JSONB as ``pa.json_()``).
@@ -81,7 +81,7 @@ class TableIO:
         columns: Sequence[str] | None = None,
         flatten: Sequence[str] | Mapping[str, Any] | None = None,
         decimal: Decimal = "decimal128",
-        batch_size: int = 65_536,
+        batch_size: int = 32_768,
         **filter_fields: Any,
     ) -> pd.DataFrame:
         """The matching rows as a DataFrame with nullable / Arrow-backed dtypes.
@@ -112,7 +112,7 @@ class TableIO:
         columns: Sequence[str] | None = None,
         flatten: Sequence[str] | Mapping[str, Any] | None = None,
         decimal: Decimal = "decimal128",
-        batch_size: int = 65_536,
+        batch_size: int = 32_768,
         **filter_fields: Any,
     ) -> Iterator[pa.RecordBatch]:
         """Stream the matching rows as RecordBatches in constant memory.
