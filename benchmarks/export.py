@@ -126,8 +126,12 @@ def main() -> None:
         " JSON extension type.",
     ]
     baseline = "copy-binary-drain" if "copy-binary-drain" in results else contenders[0]
-    print(_harness.table("Export all executions to Parquet", results, baseline=baseline, notes=notes))
-    Path(os.environ.get("FLOWSCOPE_BENCH_OUT", "benchmarks/results")).mkdir(parents=True, exist_ok=True)
+    print(
+        _harness.table("Export all executions to Parquet", results, baseline=baseline, notes=notes)
+    )
+    Path(os.environ.get("FLOWSCOPE_BENCH_OUT", "benchmarks/results")).mkdir(
+        parents=True, exist_ok=True
+    )
     json.dump(results, sys.stderr, indent=1)
 
 

@@ -195,13 +195,11 @@ def test_empty_result_keeps_schema(client: flowscope.Client) -> None:
 
 
 def test_filters_columns_and_small_batches(seeded: flowscope.Client, engine: sa.Engine) -> None:
-    got = export.read_arrow(
-        seeded, "executions", status=["failed"], columns=["id", "status"], batch_size=3
-    )
+    got = seeded.executions.to_arrow(status=["failed"], columns=["id", "status"], batch_size=3)
     assert got.column_names == ["id", "status"]
     expected = sorted(r["id"] for r in _source(engine, "executions") if r["status"] == "failed")
     assert sorted(got.column("id").to_pylist()) == expected
-    batches = list(export.iter_batches(seeded, "executions", batch_size=7))
+    batches = list(seeded.executions.iter_batches(batch_size=7))
     assert [b.num_rows for b in batches][:-1] == [7] * (len(batches) - 1)
     assert sum(b.num_rows for b in batches) == 40
     with pytest.raises(flowscope.ValidationError, match="unknown column"):
@@ -245,13 +243,13 @@ def test_flatten_json_keys(seeded: flowscope.Client, engine: sa.Engine) -> None:
 def test_read_pandas_dtypes(seeded: flowscope.Client) -> None:
     import pandas as pd
 
-    df = export.read_pandas(seeded, "executions")
+    df = seeded.executions.to_pandas()
     assert str(df.dtypes["created_at"]) == "datetime64[us, UTC]"
     assert df.dtypes["steps_completed"] == pd.Int32Dtype()
     assert df.dtypes["status"] == pd.StringDtype("pyarrow")
     assert df.dtypes["duration_seconds"] == pd.ArrowDtype(pa.decimal128(10, 3))
     assert df["steps_completed"].isna().sum() == 7  # i % 6 == 0 for i < 40
-    wf = export.read_pandas(seeded, "workflows", decimal="float64")
+    wf = seeded.workflows.to_pandas(decimal="float64")
     assert wf.dtypes["is_public"] == pd.BooleanDtype()
     assert wf.dtypes["tags"] == pd.ArrowDtype(pa.list_(pa.string()))
     fl = export.read_pandas(seeded, "executions", decimal="float64")
@@ -520,7 +518,11 @@ def test_scoped_client_exports_only_its_organization(
     assert table.num_rows == 13
     result = scoped.export.parquet("workflows", tmp_path / "w.parquet", progress=False)
     assert result.rows == 1
-    audit = export.read_arrow(scoped, "audit_log")
+    audit = scoped.audit.to_arrow()
+    assert (
+        scoped.users.to_arrow().num_rows == 0
+        and "password_hash" not in scoped.users.to_arrow().column_names
+    )
     assert set(audit.column("organization_id").to_pylist()) <= {"org_b"}
 
 

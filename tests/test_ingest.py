@@ -10,9 +10,8 @@ from typing import Any
 import flowscope
 import pytest
 import sqlalchemy as sa
-from flowscope import export
 from flowscope._ingest import ingest
-from flowscope.models import EXECUTIONS, ORGANIZATIONS, WORKFLOWS, Execution
+from flowscope.models import EXECUTIONS, ORGANIZATIONS, USERS, WORKFLOWS, Execution
 
 T0 = datetime(2026, 5, 1, 8, 0, 0, 250_000, tzinfo=UTC)
 
@@ -24,6 +23,21 @@ def base(client: flowscope.Client, engine: sa.Engine) -> flowscope.Client:
             sa.insert(ORGANIZATIONS),
             [{"id": "org_a", "name": "A", "slug": "a"}, {"id": "org_b", "name": "B", "slug": "b"}],
         )
+        for uid, org, scopes in (
+            ("usr_me", None, ["workflow:read", "workflow:execute"]),
+            ("usr_a", "org_a", ["workflow:read", "workflow:execute", "workflow:write"]),
+            ("usr_ro", "org_a", ["workflow:read"]),
+        ):
+            conn.execute(
+                sa.insert(USERS).values(
+                    id=uid,
+                    username=uid,
+                    email=f"{uid}@example.com",
+                    password_hash="x",
+                    organization_id=org,
+                    scopes=scopes,
+                )
+            )
         for wid, org, version in (("wf_a", "org_a", 3), ("wf_b", "org_b", 1)):
             conn.execute(
                 sa.insert(WORKFLOWS).values(
@@ -78,7 +92,7 @@ def test_ingest_dicts_computes_duration_and_version(
     rows = _historical(25)
     rows[3]["metadata"] = {"workflow_version": 9, "k": "v"}
     rows[4]["duration_seconds"] = 1.5
-    result = ingest(base, "executions", rows)
+    result = base.executions.ingest(rows)
     assert result.rows == 25
     stored = _executions(engine)
     assert [r["id"] for r in stored] == [r["id"] for r in rows]
@@ -177,12 +191,12 @@ def test_dataframe_arrow_and_models(base: flowscope.Client, engine: sa.Engine) -
     ingest(base, "executions", [Execution(**r) for r in rows[2:4]])
     source = {r["id"]: r for r in rows}
     # round trip: the Arrow table flowscope reads can be ingested as is (JSON as text)
-    table = export.read_arrow(base, "executions")
+    table = base.executions.to_arrow()
     with engine.begin() as conn:
         conn.execute(sa.delete(EXECUTIONS))
     ingest(base, "executions", table)
     ingest(base, "executions", pa.Table.from_pylist(rows[4:6]).drop_columns(["parameters"]))
-    frame = export.read_pandas(base, "executions", ids=["ex_000", "ex_001"])
+    frame = base.executions.to_pandas(ids=["ex_000", "ex_001"])
     with engine.begin() as conn:
         conn.execute(sa.delete(EXECUTIONS).where(EXECUTIONS.c.id.in_(["ex_000", "ex_001"])))
     ingest(base, "executions", frame)
@@ -199,9 +213,7 @@ def test_dataframe_arrow_and_models(base: flowscope.Client, engine: sa.Engine) -
 
 
 def test_workflows_ingest(base: flowscope.Client, engine: sa.Engine) -> None:
-    result = ingest(
-        base,
-        "workflows",
+    result = base.workflows.ingest(
         [
             {"name": "Ünï", "owner": "usr_1", "nodes": [{"id": "n"}], "edges": [], "tags": ["a", ""]},
             {"id": "wf_x", "name": "x", "owner": "usr_1", "nodes": [], "edges": [], "status": "active"},
@@ -226,7 +238,7 @@ def test_workflows_ingest(base: flowscope.Client, engine: sa.Engine) -> None:
 
 def test_scoped_ingest_stays_in_its_organization(base: flowscope.Client, engine: sa.Engine) -> None:
     scoped = base.scoped("org_a", user_id="usr_a")
-    assert ingest(scoped, "executions", _historical(5)).rows == 5
+    assert scoped.executions.ingest(_historical(5)).rows == 5
     stored = _executions(engine)
     assert {r["organization_id"] for r in stored} == {"org_a"}
     with pytest.raises(flowscope.PermissionDeniedError, match="row 1"):
@@ -235,7 +247,9 @@ def test_scoped_ingest_stays_in_its_organization(base: flowscope.Client, engine:
     with pytest.raises(flowscope.ValidationError, match="no workflow 'wf_b'"):
         ingest(scoped, "executions", [{"workflow_id": "wf_b"}])
     assert len(_executions(engine)) == 5
-    ingest(scoped, "workflows", [{"name": "w", "nodes": [], "edges": []}])
+    scoped.workflows.ingest([{"name": "w", "nodes": [], "edges": []}])
+    with pytest.raises(flowscope.PermissionDeniedError, match="workflow:execute"):
+        base.scoped("org_a", user_id="usr_ro").executions.ingest(_historical(1))
     with engine.connect() as conn:
         w = conn.execute(sa.select(WORKFLOWS).where(WORKFLOWS.c.name == "w")).mappings().one()
     assert w["organization_id"] == "org_a" and w["owner"] == "usr_a"

@@ -10,6 +10,8 @@ Example:
 from __future__ import annotations
 
 from ._client import Client, connect
+from ._ingest import IngestResult, ingest
+from ._resources._base import Page
 from .errors import (
     AccountLockedError,
     AuthenticationError,
@@ -23,30 +25,61 @@ from .errors import (
     SchemaOutOfDateError,
     ValidationError,
 )
-from ._ingest import IngestResult, ingest
 from .export import Export, ExportResult, arrow_schema, iter_batches, read_arrow, read_pandas
-from .filters import ExecutionFilter, WorkflowFilter
+from .filters import AuditFilter, ExecutionFilter, OrganizationFilter, UserFilter, WorkflowFilter
+from .models import (
+    AuditLogEntryPublic,
+    ExecutionCreate,
+    ExecutionPublic,
+    ExecutionUpdate,
+    OrganizationCreate,
+    OrganizationPublic,
+    OrganizationUpdate,
+    UserCreate,
+    UserPublic,
+    UserUpdate,
+    WorkflowCreate,
+    WorkflowPublic,
+    WorkflowUpdate,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccountLockedError",
+    "AuditFilter",
+    "AuditLogEntryPublic",
     "AuthenticationError",
     "Client",
     "ConfigurationError",
     "ConflictError",
     "ConnectionFailedError",
     "DatabaseError",
+    "ExecutionCreate",
     "ExecutionFilter",
+    "ExecutionPublic",
+    "ExecutionUpdate",
     "Export",
     "ExportResult",
     "FlowscopeError",
     "IngestResult",
     "NotFoundError",
+    "OrganizationCreate",
+    "OrganizationFilter",
+    "OrganizationPublic",
+    "OrganizationUpdate",
+    "Page",
     "PermissionDeniedError",
     "SchemaOutOfDateError",
+    "UserCreate",
+    "UserFilter",
+    "UserPublic",
+    "UserUpdate",
     "ValidationError",
+    "WorkflowCreate",
     "WorkflowFilter",
+    "WorkflowPublic",
+    "WorkflowUpdate",
     "__version__",
     "arrow_schema",
     "connect",

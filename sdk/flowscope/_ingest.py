@@ -159,8 +159,10 @@ def _duration(name: str) -> Callable[[Any], Any]:
                 if not math.isfinite(value):
                     raise _RowError(name, "must be finite")
                 value = Decimal(repr(value))
-            elif isinstance(value, Integral | Decimal):
-                value = Decimal(value)
+            elif isinstance(value, Decimal):
+                pass
+            elif isinstance(value, Integral):
+                value = Decimal(int(value))
             elif isinstance(value, Real):
                 value = Decimal(repr(float(value)))
             else:
@@ -185,7 +187,7 @@ _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", 
 
 
 def _json(name: str, shape: type | None = None, default: Any = None) -> Callable[[Any], Any]:
-    shape_name = {dict: "object", list: "array"}.get(shape, "")
+    shape_name = "object" if shape is dict else "array" if shape is list else ""
 
     def convert(value: Any) -> Any:
         if value is None:
@@ -398,6 +400,9 @@ def ingest(client: Client, table: str, rows: Any) -> IngestResult:
     if table not in _FIELDS:
         raise ValidationError(f"ingest supports {', '.join(INGESTABLE)}, not {table!r}")
     fields = _FIELDS[table]
+    from ._resources._base import EXECUTE, WRITE, require_scope
+
+    require_scope(client, EXECUTE if table == "executions" else WRITE)
     records = _records(table, rows)
     if not records:
         return IngestResult(rows=0, seconds=time.perf_counter() - started)
@@ -405,6 +410,7 @@ def ingest(client: Client, table: str, rows: Any) -> IngestResult:
     errors: list[dict[str, Any]] = []
     with client.transaction() as conn:
         now = conn.execute(sa.text("SELECT now()")).scalar_one()
+        complete: Callable[[list[Any]], None]
         if table == "executions":
             complete = _ExecutionDefaults(client, conn, records, now)
         else:
@@ -489,8 +495,8 @@ class _ExecutionDefaults:
     ) -> None:
         from .models import WORKFLOWS
 
-        wanted = {r.get("workflow_id") for r in records if isinstance(r, Mapping)}
-        wanted = {w for w in wanted if isinstance(w, str)}
+        given = {r.get("workflow_id") for r in records if isinstance(r, Mapping)}
+        wanted: set[str] = {w for w in given if isinstance(w, str)}
         w = WORKFLOWS.c
         self.workflows: dict[str, Any] = {}
         ordered = sorted(wanted)
@@ -503,7 +509,7 @@ class _ExecutionDefaults:
         self.user = client.user_id
         self.org = client.organization_id
         self.now = now
-        self.ids = iter(())
+        self.ids: Iterator[str] = iter(())
 
     def __call__(self, t: list[Any]) -> None:
         workflow_id = t[1]
@@ -562,7 +568,7 @@ class _WorkflowDefaults:
         self.user = client.user_id
         self.org = client.organization_id
         self.now = now
-        self.ids = iter(())
+        self.ids: Iterator[str] = iter(())
 
     def __call__(self, t: list[Any]) -> None:
         if t[4] is None:

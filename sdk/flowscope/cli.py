@@ -8,7 +8,7 @@ Example:
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -146,7 +146,7 @@ def export_command(
     """
     import flowscope
 
-    filters: dict[str, object] = {}
+    filters: dict[str, Any] = {}
     if table == "executions":
         filters = {
             "status": status,

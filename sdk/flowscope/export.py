@@ -52,7 +52,14 @@ from sqlalchemy.dialects import postgresql
 
 from . import _db
 from .errors import ConfigurationError, FlowscopeError, ValidationError
-from .filters import ExecutionFilter, WorkflowFilter, coerce_filter
+from .filters import (
+    AuditFilter,
+    ExecutionFilter,
+    OrganizationFilter,
+    UserFilter,
+    WorkflowFilter,
+    coerce_filter,
+)
 from .models import AUDIT_LOG, EXECUTIONS, ORGANIZATIONS, USERS, WORKFLOWS
 
 if TYPE_CHECKING:
@@ -91,7 +98,13 @@ _TIME_COLUMN = {
     "organizations": "created_at",
     "audit_log": "occurred_at",
 }
-_FILTERS: dict[str, type[Any]] = {"workflows": WorkflowFilter, "executions": ExecutionFilter}
+_FILTERS: dict[str, type[Any]] = {
+    "workflows": WorkflowFilter,
+    "executions": ExecutionFilter,
+    "users": UserFilter,
+    "organizations": OrganizationFilter,
+    "audit_log": AuditFilter,
+}
 _PARTITIONS = ("day", "organization_id")
 _MANIFEST = "_flowscope_manifest.json"
 _DEFAULT_BATCH = 32_768
@@ -328,7 +341,8 @@ def _plan_query(client: Client, query: sa.Select[Any], *, decimal: Decimal) -> _
         result.close()
     assert description is not None
     cols = []
-    for column, desc in zip(sub.c, description, strict=True):
+    for column, desc_tuple in zip(sub.c, description, strict=True):
+        desc: Any = desc_tuple  # psycopg's Column: type_code, precision, scale
         sa_type = _OID_TYPES.get(desc.type_code)
         expr: Any = column
         if desc.type_code == 1700:
@@ -656,6 +670,9 @@ def _stream_plan(
 ) -> Iterator[pa.RecordBatch]:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValidationError(f"batch_size must be a positive integer, got {batch_size!r}")
+    from ._resources._base import READ, require_scope
+
+    require_scope(client, READ)
     decode = _Decoder(plan)
     stream = _Stream(client, plan, batch_size=batch_size).start()
     try:
