@@ -92,10 +92,11 @@ def _choice(name: str, allowed: Sequence[str]) -> Callable[[Any], Any]:
     allowed_set = frozenset(allowed)
 
     def convert(value: Any) -> Any:
-        if value is None or value in allowed_set:
+        if value is None or (isinstance(value, str) and value in allowed_set):
             return value
         raise _RowError(name, f"must be one of {', '.join(allowed)}; got {value!r}")
 
+    convert.allowed = allowed_set  # type: ignore[attr-defined]
     return convert
 
 
@@ -186,6 +187,30 @@ class _Json(str):
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def _fast_dumps() -> Callable[[Any], str]:
+    """json.dumps without its per-call set-up (the C encoder, made once)."""
+    from json import encoder
+
+    make = getattr(encoder, "c_make_encoder", None)
+    basestring = getattr(encoder, "c_encode_basestring", None)
+    if make is None or basestring is None:  # pragma: no cover - no C accelerator
+        return _dumps
+    encode = make(None, _not_json, basestring, None, ":", ",", False, False, False)
+    join = "".join
+
+    def dumps(value: Any) -> str:
+        return join(encode(value, 0))
+
+    return dumps
+
+
+_fast_json = _fast_dumps()
+
+
 def _json(name: str, shape: type | None = None, default: Any = None) -> Callable[[Any], Any]:
     shape_name = "object" if shape is dict else "array" if shape is list else ""
 
@@ -197,8 +222,8 @@ def _json(name: str, shape: type | None = None, default: Any = None) -> Callable
         if shape is not None and not isinstance(value, shape):
             raise _RowError(name, f"must be a JSON {shape_name}, got {type(value).__name__}")
         try:
-            text = _dumps(value)
-        except (TypeError, ValueError) as exc:
+            text = _fast_json(value)
+        except (TypeError, ValueError, RecursionError) as exc:
             raise _RowError(name, f"not JSON-serialisable: {exc}") from None
         if "\\u0000" in text:
             raise _RowError(name, "contains a NUL character")
@@ -229,47 +254,48 @@ def _text_list(name: str) -> Callable[[Any], Any]:
 class _Field:
     name: str
     sql_type: str  # for psycopg's COPY set_types
-    convert: Callable[[Any], Any]
+    convert: Callable[[Any], Any]  # the complete check (the slow path; raises _RowError)
+    fast: str = "other"  # which inline fast path the generated row converter uses
 
 
 _EXECUTION_FIELDS = (
-    _Field("id", "text", _string("id")),
-    _Field("workflow_id", "text", _string("workflow_id")),
-    _Field("owner", "text", _string("owner")),
-    _Field("organization_id", "text", _string("organization_id")),
-    _Field("status", "text", _choice("status", EXECUTION_STATUSES)),
-    _Field("parameters", "jsonb", _json("parameters", dict, {})),
-    _Field("result", "jsonb", _json("result")),
-    _Field("error", "jsonb", _json("error")),
-    _Field("started_at", "timestamptz", _timestamp("started_at")),
-    _Field("completed_at", "timestamptz", _timestamp("completed_at")),
+    _Field("id", "text", _string("id"), "str255"),
+    _Field("workflow_id", "text", _string("workflow_id"), "str255"),
+    _Field("owner", "text", _string("owner"), "str255"),
+    _Field("organization_id", "text", _string("organization_id"), "str255"),
+    _Field("status", "text", _choice("status", EXECUTION_STATUSES), "choice"),
+    _Field("parameters", "jsonb", _json("parameters", dict, {}), "json_dict"),
+    _Field("result", "jsonb", _json("result"), "json"),
+    _Field("error", "jsonb", _json("error"), "json"),
+    _Field("started_at", "timestamptz", _timestamp("started_at"), "ts"),
+    _Field("completed_at", "timestamptz", _timestamp("completed_at"), "ts"),
     _Field("duration_seconds", "numeric", _duration("duration_seconds")),
-    _Field("current_step", "text", _string("current_step")),
-    _Field("steps_completed", "int4", _int4("steps_completed")),
-    _Field("steps_total", "int4", _int4("steps_total")),
-    _Field("metadata", "jsonb", lambda v: v),  # finished after workflow_version is set
-    _Field("trace_id", "text", _string("trace_id")),
-    _Field("created_at", "timestamptz", _timestamp("created_at")),
-    _Field("updated_at", "timestamptz", _timestamp("updated_at")),
+    _Field("current_step", "text", _string("current_step"), "str255"),
+    _Field("steps_completed", "int4", _int4("steps_completed"), "int4"),
+    _Field("steps_total", "int4", _int4("steps_total"), "int4"),
+    _Field("metadata", "jsonb", lambda v: v, "pass"),  # finished after workflow_version is set
+    _Field("trace_id", "text", _string("trace_id"), "str255"),
+    _Field("created_at", "timestamptz", _timestamp("created_at"), "ts"),
+    _Field("updated_at", "timestamptz", _timestamp("updated_at"), "ts"),
 )
 _WORKFLOW_FIELDS = (
-    _Field("id", "text", _string("id")),
-    _Field("name", "text", _string("name")),
+    _Field("id", "text", _string("id"), "str255"),
+    _Field("name", "text", _string("name"), "str255"),
     _Field("description", "text", _string("description", None)),
-    _Field("version", "int4", _int4("version")),
-    _Field("owner", "text", _string("owner")),
-    _Field("organization_id", "text", _string("organization_id")),
-    _Field("nodes", "jsonb", _json("nodes", list)),
-    _Field("edges", "jsonb", _json("edges", list)),
-    _Field("metadata", "jsonb", _json("metadata", dict, {})),
+    _Field("version", "int4", _int4("version"), "int4"),
+    _Field("owner", "text", _string("owner"), "str255"),
+    _Field("organization_id", "text", _string("organization_id"), "str255"),
+    _Field("nodes", "jsonb", _json("nodes", list), "json_list"),
+    _Field("edges", "jsonb", _json("edges", list), "json_list"),
+    _Field("metadata", "jsonb", _json("metadata", dict, {}), "json_dict"),
     _Field("tags", "text[]", _text_list("tags")),
-    _Field("status", "text", _choice("status", WORKFLOW_STATUSES)),
-    _Field("is_public", "bool", _boolean("is_public")),
-    _Field("created_at", "timestamptz", _timestamp("created_at")),
-    _Field("updated_at", "timestamptz", _timestamp("updated_at")),
-    _Field("created_by", "text", _string("created_by")),
-    _Field("updated_by", "text", _string("updated_by")),
-    _Field("deleted_at", "timestamptz", _timestamp("deleted_at")),
+    _Field("status", "text", _choice("status", WORKFLOW_STATUSES), "choice"),
+    _Field("is_public", "bool", _boolean("is_public"), "bool"),
+    _Field("created_at", "timestamptz", _timestamp("created_at"), "ts"),
+    _Field("updated_at", "timestamptz", _timestamp("updated_at"), "ts"),
+    _Field("created_by", "text", _string("created_by"), "str255"),
+    _Field("updated_by", "text", _string("updated_by"), "str255"),
+    _Field("deleted_at", "timestamptz", _timestamp("deleted_at"), "ts"),
 )
 _FIELDS = {"executions": _EXECUTION_FIELDS, "workflows": _WORKFLOW_FIELDS}
 _JSON_FIELDS = {
@@ -460,27 +486,71 @@ def _raise(errors: list[dict[str, Any]], total: int) -> None:
     )
 
 
+_FAST_CHECKS = {
+    # a condition under which the value is NOT already fine (then the full converter runs)
+    "str255": "type(v) is not str or len(v) > 255 or '\\x00' in v",
+    "choice": "type(v) is not str or v not in choices_{i}",
+    "ts": "type(v) is not datetime or v.tzinfo is None",
+    "int4": "type(v) is not int or not -2147483648 <= v <= 2147483647",
+    "bool": "v is not True and v is not False",
+}
+_JSON_SHAPES = {"json_dict": "type(v) is dict", "json_list": "type(v) is list", "json": "True"}
+
+
 def _row_converter(fields: Sequence[_Field]) -> Callable[[Any], list[Any]]:
-    names = [f.name for f in fields]
-    allowed = frozenset(names)
-    steps = [(f.name, i, f.convert) for i, f in enumerate(fields)]
-    width = len(fields)
-
-    def convert(record: Any) -> list[Any]:
-        if not isinstance(record, Mapping):
-            raise _RowError("", f"expected a dict or a model, got {type(record).__name__}")
-        if not allowed.issuperset(record):
-            unknown = sorted(set(record) - allowed)
-            raise _RowError(str(unknown[0]), f"unknown field(s) {unknown}")
-        values = [None] * width
-        get = record.get
-        for name, position, step in steps:
-            value = get(name)
-            if value is not None:
-                values[position] = step(value)
-        return values
-
-    return convert
+    """A row checker generated for this table: inline type checks for the common, valid
+    case; the full converter (which explains what is wrong) for anything else."""
+    namespace: dict[str, Any] = {
+        "Mapping": Mapping,
+        "datetime": datetime,
+        "_RowError": _RowError,
+        "allowed": frozenset(f.name for f in fields),
+        "dumps": _fast_json,
+        "J": _Json,
+    }
+    lines = [
+        "def convert(record):",
+        "    if type(record) is not dict and not isinstance(record, Mapping):",
+        "        raise _RowError('', 'expected a dict or a model, got ' + type(record).__name__)",
+        "    if not allowed.issuperset(record):",
+        "        unknown = sorted(map(str, set(record) - allowed))",
+        "        raise _RowError(unknown[0], 'unknown field(s) ' + repr(unknown))",
+        "    get = record.get",
+    ]
+    out = []
+    for i, field in enumerate(fields):
+        namespace[f"c_{i}"] = field.convert
+        lines.append(f"    v = get({field.name!r})")
+        if field.fast == "pass":
+            pass
+        elif field.fast in _JSON_SHAPES:
+            lines += [
+                "    if v is not None:",
+                f"        if {_JSON_SHAPES[field.fast]}:",
+                "            try:",
+                "                t = dumps(v)",
+                "            except (TypeError, ValueError, RecursionError):",
+                "                t = None",
+                f"            v = J(t) if t is not None and '\\\\u0000' not in t else c_{i}(v)",
+                "        else:",
+                f"            v = c_{i}(v)",
+            ]
+        elif field.fast in _FAST_CHECKS:
+            if field.fast == "choice":
+                namespace[f"choices_{i}"] = field.convert.allowed  # type: ignore[attr-defined]
+            check = _FAST_CHECKS[field.fast].format(i=i)
+            lines += [f"    if v is not None and ({check}):", f"        v = c_{i}(v)"]
+        else:
+            lines += ["    if v is not None:", f"        v = c_{i}(v)"]
+        lines.append(f"    v_{i} = v")
+        out.append(f"v_{i}")
+    lines.append(f"    return [{', '.join(out)}]")
+    # the source is built from this module's constants only (field names, checks), no input
+    exec(
+        compile("\n".join(lines), f"<flowscope row converter {fields[1].name}>", "exec"), namespace
+    )
+    converter: Callable[[Any], list[Any]] = namespace["convert"]
+    return converter
 
 
 _E = {f.name: i for i, f in enumerate(_EXECUTION_FIELDS)}
