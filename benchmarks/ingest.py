@@ -112,9 +112,11 @@ def run_one(contender: str, url: str, n: int) -> None:
             "timestamptz",
         ]  # fmt: skip
         json_at = {5, 6, 7, 12}
-        with psycopg.connect(url) as conn, conn.cursor() as cur, cur.copy(
-            f"COPY executions ({', '.join(COLUMNS)}) FROM STDIN (FORMAT binary)"
-        ) as copy:
+        with (
+            psycopg.connect(url) as conn,
+            conn.cursor() as cur,
+            cur.copy(f"COPY executions ({', '.join(COLUMNS)}) FROM STDIN (FORMAT binary)") as copy,
+        ):
             copy.set_types(types)
             for r in rows:
                 copy.write_row(
