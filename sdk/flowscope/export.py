@@ -17,11 +17,15 @@ BOOLEAN                ``bool`` (nullable)
 
 ``users`` never includes ``password_hash``.
 
-How rows travel: one ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` in the client's
-scope (so row-level security applies to scoped clients), drained by a background
-thread into batches of whole rows, parsed by Arrow's C++ CSV reader with the
-explicit column types, so memory stays constant whatever the table size.
-``TEXT[]`` columns travel as JSON arrays and are parsed by Arrow's JSON reader.
+How rows travel: one ``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` in the
+client's scope (so row-level security applies to scoped clients). Every CopyData
+message is one row, so a batch of messages is decoded with numpy all at once:
+field offsets for all rows per column, fixed-width values gathered and
+byte-swapped, strings copied out by one Arrow ``take``, NUMERIC rebuilt from its
+base-10000 digits into ``decimal128``. No value is formatted as text on the
+server or parsed per row in Python, and memory stays constant whatever the
+table size (one batch in flight, one being written). JSONB travels as text
+(``::text``) and ``TEXT[]`` as a JSON array parsed by Arrow's JSON reader.
 
 Example:
     >>> import flowscope
