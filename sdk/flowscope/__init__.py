@@ -12,6 +12,7 @@ from __future__ import annotations
 from ._client import Client, connect
 from ._ingest import IngestResult, ingest
 from ._resources._base import Page
+from .analytics import Analytics
 from .errors import (
     AccountLockedError,
     AuthenticationError,
@@ -47,6 +48,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccountLockedError",
+    "Analytics",
     "AuditFilter",
     "AuditLogEntryPublic",
     "AuthenticationError",

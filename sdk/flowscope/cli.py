@@ -3,6 +3,7 @@
 Example:
     $ flowscope db upgrade
     $ flowscope demo
+    $ flowscope analytics refresh
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from . import FlowscopeError
 app = typer.Typer(no_args_is_help=True, help="Read, write and analyse a flowscope database.")
 db_app = typer.Typer(no_args_is_help=True, help="Schema migrations.")
 app.add_typer(db_app, name="db")
+analytics_app = typer.Typer(no_args_is_help=True, help="Analytics rollups.")
+app.add_typer(analytics_app, name="analytics")
 
 DatabaseUrl = Annotated[
     str | None,
@@ -109,6 +112,24 @@ def demo(database_url: DatabaseUrl = None) -> None:
         typer.echo(f"connected: {client!r}")
         for row in rows:
             typer.echo(f"  {row['table']}")
+    except FlowscopeError as exc:
+        _fail(exc)
+
+
+@analytics_app.command("refresh")
+def analytics_refresh(
+    database_url: DatabaseUrl = None,
+    concurrently: Annotated[
+        bool, typer.Option(help="Keep the rollups readable while refreshing (slower).")
+    ] = True,
+) -> None:
+    """Refresh the daily analytics rollups (materialized views) and record when."""
+    import flowscope
+
+    try:
+        with flowscope.connect(database_url) as client:
+            when = client.analytics.refresh_rollups(concurrently=concurrently)
+        typer.echo(f"rollups refreshed at {when.isoformat()}")
     except FlowscopeError as exc:
         _fail(exc)
 
