@@ -28,6 +28,13 @@ JSON_COLUMNS = {
 }
 
 
+@pytest.fixture(autouse=True, params=["copy", "adbc"])
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on both transports: the binary COPY decoder and ADBC + casts."""
+    monkeypatch.setenv("FLOWSCOPE_EXPORT_TRANSPORT", request.param)
+    return str(request.param)
+
+
 def _seed(engine: sa.Engine, executions: int = 40) -> None:
     """Rows that stress the types: NULLs, empty arrays, nested/non-ASCII JSON, µs timestamps."""
     with engine.begin() as conn:
@@ -366,18 +373,20 @@ def test_export_of_a_query(seeded: flowscope.Client, tmp_path: Path) -> None:
 
 
 def test_failed_export_leaves_nothing(
-    seeded: flowscope.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    seeded: flowscope.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str
 ) -> None:
     calls = {"n": 0}
-    real = export._Decoder.__call__
+    # the per-batch step of the transport in use: the COPY decoder or the ADBC caster
+    step: Any = export._AdbcCaster if transport == "adbc" else export._Decoder
+    real = step.__call__
 
-    def flaky(self: Any, data: bytes) -> Any:
+    def flaky(self: Any, data: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 3:
             raise RuntimeError("injected failure in batch 3")
         return real(self, data)
 
-    monkeypatch.setattr(export._Decoder, "__call__", flaky)
+    monkeypatch.setattr(step, "__call__", flaky)
     target = tmp_path / "out.parquet"
     with pytest.raises(RuntimeError, match="injected"):
         seeded.export.parquet("executions", target, batch_size=5, progress=False)

@@ -53,7 +53,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from . import _db
-from .errors import ConfigurationError, FlowscopeError, ValidationError
+from .errors import (
+    ConfigurationError,
+    DatabaseError,
+    FlowscopeError,
+    PermissionDeniedError,
+    ValidationError,
+)
 from .filters import (
     AuditFilter,
     ExecutionFilter,
@@ -154,6 +160,7 @@ class _Column:
     type: pa.DataType
     kind: Literal["plain", "json", "nested"]  # json: text → pa.json_(); nested: JSON text → list
     wire: str = ""  # the PostgreSQL type on the wire when it differs from the Arrow type's
+    native: Any = None  # for ADBC, when it reads the column natively (TEXT[] → list)
 
 
 def _column(name: str, expr: Any, sa_type: Any, *, decimal: Decimal) -> _Column:
@@ -163,7 +170,8 @@ def _column(name: str, expr: Any, sa_type: Any, *, decimal: Decimal) -> _Column:
     if isinstance(arrow, pa.JsonType):
         return _Column(name, sa.cast(expr, sa.Text), arrow, "json")
     if pa.types.is_list(arrow):
-        return _Column(name, sa.cast(sa.func.to_json(expr), sa.Text), arrow, "nested")
+        to_json = sa.cast(sa.func.to_json(expr), sa.Text)
+        return _Column(name, to_json, arrow, "nested", native=expr)
     if isinstance(sa_type, sa.Float):
         return _Column(name, sa.cast(expr, sa.Float(53)), arrow, "plain", "float8")
     if isinstance(sa_type, sa.Numeric) and arrow == pa.float64():
@@ -627,10 +635,198 @@ def _stream_plan(
     from ._resources._base import READ, require_scope
 
     require_scope(client, READ)
+    adbc = _adbc_query(client, plan)
+    if adbc is not None:
+        yield from _adbc_batches(client, plan, adbc, batch_size=batch_size)
+        return
     decode = _Decoder(plan)
     with _db.translating(client.url):
         for chunks in _copy_batches(client, plan, batch_size=batch_size):
             yield decode(chunks)
+
+
+# -- the ADBC transport ---------------------------------------------------------------------
+# ``FLOWSCOPE_EXPORT_TRANSPORT``: "auto" (ADBC when installed and the query's parameters bind),
+# "adbc" (the same, but an error when ADBC is not installed), "copy" (the binary COPY decoder
+# above, always). Queries with parameters ADBC cannot bind always take the COPY decoder.
+_TRANSPORT_ENV = "FLOWSCOPE_EXPORT_TRANSPORT"
+
+
+def _transport() -> str:
+    value = os.environ.get(_TRANSPORT_ENV, "auto").strip().lower() or "auto"
+    if value not in ("auto", "adbc", "copy"):
+        raise ConfigurationError(f"{_TRANSPORT_ENV} must be auto, adbc or copy; got {value!r}")
+    return value
+
+
+def adbc_uri(url: str | sa.URL) -> str | None:
+    """The libpq URI ADBC connects with, for a flowscope database URL (None: not expressible).
+
+    Example:
+        >>> adbc_uri("postgresql+psycopg://u:p%40ss@db:5433/x")
+        'postgresql://u:p%40ss@db:5433/x'
+        >>> adbc_uri("postgresql://postgres:@/flowscope?host=/tmp/pg")
+        'postgresql://postgres@/flowscope?host=%2Ftmp%2Fpg'
+    """
+    u = sa.make_url(_db.normalize_url(url))
+    quote = urllib.parse.quote
+    if isinstance(u.host, tuple) or any(isinstance(v, tuple) for v in u.query.values()):
+        return None  # several hosts: leave it to psycopg
+    auth = ""
+    if u.username:
+        auth = quote(u.username, safe="")
+        if u.password:
+            auth += ":" + quote(str(u.password), safe="")
+        auth += "@"
+    host = u.host or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{u.port}" if u.port else ""
+    database = quote(u.database or "", safe="")
+    query = dict(u.query)
+    query.setdefault("application_name", "flowscope")
+    return f"postgresql://{auth}{host}{port}/{database}?" + urllib.parse.urlencode(query)
+
+
+def _adbc_bindable(value: Any) -> bool:
+    if isinstance(value, bool | int | float | str):
+        return not isinstance(value, str) or "\x00" not in value
+    if isinstance(value, datetime):
+        return value.tzinfo is not None
+    if isinstance(value, date):
+        return True
+    if isinstance(value, list | tuple):
+        return bool(value) and all(isinstance(v, str) and "\x00" not in v for v in value)
+    return False  # None, Decimal, dicts, ...: psycopg knows how to send them
+
+
+def _adbc_query(client: Client, plan: _Plan) -> tuple[str, str, list[Any]] | None:
+    """(uri, SQL with $n parameters, parameters) when this plan can go through ADBC."""
+    choice = _transport()
+    if choice == "copy":
+        return None
+    try:
+        import adbc_driver_postgresql.dbapi  # noqa: F401
+    except ImportError:
+        if choice == "adbc":
+            raise ConfigurationError(
+                "adbc-driver-postgresql is not installed (pip install adbc-driver-postgresql)"
+            ) from None
+        return None
+    from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+
+    stmt = plan.select
+    if any(c.native is not None for c in plan.columns):  # TEXT[] as itself: ADBC reads lists
+        stmt = stmt.with_only_columns(
+            *((c.native if c.native is not None else c.expr).label(c.name) for c in plan.columns)
+        )
+    compiled = stmt.compile(
+        dialect=pg_psycopg.dialect(paramstyle="numeric_dollar"),
+        compile_kwargs={"render_postcompile": True},
+    )
+    positions = compiled.positiontup or []
+    params = [compiled.params[name] for name in positions]
+    uri = adbc_uri(client.url)
+    if uri is None or not all(_adbc_bindable(v) for v in params):
+        return None  # a parameter ADBC cannot bind (None, Decimal, ...): psycopg sends it
+    return uri, str(compiled), params
+
+
+def _adbc_cast(array: pa.Array, target: pa.DataType) -> pa.Array:
+    """One column as ADBC sends it → flowscope's type (no JSON parsing, exact decimals)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(array.type, pa.BaseExtensionType):
+        if array.type == target:
+            return array
+        array = array.storage  # arrow.json / arrow.opaque[numeric] over UTF-8
+    if isinstance(target, pa.JsonType):
+        if not pa.types.is_string(array.type):
+            array = array.cast(pa.string())
+        return pa.ExtensionArray.from_storage(target, array)
+    if array.type == target:
+        return array
+    # NUMERIC text → decimal128 (a safe cast: a value that does not fit is an error) or float64
+    return pc.cast(array, target, safe=True)
+
+
+class _AdbcCaster:
+    """Turns a RecordBatch from ADBC's reader into one of the plan's explicit schema."""
+
+    def __init__(self, plan: _Plan) -> None:
+        self.schema = plan.schema
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        import pyarrow as pa
+
+        arrays = [_adbc_cast(batch.column(i), field.type) for i, field in enumerate(self.schema)]
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+def _adbc_batches(
+    client: Client, plan: _Plan, query: tuple[str, str, list[Any]], *, batch_size: int
+) -> Iterator[pa.RecordBatch]:
+    """Stream the plan through ADBC (libpq binary COPY in C++), in one transaction with
+    the client's scope applied as :func:`flowscope._db.apply_scope` does: the settings by
+    bound parameters, then ``SET LOCAL ROLE``, checked before the query runs."""
+    import adbc_driver_manager
+    import adbc_driver_postgresql.dbapi as adbc
+    import pyarrow as pa
+
+    uri, sql, params = query
+    cast = _AdbcCaster(plan)
+    errors = (adbc_driver_manager.Error, pa.ArrowException)
+
+    def fail(exc: BaseException) -> FlowscopeError:
+        if isinstance(exc, adbc_driver_manager.Error):
+            return _db.translate(exc, url=client.url)
+        return DatabaseError(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+
+    try:
+        conn = adbc.connect(uri, autocommit=False)
+    except errors as exc:
+        raise fail(exc) from exc
+    drained = False
+    try:
+        with conn.cursor() as cur:
+            try:
+                org, user = client.organization_id, client.user_id
+                if user is not None:
+                    cur.execute("SELECT set_config('flowscope.user_id', $1, true)", (user,))
+                    cur.fetchall()
+                if org is not None:
+                    cur.execute("SELECT set_config('flowscope.organization_id', $1, true)", (org,))
+                    cur.fetchall()
+                    cur.execute(f"SET LOCAL ROLE {_db.TENANT_ROLE}")
+                    cur.execute(
+                        "SELECT current_user::text,"
+                        " current_setting('flowscope.organization_id', true)"
+                    )
+                    if cur.fetchall() != [(_db.TENANT_ROLE, org)]:  # pragma: no cover - defence
+                        raise PermissionDeniedError("could not scope the ADBC connection")
+                cur.execute(sql, params or None)
+                reader = cur.fetch_record_batch()
+            except errors as exc:
+                raise fail(exc) from exc
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    drained = True
+                    break
+                except errors as exc:
+                    raise fail(exc) from exc
+                for start in range(0, batch.num_rows, batch_size):
+                    yield cast(batch.slice(start, batch_size))
+    finally:
+        if not drained:
+            with contextlib.suppress(Exception):
+                conn.adbc_connection.cancel()
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 def iter_batches(
