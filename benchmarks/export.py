@@ -3,7 +3,10 @@
 Contenders (each run in a fresh subprocess; medians of ``--repeats`` interleaved runs):
 
 * ``flowscope``: ``client.export.parquet("executions", path, progress=False)``
-  (explicit schema: decimal128, timestamp[us, UTC], JSON extension type).
+  (explicit schema: decimal128, timestamp[us, UTC], JSON extension type) through the
+  binary COPY decoder (``FLOWSCOPE_EXPORT_TRANSPORT=copy``).
+* ``flowscope-adbc``: the same call through the ADBC transport (ADBC's streaming reader,
+  each batch cast to the same explicit schema; ``FLOWSCOPE_EXPORT_TRANSPORT=adbc``).
 * ``pandas.read_sql``: ``pd.read_sql("SELECT * FROM executions", engine).to_parquet(path)``.
 * ``adbc``: ``cursor.fetch_arrow_table()`` + ``pq.write_table`` (NUMERIC and JSONB as strings).
 * ``adbc-stream``: ``cursor.fetch_record_batch()`` into a ``ParquetWriter`` batch by batch.
@@ -28,7 +31,14 @@ from pathlib import Path
 
 from benchmarks import _harness
 
-CONTENDERS = ("flowscope", "pandas.read_sql", "adbc", "adbc-stream", "copy-binary-drain")
+CONTENDERS = (
+    "flowscope",
+    "flowscope-adbc",
+    "pandas.read_sql",
+    "adbc",
+    "adbc-stream",
+    "copy-binary-drain",
+)
 
 
 def _plain_url(url: str) -> str:
@@ -39,7 +49,10 @@ def run_one(contender: str, url: str, out: Path) -> None:
     """In the child: one export, timed from connect to closed file."""
     started = time.perf_counter()
     rows = 0
-    if contender == "flowscope":
+    if contender in ("flowscope", "flowscope-adbc"):
+        os.environ["FLOWSCOPE_EXPORT_TRANSPORT"] = (
+            "adbc" if contender == "flowscope-adbc" else "copy"
+        )
         import flowscope
 
         client = flowscope.connect(url)

@@ -555,3 +555,69 @@ def test_cli_export(seeded: flowscope.Client, database_url: str, tmp_path: Path)
     assert set(pq.read_table(target).column("status").to_pylist()) == {"failed"}
     bad = CliRunner().invoke(app, ["export", "users", str(tmp_path / "u"), "--status", "x", "--database-url", database_url])  # fmt: skip
     assert bad.exit_code == 1 and not (tmp_path / "u").exists()
+
+
+# -- the ADBC transport specifically ---------------------------------------------------------
+def test_adbc_uri_from_sqlalchemy_urls() -> None:
+    assert export.adbc_uri("postgresql+psycopg://u:p%40ss@db:5433/x") == (
+        "postgresql://u:p%40ss@db:5433/x?application_name=flowscope"
+    )
+    # the embedded server's Unix-socket form
+    assert export.adbc_uri("postgresql://postgres:@/flowscope?host=/tmp/pg dir") == (
+        "postgresql://postgres@/flowscope?host=%2Ftmp%2Fpg+dir&application_name=flowscope"
+    )
+    assert export.adbc_uri("postgresql://u@[::1]:5432/x") == (
+        "postgresql://u@[::1]:5432/x?application_name=flowscope"
+    )
+
+
+def test_adbc_is_used_and_binds_filters(
+    seeded: flowscope.Client, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    if transport != "adbc":
+        pytest.skip("ADBC only")
+
+    def no_copy(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the COPY decoder ran")
+
+    monkeypatch.setattr(export, "_copy_batches", no_copy)
+    since = T0 - timedelta(days=400)
+    got = seeded.executions.to_arrow(
+        status=["failed", "completed"], since=since, tags_any=["etl"], decimal="float64"
+    )
+    with engine.connect() as conn:
+        expected = conn.execute(
+            sa.text(
+                "SELECT e.id, e.duration_seconds FROM executions e JOIN workflows w"
+                " ON w.id = e.workflow_id WHERE e.status IN ('failed', 'completed')"
+                " AND e.created_at >= :since AND w.tags && ARRAY['etl'] AND w.deleted_at IS NULL"
+                " ORDER BY e.id"
+            ),
+            {"since": since},
+        ).all()
+    got = got.sort_by("id")
+    assert got.column("id").to_pylist() == [r.id for r in expected]
+    assert got.schema.field("duration_seconds").type == pa.float64()
+    assert got.column("duration_seconds").to_pylist() == [
+        None if r.duration_seconds is None else float(r.duration_seconds) for r in expected
+    ]
+    # scoped: the same RLS as the COPY path, settings bound, role checked
+    scoped = seeded.scoped("org_a", user_id="usr_1")
+    mine = export.read_arrow(scoped, "executions").column("organization_id").to_pylist()
+    with engine.connect() as conn:
+        count = conn.execute(
+            sa.text("SELECT count(*) FROM executions WHERE organization_id = 'org_a'")
+        ).scalar_one()
+    assert mine == ["org_a"] * count and count > 0
+
+
+def test_adbc_decimal_cast_is_exact() -> None:
+    import pyarrow.compute as pc
+
+    text = pa.array(["1.500", None, "-0.001", "9999999.999"])
+    got = export._adbc_cast(text, pa.decimal128(10, 3))
+    assert got.to_pylist() == [Decimal("1.500"), None, Decimal("-0.001"), Decimal("9999999.999")]
+    with pytest.raises(pa.ArrowInvalid):
+        export._adbc_cast(pa.array(["1.0005"]), pa.decimal128(10, 3))
+    as_json = export._adbc_cast(pa.array(['{"a": 1}', None]), pa.json_())
+    assert as_json.type == pa.json_() and pc.is_null(as_json.storage).to_pylist() == [False, True]
