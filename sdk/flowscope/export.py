@@ -27,6 +27,16 @@ server or parsed per row in Python, and memory stays constant whatever the
 table size (one batch in flight, one being written). JSONB travels as text
 (``::text``) and ``TEXT[]`` as a JSON array parsed by Arrow's JSON reader.
 
+The faster transport, used when ``adbc-driver-postgresql`` is installed and every
+parameter of the query can be bound (``$1``, ``$2``... never formatted into the SQL):
+ADBC's streaming reader (libpq binary COPY decoded in C++), each batch then cast to
+the same explicit schema (NUMERIC text → ``decimal128`` by an exact, safe cast or
+float64; JSON text wrapped as ``pa.json_()`` without parsing; TEXT[] read natively
+as lists). It runs in one transaction with the client's scope applied as
+:func:`flowscope._db.apply_scope` does (settings by bound parameters, ``SET LOCAL
+ROLE``, checked before the query), so row-level security is the same.
+``FLOWSCOPE_EXPORT_TRANSPORT=copy`` forces the COPY decoder, ``=adbc`` requires ADBC.
+
 Example:
     >>> import flowscope
     >>> client = flowscope.connect()                                # doctest: +SKIP
@@ -664,9 +674,9 @@ def adbc_uri(url: str | sa.URL) -> str | None:
 
     Example:
         >>> adbc_uri("postgresql+psycopg://u:p%40ss@db:5433/x")
-        'postgresql://u:p%40ss@db:5433/x'
+        'postgresql://u:p%40ss@db:5433/x?application_name=flowscope'
         >>> adbc_uri("postgresql://postgres:@/flowscope?host=/tmp/pg")
-        'postgresql://postgres@/flowscope?host=%2Ftmp%2Fpg'
+        'postgresql://postgres@/flowscope?host=%2Ftmp%2Fpg&application_name=flowscope'
     """
     u = sa.make_url(_db.normalize_url(url))
     quote = urllib.parse.quote
