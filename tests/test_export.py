@@ -592,15 +592,32 @@ def test_adbc_is_used_without_parameters_and_copy_with_them(
     scoped = seeded.scoped("org_a", user_id="usr_1")
     mine = export.read_arrow(scoped, "executions").column("organization_id").to_pylist()
     assert mine == ["org_a"] * sum(r["organization_id"] == "org_a" for r in rows) and mine
+    mine_failed = export.read_arrow(scoped, "executions", status="failed").column("id")
+    assert sorted(mine_failed.to_pylist()) == [
+        r["id"] for r in rows if r["organization_id"] == "org_a" and r["status"] == "failed"
+    ]
 
-    # a filter with values has parameters: ADBC would hold the whole result, so COPY streams it
+    # values of a filter are bound to transaction-local settings the query reads back
+    since = T0 - timedelta(days=400)
+    got = seeded.executions.to_arrow(status=["failed", "completed"], since=since).sort_by("id")
+    assert got.column("id").to_pylist() == [
+        r["id"] for r in rows if r["status"] in ("failed", "completed") and r["created_at"] >= since
+    ]
+    assert (
+        export._adbc_query(seeded, export._plan("executions", filter_fields={"status": "failed"}))
+        is not None
+    )
+
+    # arrays (tags) and a "$1" in the query's own text: psycopg binds, COPY streams
     def no_adbc(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("ADBC ran a parameterised query")
+        raise AssertionError("ADBC ran")
 
     monkeypatch.setattr(export, "_copy_batches", real_copy)
     monkeypatch.setattr(export, "_adbc_batches", no_adbc)
     failed = seeded.executions.to_arrow(status=["failed"], tags_any=["etl"])
     assert failed.num_rows > 0 and set(failed.column("status").to_pylist()) == {"failed"}
+    query = sa.select(sa.literal_column("'$1'", sa.Text).label("dollar"))
+    assert export._adbc_query(seeded, export._plan_query(seeded, query, decimal="float64")) is None
 
 
 def test_adbc_decimal_cast_is_exact() -> None:

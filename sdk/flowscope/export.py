@@ -27,15 +27,16 @@ server or parsed per row in Python, and memory stays constant whatever the
 table size (one batch in flight, one being written). JSONB travels as text
 (``::text``) and ``TEXT[]`` as a JSON array parsed by Arrow's JSON reader.
 
-The faster transport, used when ``adbc-driver-postgresql`` is installed and the
-query has no bound parameters (whole tables, filters without values; ADBC holds the
-whole result of a parameterised query in memory, so those stay on COPY):
-ADBC's streaming reader (libpq binary COPY decoded in C++), each batch then cast to
+The faster transport, used when ``adbc-driver-postgresql`` is installed: ADBC's
+streaming reader (libpq binary COPY decoded in C++), each batch then cast to
 the same explicit schema (NUMERIC text → ``decimal128`` by an exact, safe cast or
 float64; JSON text wrapped as ``pa.json_()`` without parsing; TEXT[] read natively
 as lists). It runs in one transaction with the client's scope applied as
 :func:`flowscope._db.apply_scope` does (settings by bound parameters, ``SET LOCAL
-ROLE``, checked before the query), so row-level security is the same.
+ROLE``, checked before the query), so row-level security is the same. ADBC holds the
+whole result of a query with bound parameters in memory, so the filter's values are
+bound to transaction-local settings (``set_config($1, $2, true)``) that the query reads
+back with a cast; values of other kinds (arrays, NULL, Decimal) keep the query on COPY.
 ``FLOWSCOPE_EXPORT_TRANSPORT=copy`` forces the COPY decoder, ``=adbc`` requires ADBC.
 
 Example:
@@ -52,6 +53,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import time
 import urllib.parse
 import uuid
@@ -699,8 +701,8 @@ def adbc_uri(url: str | sa.URL) -> str | None:
     return f"postgresql://{auth}{host}{port}/{database}?" + urllib.parse.urlencode(query)
 
 
-def _adbc_query(client: Client, plan: _Plan) -> tuple[str, str, list[Any]] | None:
-    """(uri, SQL with $n parameters, parameters) when this plan can go through ADBC."""
+def _adbc_query(client: Client, plan: _Plan) -> tuple[str, str, list[tuple[str, str]]] | None:
+    """(uri, SQL, settings it reads) when this plan can go through ADBC, else None."""
     choice = _transport()
     if choice == "copy":
         return None
@@ -726,14 +728,47 @@ def _adbc_query(client: Client, plan: _Plan) -> tuple[str, str, list[Any]] | Non
     positions = compiled.positiontup or []
     params = [compiled.params[name] for name in positions]
     uri = adbc_uri(client.url)
-    if uri is None or params:
-        # ADBC (1.13) runs a query with bound parameters as a prepared statement whose
-        # whole result libpq holds in memory (measured: 860 MB peak for 1M executions,
-        # against 173 MB streamed by COPY), so constant memory needs a query without
-        # parameters; anything filtered by values goes through the COPY decoder, which
-        # streams with bound parameters. User values are never formatted into SQL.
+    if uri is None:
         return None
-    return uri, str(compiled), params
+    # ADBC (1.13) runs a query with bound parameters as a prepared statement and hands back
+    # its whole result at once (measured: 860 MB peak for 1M executions, against 173 MB
+    # streamed), so the query ADBC runs has none: each value is bound to a transaction-local
+    # setting (``set_config($1, $2, true)``) and the query reads it back with a cast.
+    sql = str(compiled)
+    marks = re.findall(r"\$(\d+)(?![0-9])", sql)
+    if sorted(map(int, marks)) != list(range(1, len(params) + 1)):
+        return None  # a "$n" of the query's own text (a literal): leave it to psycopg
+    settings: list[tuple[str, str]] = []
+    refs: dict[str, str] = {}
+    for i, value in enumerate(params, 1):
+        as_text = _setting_text(value)
+        if as_text is None:
+            return None  # None, arrays, Decimal...: psycopg binds them, COPY streams them
+        text, sql_type = as_text
+        settings.append((f"flowscope_export.p{i}", text))
+        refs[str(i)] = f"CAST(current_setting('flowscope_export.p{i}') AS {sql_type})"
+
+    def ref(match: re.Match[str]) -> str:
+        return refs[match.group(1)]
+
+    return uri, re.sub(r"\$(\d+)(?![0-9])", ref, sql), settings
+
+
+def _setting_text(value: Any) -> tuple[str, str] | None:
+    """A parameter as (text, the SQL type to cast it back to), or None when not simple."""
+    if isinstance(value, bool):
+        return ("true" if value else "false"), "boolean"
+    if isinstance(value, int):
+        return str(value), "numeric" if abs(value) >= 2**63 else "bigint"
+    if isinstance(value, float):
+        return repr(value), "double precision"
+    if isinstance(value, str):
+        return (value, "text") if "\x00" not in value else None
+    if isinstance(value, datetime):
+        return value.isoformat(), "timestamptz" if value.tzinfo is not None else "timestamp"
+    if isinstance(value, date):
+        return value.isoformat(), "date"
+    return None
 
 
 def _adbc_cast(array: pa.Array, target: pa.DataType) -> pa.Array:
@@ -769,7 +804,7 @@ class _AdbcCaster:
 
 
 def _adbc_batches(
-    client: Client, plan: _Plan, query: tuple[str, str, list[Any]], *, batch_size: int
+    client: Client, plan: _Plan, query: tuple[str, str, list[tuple[str, str]]], *, batch_size: int
 ) -> Iterator[pa.RecordBatch]:
     """Stream the plan through ADBC (libpq binary COPY in C++), in one transaction with
     the client's scope applied as :func:`flowscope._db.apply_scope` does: the settings by
@@ -778,9 +813,9 @@ def _adbc_batches(
     import adbc_driver_postgresql.dbapi as adbc
     import pyarrow as pa
 
-    uri, sql, params = query
+    uri, sql, settings = query
     cast = _AdbcCaster(plan)
-    errors = (adbc_driver_manager.Error, pa.ArrowException)
+    errors = (adbc_driver_manager.Error, pa.ArrowException, OSError)  # OSError: from the stream
 
     def fail(exc: BaseException) -> FlowscopeError:
         if isinstance(exc, adbc_driver_manager.Error):
@@ -809,7 +844,10 @@ def _adbc_batches(
                     )
                     if cur.fetchall() != [(_db.TENANT_ROLE, org)]:  # pragma: no cover - defence
                         raise PermissionDeniedError("could not scope the ADBC connection")
-                cur.execute(sql, params or None)
+                for name, value in settings:  # the query's values, bound (see _adbc_query)
+                    cur.execute("SELECT set_config($1, $2, true)", (name, value))
+                    cur.fetchall()
+                cur.execute(sql)
                 reader = cur.fetch_record_batch()
             except errors as exc:
                 raise fail(exc) from exc
