@@ -88,3 +88,16 @@ def test_embedded_default_creates_and_reuses(tmp_path, monkeypatch) -> None:  # 
 def test_scoped_requires_an_organization(client: flowscope.Client) -> None:
     with pytest.raises(flowscope.ConfigurationError):
         client.scoped("")
+
+
+def test_scoped_sql_cannot_leave_the_tenant_role(client: flowscope.Client) -> None:
+    client.sql("INSERT INTO organizations (id, name, slug) VALUES ('a', 'A', 'a'), ('b', 'B', 'b')")
+    scoped = client.scoped("a")
+    assert scoped.sql("SELECT current_user AS u")[0]["u"] == "flowscope_tenant"
+    assert [r["id"] for r in scoped.sql("SELECT id FROM organizations")] == ["a"]
+    with pytest.raises(flowscope.FlowscopeError):
+        scoped.sql("RESET ROLE; SELECT id FROM organizations")
+    rows = scoped.sql("SELECT set_config('role', 'none', true) AS r, (SELECT count(*) FROM organizations) AS n")
+    assert rows[0]["n"] == 1  # RLS was applied when the statement was planned
+    assert scoped.sql("SELECT id FROM organizations WHERE id = :i", {"i": "b"}) == []
+    assert len(client.sql("SELECT id FROM organizations")) == 2

@@ -86,7 +86,9 @@ class Client:
         """Run one SQL statement in this client's scope and return the rows as dicts.
 
         Values go in ``params`` as bound parameters (``:name``), never formatted
-        into the text. Row-level security applies to a scoped client's SQL too.
+        into the text. Row-level security applies to a scoped client's SQL too:
+        each call is one transaction running as the tenant role, and its text is
+        sent as a single prepared statement, so it cannot ``RESET ROLE`` first.
 
         Example:
             >>> client.sql("SELECT count(*) AS n FROM workflows WHERE owner = :o", {"o": "ana"})  # doctest: +SKIP
@@ -94,10 +96,25 @@ class Client:
         """
         stmt = sa.text(statement) if isinstance(statement, str) else statement
         with self.transaction() as conn:
-            result = conn.execute(stmt, dict(params or {}))
-            if not result.returns_rows:
-                return []
-            return [dict(row) for row in result.mappings()]
+            if self.organization_id is None:
+                result = conn.execute(stmt, dict(params or {}))
+                if not result.returns_rows:
+                    return []
+                return [dict(row) for row in result.mappings()]
+            # Scoped: send it as ONE prepared statement (extended protocol), so a text such as
+            # "RESET ROLE; SELECT ..." is refused by the server instead of leaving the tenant role.
+            compiled = stmt.compile(dialect=conn.dialect)  # type: ignore[attr-defined]
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(
+                    str(compiled), compiled.construct_params(dict(params or {})), prepare=True
+                )
+                if cursor.description is None:
+                    return []
+                names = [column.name for column in cursor.description]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            finally:
+                cursor.close()
 
     def scoped(self, organization_id: str, user_id: str | None = None) -> Client:
         """A client sharing this one's pool, confined to one organization by RLS.
