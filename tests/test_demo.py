@@ -126,7 +126,9 @@ def test_the_data_tells_its_stories(client: flowscope.Client, engine: sa.Engine)
     assert failed["current_step"].notna().all()
     assert (failed["steps_completed"] < failed["steps_total"]).all()
     done = ex[ex.status == "completed"]
-    assert (done["steps_completed"] == done["steps_total"]).all() and done["error_type"].isna().all()
+    assert (done["steps_completed"] == done["steps_total"]).all() and done[
+        "error_type"
+    ].isna().all()
     finished = ex[ex.status.isin(["completed", "failed", "cancelled", "timeout"])]
     assert finished["duration_seconds"].notna().all()
     elapsed = (finished["completed_at"] - finished["started_at"]).dt.total_seconds()

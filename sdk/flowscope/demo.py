@@ -146,9 +146,24 @@ _MIDDLE_KINDS = ("sql_query", "http_request", "transform", "python", "ml_predict
 
 # Error signatures: (type, message template, node kind where they strike, weight)
 _SIGNATURES = (
-    ("ConnectionError", "could not connect to warehouse.internal:5432: connection refused", "sql_query", 3.0),
-    ("HTTPError", "503 Service Unavailable from api.partner.example (attempt {n}/3)", "http_request", 4.0),
-    ("RateLimitError", "429 Too Many Requests from api.partner.example: retry after {n}s", "http_request", 2.0),
+    (
+        "ConnectionError",
+        "could not connect to warehouse.internal:5432: connection refused",
+        "sql_query",
+        3.0,
+    ),
+    (
+        "HTTPError",
+        "503 Service Unavailable from api.partner.example (attempt {n}/3)",
+        "http_request",
+        4.0,
+    ),
+    (
+        "RateLimitError",
+        "429 Too Many Requests from api.partner.example: retry after {n}s",
+        "http_request",
+        2.0,
+    ),
     ("KeyError", "missing field 'customer_id' in record {n}", "transform", 3.0),
     ("SchemaValidationError", "column 'amount' expected numeric, got text", "transform", 1.5),
     ("MemoryError", "worker exceeded its memory limit of 4096 MiB", "python", 1.0),
@@ -523,7 +538,7 @@ def _workflows(
         kinds.append("write_file" if rng.random() < 0.5 else "notify")
         if _SUBJECTS[subject] in ("data", "analytics") or action in ("etl", "reconcile"):
             kinds[1] = "sql_query"  # warehouse work starts with a query
-        nodes = [
+        nodes: list[dict[str, Any]] = [
             {
                 "id": f"n{k + 1}",
                 "type": kind,
@@ -649,8 +664,12 @@ def _executions(
 
     # which version: change times spread over the range; the regression is the last one
     max_v = int(wf["n_versions"].max())
-    changes = np.sort(rng.uniform(start_us, now_us - 2 * 86_400e6, size=(n_wf, max(max_v - 1, 1))), axis=1)
-    changes = np.where(np.arange(changes.shape[1]) < (wf["n_versions"] - 1)[:, None], changes, np.inf)
+    changes = np.sort(
+        rng.uniform(start_us, now_us - 2 * 86_400e6, size=(n_wf, max(max_v - 1, 1))), axis=1
+    )
+    changes = np.where(
+        np.arange(changes.shape[1]) < (wf["n_versions"] - 1)[:, None], changes, np.inf
+    )
     reg = _regression_workflow(wf)
     reg_version = int(wf["n_versions"][reg])
     if reg_version < 2:
@@ -659,7 +678,9 @@ def _executions(
         rows_wf[reg]["version"] = 2
     reg_since_us = now_us - int(_REGRESSION_AGE / timedelta(microseconds=1))
     changes[reg, :] = np.inf
-    changes[reg, : reg_version - 1] = np.linspace(start_us + 10 * 86_400e6, reg_since_us, reg_version)[1:]
+    changes[reg, : reg_version - 1] = np.linspace(
+        start_us + 10 * 86_400e6, reg_since_us, reg_version
+    )[1:]
     changes[reg, reg_version - 2] = reg_since_us
     version = 1 + (created_us[:, None] > changes[w_idx]).sum(axis=1)
     for i in range(n_wf):  # the workflow row was last updated by its last version change
@@ -672,7 +693,9 @@ def _executions(
     load = office[hour_idx] / office.max()
     duration = wf["median_s"][w_idx] * np.exp(wf["sigma"][w_idx] * rng.standard_normal(n))
     duration *= 1.0 + 0.25 * load
-    duration = np.where((w_idx == reg) & (version == reg_version), duration * _REGRESSION_FACTOR, duration)
+    duration = np.where(
+        (w_idx == reg) & (version == reg_version), duration * _REGRESSION_FACTOR, duration
+    )
     timeout_s = np.ceil(wf["median_s"] * 6.0 / 60.0) * 60.0  # per workflow, whole minutes
     queue_s = rng.exponential(0.4 + 3.0 * load) + rng.exponential(0.2, size=n)
 
@@ -682,7 +705,9 @@ def _executions(
     incident_start_us = now_us - int(_INCIDENT_OFFSET / timedelta(microseconds=1))
     incident_end_us = incident_start_us + int(_INCIDENT_LENGTH / timedelta(microseconds=1))
     uses_warehouse = np.array(["pipeline" in r["tags"] for r in rows_wf])[w_idx]
-    in_incident = (created_us >= incident_start_us) & (created_us < incident_end_us) & uses_warehouse
+    in_incident = (
+        (created_us >= incident_start_us) & (created_us < incident_end_us) & uses_warehouse
+    )
     u = rng.random(n)
     failed = u < fail_p
     incident_fail = in_incident & (rng.random(n) < 0.65)
@@ -723,14 +748,18 @@ def _executions(
     finished = ~(running | queued)
 
     steps_completed = np.where(failed | cancelled | timed_out, stop_step, n_steps)
-    elapsed_frac = np.clip((now_us - started_us) / np.maximum(completed_us - started_us, 1), 0, 0.99)
+    elapsed_frac = np.clip(
+        (now_us - started_us) / np.maximum(completed_us - started_us, 1), 0, 0.99
+    )
     steps_completed = np.where(running, (elapsed_frac * n_steps).astype(np.int64), steps_completed)
     steps_completed = np.where(queued, 0, steps_completed)
     names = wf["step_names"]
     current_step = np.array(
         [
             names[w][min(s, len(names[w]) - 1)] if st not in ("completed", "queued") else None
-            for w, s, st in zip(w_idx.tolist(), steps_completed.tolist(), status.tolist(), strict=True)
+            for w, s, st in zip(
+                w_idx.tolist(), steps_completed.tolist(), status.tolist(), strict=True
+            )
         ],
         dtype=object,
     )
@@ -739,7 +768,10 @@ def _executions(
     org_ids = [o[0] for o in _ORGANIZATIONS]
     org = np.array(org_ids, dtype=object)[wf["org_of"][w_idx]]
     wf_owner = np.array([r["owner"] for r in rows_wf], dtype=object)[w_idx]
-    org_users = {o: np.array([x["id"] for x in users if x["organization_id"] == o], dtype=object) for o in org_ids}
+    org_users = {
+        o: np.array([x["id"] for x in users if x["organization_id"] == o], dtype=object)
+        for o in org_ids
+    }
     other = np.empty(n, dtype=object)
     pick = rng.random(n)
     for o in org_ids:
@@ -751,7 +783,7 @@ def _executions(
     trigger = np.where(scheduled, "schedule", np.where(rng.random(n) < 0.6, "api", "manual"))
     trace_hex = rng.bytes(16 * n).hex()
     trace_id = np.array([trace_hex[i * 32 : (i + 1) * 32] for i in range(n)], dtype=object)
-    trace_id = np.where(trigger == "api", trace_id, None)
+    trace_id[trigger != "api"] = None
     records = np.round(np.exp(rng.normal(7.0, 1.5, size=n))).astype(np.int64)
     worker = rng.integers(1, 17, size=n)
     msg_n = rng.integers(1, 100_000, size=n)
@@ -761,23 +793,30 @@ def _executions(
     error = np.full(n, None, dtype=object)
     for s, (etype, template, _kind, _w) in enumerate(_SIGNATURES):
         sel = np.flatnonzero(failed & (sig == s))
-        fill = {"n": attempt} if "attempt" in template else {"n": retry} if "retry" in template else {"n": msg_n}
+        fill = (
+            {"n": attempt}
+            if "attempt" in template
+            else {"n": retry}
+            if "retry" in template
+            else {"n": msg_n}
+        )
         values = fill["n"][sel]
         error[sel] = [
             json.dumps({"type": etype, "message": template.format(n=int(v)), "step": names[w][st]})
-            for v, w, st in zip(values.tolist(), w_idx[sel].tolist(), stop_step[sel].tolist(), strict=True)
+            for v, w, st in zip(
+                values.tolist(), w_idx[sel].tolist(), stop_step[sel].tolist(), strict=True
+            )
         ]
     sel = np.flatnonzero(timed_out & finished)
     error[sel] = [
-        json.dumps({"type": _TIMEOUT_TYPE, "message": f"execution exceeded its timeout of {int(t)}s"})
+        json.dumps(
+            {"type": _TIMEOUT_TYPE, "message": f"execution exceeded its timeout of {int(t)}s"}
+        )
         for t in timeout_s[w_idx[sel]].tolist()
     ]
     error[~finished] = None
-    result = np.where(
-        status == "completed",
-        np.array([f'{{"records_processed": {r}}}' for r in records.tolist()], dtype=object),
-        None,
-    )
+    result = np.array([f'{{"records_processed": {r}}}' for r in records.tolist()], dtype=object)
+    result[status != "completed"] = None
     parameters = np.array(
         [f'{{"trigger": "{t}", "env": "prod"}}' for t in trigger.tolist()], dtype=object
     )
@@ -884,7 +923,10 @@ def _copy_executions(conn: Connection, frame: pd.DataFrame) -> None:
     columns = ", ".join(f'"{c}"' for c in _EXECUTION_COLUMNS)
     raw = conn.connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cur, cur.copy(f"COPY executions ({columns}) FROM STDIN (FORMAT csv)") as copy:
+    with (
+        raw.cursor() as cur,
+        cur.copy(f"COPY executions ({columns}) FROM STDIN (FORMAT csv)") as copy,
+    ):
         chunk = 1 << 20
         for offset in range(0, len(data), chunk):
             copy.write(data[offset : offset + chunk])

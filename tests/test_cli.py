@@ -1,0 +1,140 @@
+"""The flowscope CLI, through typer's test runner, against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import flowscope
+import pandas as pd
+import pytest
+from flowscope import cli
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+
+def invoke(*args: str, url: str | None = None) -> tuple[int, str, str]:
+    argv = (["--database-url", url] if url else []) + list(args)
+    result = runner.invoke(cli.app, argv, env={"FLOWSCOPE_DATABASE_URL": None})
+    assert "Traceback" not in result.output
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_help_lists_the_commands() -> None:
+    code, out, _ = invoke("--help")
+    assert code == 0
+    for command in ("demo", "db"):
+        assert command in out
+
+
+def test_db_current(database_url: str) -> None:
+    code, out, _ = invoke("db", "current", url=database_url)
+    assert code == 0
+    assert out.startswith("current: 0") and "head: " in out
+
+
+def test_database_url_from_the_environment(database_url: str) -> None:
+    result = runner.invoke(cli.app, ["db", "current"], env={"FLOWSCOPE_DATABASE_URL": database_url})
+    assert result.exit_code == 0, result.output
+    assert "current: 0" in result.stdout
+
+
+def test_demo_loads_once(client: flowscope.Client, database_url: str) -> None:
+    args = ("demo", "--workflows", "12", "--executions", "1500", "--no-tables")
+    code, out, err = invoke(*args, url=database_url)
+    assert code == 0, err
+    assert "1,500 executions (loaded in" in out
+    code, out, err = invoke(*args, url=database_url)
+    assert code == 0, err
+    assert "already loaded, unchanged" in out
+    assert client.sql("SELECT count(*) AS n FROM executions") == [{"n": 1500}]
+    # other arguments: a conflict, one line, exit 1, nothing changed
+    code, out, err = invoke("demo", "--workflows", "12", "--executions", "1000", url=database_url)
+    assert code == 1
+    assert err.startswith("error: demo data made with other arguments") and err.count("\n") == 1
+    assert client.sql("SELECT count(*) AS n FROM executions") == [{"n": 1500}]
+    code, out, err = invoke(
+        "demo",
+        "--workflows",
+        "12",
+        "--executions",
+        "1000",
+        "--replace",
+        "--no-tables",
+        url=database_url,
+    )
+    assert code == 0, err
+    assert client.sql("SELECT count(*) AS n FROM executions") == [{"n": 1000}]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("demo", "--executions", "5"), "executions must be"),
+        (("demo", "--now", "last tuesday"), "--now: not an ISO 8601 timestamp"),
+        (("demo", "--days", "1"), "days must be"),
+    ],
+)
+def test_demo_refuses_bad_arguments_without_connecting(args: tuple[str, ...], message: str) -> None:
+    port = _free_port()  # nothing listens there: the check must come first
+    code, out, err = invoke(*args, url=f"postgresql://nobody@127.0.0.1:{port}/nowhere")
+    assert code == 1
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_unreachable_server_is_one_line() -> None:
+    port = _free_port()
+    code, out, err = invoke("db", "current", url=f"postgresql://nobody@127.0.0.1:{port}/x")
+    assert code == 1
+    assert (
+        err.startswith("error: cannot connect to PostgreSQL at 127.0.0.1:") and err.count("\n") == 1
+    )
+
+
+def test_wrong_kind_of_url() -> None:
+    code, _, err = invoke("demo", url="mysql://u@h/d")
+    assert code == 1
+    assert "error: flowscope needs PostgreSQL" in err
+
+
+def test_usage_errors_exit_2() -> None:
+    code, _, err = invoke("demo", "--executions", "many")
+    assert code == 2
+    code, _, _ = invoke("no-such-command")
+    assert code == 2
+
+
+def test_emit_formats(capsys: pytest.CaptureFixture[str]) -> None:
+    frame = pd.DataFrame(
+        {
+            "workflow": pd.array(["a", None], dtype="string"),
+            "runs": pd.array([3, None], dtype="Int64"),
+            "p50_seconds": pd.array([1.23456, None], dtype="Float64"),
+            "day": pd.to_datetime(["2026-06-01", "2026-06-02"], utc=True),
+        }
+    )
+    cli._emit(frame, cli.OutputFormat.json)
+    records = json.loads(capsys.readouterr().out)
+    assert records[0] == {
+        "workflow": "a",
+        "runs": 3,
+        "p50_seconds": 1.23456,
+        "day": "2026-06-01T00:00:00.000Z",
+    }
+    assert records[1]["runs"] is None and records[1]["workflow"] is None
+    cli._emit(frame, cli.OutputFormat.csv)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "workflow,runs,p50_seconds,day"
+    assert lines[1].startswith("a,3,1.23456,2026-06-01T00:00:00")
+    cli._emit(frame, cli.OutputFormat.table, title="t")
+    text = capsys.readouterr().out
+    assert "1.235" in text and "2026-06-02 00:00:00" in text and "-" in text.splitlines()[-1]
+    cli._emit(frame.iloc[0:0], cli.OutputFormat.table)
+    assert capsys.readouterr().out.strip() == "(no rows)"
