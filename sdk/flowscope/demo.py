@@ -227,7 +227,7 @@ class DemoData:
     regression_since: datetime | None = None
     incident_start: datetime | None = None
     incident_end: datetime | None = None
-    seconds: float = field(default=0.0, compare=False)
+    seconds: float = field(default=0.0, compare=False, repr=False)
 
     def __str__(self) -> str:
         return (
@@ -304,9 +304,7 @@ def generate(
         raise PermissionDeniedError(
             "demo.generate needs an unscoped (admin) client: the demo spans several organizations"
         )
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=4, desc="flowscope demo", unit="step", disable=not progress, leave=False)
+    bar = _progress_bar(progress, total=4, desc="flowscope demo", unit="step")
     try:
         existing = _existing_parameters(client)
         if existing is not None and not replace:
@@ -334,6 +332,20 @@ def generate(
     finally:
         bar.close()
     return _describe(client, params, created=True, started=started, tables=tables)
+
+
+def _progress_bar(enabled: bool, **kwargs: Any) -> Any:
+    """A ``tqdm.auto`` bar (a widget in Jupyter when ipywidgets is there, else text), or a no-op."""
+    import warnings
+
+    if not enabled:
+        from tqdm import tqdm
+
+        return tqdm(disable=True, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TqdmWarning: IProgress not found (no ipywidgets)
+        from tqdm.auto import tqdm as auto_tqdm
+    return auto_tqdm(leave=False, **kwargs)
 
 
 # -- arguments and the marker -----------------------------------------------------------
