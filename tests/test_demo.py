@@ -155,6 +155,14 @@ def test_the_data_tells_its_stories(client: flowscope.Client, engine: sa.Engine)
         ).scalar_one()
     assert version == info.regression_version
 
+    # graphs: step names unique within a workflow, edges between existing nodes
+    graphs = _frame(engine, "SELECT id, nodes, edges FROM workflows")
+    for nodes, edges in zip(graphs["nodes"], graphs["edges"], strict=True):
+        names = [node["name"] for node in nodes]
+        assert len(names) == len(set(names)) and len(nodes) >= 3
+        ids = {node["id"] for node in nodes}
+        assert all(e["source"] in ids and e["target"] in ids for e in edges)
+
 
 def test_demo_now_is_fixed() -> None:
     assert datetime(2026, 6, 30, tzinfo=UTC) == demo.DEMO_NOW

@@ -12,8 +12,8 @@
   records the ``workflow_version`` it ran in its ``metadata``;
 * failures clustered in a few error signatures (``error`` is ``{"type", "message"}``),
   each stopping at a typical step (``current_step``, ``steps_completed``/``steps_total``),
-  plus a warehouse outage that made the data pipelines fail for four hours;
-* a regression: one popular workflow got a new version 12 days before ``now`` and its
+  plus a warehouse outage that made the data pipelines fail for five hours;
+* a regression: a busy workflow got a new version 7 days before ``now`` and its
   runs have taken about 2.4 times as long since (and time out more often).
 
 Everything derives from ``seed`` and ``now`` (numpy's seeded ``Generator``), so the
@@ -167,12 +167,17 @@ _SIGNATURES = (
     ("KeyError", "missing field 'customer_id' in record {n}", "transform", 3.0),
     ("SchemaValidationError", "column 'amount' expected numeric, got text", "transform", 1.5),
     ("MemoryError", "worker exceeded its memory limit of 4096 MiB", "python", 1.0),
-    ("PermissionError", "access denied to s3://exports/{n}/", "write_file", 1.0),
+    (
+        "PermissionError",
+        "access denied to storage bucket 'exports' for batch {n}",
+        "write_file",
+        1.0,
+    ),
 )
 _TIMEOUT_TYPE = "TimeoutError"
-_INCIDENT_OFFSET = timedelta(days=23, hours=-9)  # starts at 09:00 UTC, 23 days before now
-_INCIDENT_LENGTH = timedelta(hours=4)
-_REGRESSION_AGE = timedelta(days=12)
+_INCIDENT_OFFSET = timedelta(days=21, hours=-9)  # 09:00 UTC on a weekday three weeks before now
+_INCIDENT_LENGTH = timedelta(hours=5)
+_REGRESSION_AGE = timedelta(days=7)
 _REGRESSION_FACTOR = 2.4
 _ARCHIVED_AGE = timedelta(days=40)
 
@@ -545,6 +550,10 @@ def _workflows(
         for extra, p in (("critical", 0.2), ("pii", 0.15), ("experimental", 0.08)):
             if rng.random() < p:
                 tags.append(extra)
+        # experimental work breaks more often, critical work is guarded better
+        fail_rate[i] *= (2.5 if "experimental" in tags else 1.0) * (
+            0.5 if "critical" in tags else 1.0
+        )
         kinds = ["trigger"]
         kinds += [str(k) for k in rng.choice(_MIDDLE_KINDS, size=int(n_steps[i]) - 2)]
         kinds.append("write_file" if rng.random() < 0.5 else "notify")
@@ -554,7 +563,7 @@ def _workflows(
             {
                 "id": f"n{k + 1}",
                 "type": kind,
-                "name": f"{_NODE_KINDS[kind]} {subject}" if kind != "trigger" else "Start",
+                "name": _node_name(kind, subject, kinds[:k].count(kind)),
                 "position": {"x": 240 * k, "y": 0 if kind != "branch" else 80},
             }
             for k, kind in enumerate(kinds)
@@ -616,6 +625,14 @@ def _workflows(
     }
 
 
+def _node_name(kind: str, subject: str, earlier: int) -> str:
+    """A readable step name, unique within its workflow."""
+    if kind == "trigger":
+        return "Start"
+    name = f"{_NODE_KINDS[kind]} {subject}"
+    return f"{name} ({earlier + 1})" if earlier else name
+
+
 def _hour_profiles(start: datetime, hours: int) -> tuple[np.ndarray, np.ndarray]:
     """Weights per hour of the range: office-hours work and nightly batches."""
     import numpy as np
@@ -675,19 +692,16 @@ def _executions(
     now_us = int(now.timestamp() * 1_000_000)
 
     # which version: change times spread over the range; the regression is the last one
+    reg = _regression_workflow(wf)
+    if wf["n_versions"][reg] < 3:  # a history of healthy versions before the slow one
+        wf["n_versions"][reg] = 3
+        rows_wf[reg]["version"] = 3
+    reg_version = int(wf["n_versions"][reg])
     max_v = int(wf["n_versions"].max())
-    changes = np.sort(
-        rng.uniform(start_us, now_us - 2 * 86_400e6, size=(n_wf, max(max_v - 1, 1))), axis=1
-    )
+    changes = np.sort(rng.uniform(start_us, now_us - 2 * 86_400e6, size=(n_wf, max_v - 1)), axis=1)
     changes = np.where(
         np.arange(changes.shape[1]) < (wf["n_versions"] - 1)[:, None], changes, np.inf
     )
-    reg = _regression_workflow(wf)
-    reg_version = int(wf["n_versions"][reg])
-    if reg_version < 2:
-        reg_version = 2
-        wf["n_versions"][reg] = 2
-        rows_wf[reg]["version"] = 2
     reg_since_us = now_us - int(_REGRESSION_AGE / timedelta(microseconds=1))
     changes[reg, :] = np.inf
     changes[reg, : reg_version - 1] = np.linspace(
@@ -722,7 +736,7 @@ def _executions(
     )
     u = rng.random(n)
     failed = u < fail_p
-    incident_fail = in_incident & (rng.random(n) < 0.65)
+    incident_fail = in_incident & (rng.random(n) < 0.8)
     cancelled = ~failed & (u < fail_p + 0.004)
     timed_out = ~failed & ~cancelled & (duration > timeout_s[w_idx])
     sig = (rng.random(n)[:, None] > wf["sig_cum"][w_idx]).sum(axis=1)
@@ -882,12 +896,13 @@ def _executions(
 
 
 def _regression_workflow(wf: dict[str, Any]) -> int:
-    """The third most popular active workflow of the first organization."""
+    """The second busiest active workflow of the first organization."""
     import numpy as np
 
+    weight = wf["popularity"] * np.where(wf["cadence"] == 0, 2.5, 1.0)
     candidates = np.flatnonzero((wf["org_of"] == 0) & (wf["status"] == "active"))
-    ranked = candidates[np.argsort(-wf["popularity"][candidates], kind="stable")]
-    return int(ranked[min(2, ranked.size - 1)])
+    ranked = candidates[np.argsort(-weight[candidates], kind="stable")]
+    return int(ranked[min(1, ranked.size - 1)])
 
 
 # -- loading -------------------------------------------------------------------------------
