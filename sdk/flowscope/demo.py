@@ -12,7 +12,7 @@
   records the ``workflow_version`` it ran in its ``metadata``;
 * failures clustered in a few error signatures (``error`` is ``{"type", "message"}``),
   each stopping at a typical step (``current_step``, ``steps_completed``/``steps_total``),
-  plus a warehouse outage that made the data pipelines fail for five hours;
+  plus a five-hour warehouse outage that failed most runs of workflows querying it;
 * a regression: a busy workflow got a new version 7 days before ``now`` and its
   runs have taken about 2.4 times as long since (and time out more often).
 
@@ -538,6 +538,7 @@ def _workflows(
     step_names: list[list[str]] = []
     sig_step = np.zeros((n, len(_SIGNATURES)), dtype=np.int64)
     sig_weights = np.zeros((n, len(_SIGNATURES)))
+    queries_warehouse = np.zeros(n, dtype=bool)
     for i in range(n):
         subject, action = combos[order[i % len(combos)]]
         name = f"{subject} {action}" + (f" {i // len(combos) + 1}" if i >= len(combos) else "")
@@ -578,6 +579,7 @@ def _workflows(
                     {"id": f"e{len(edges) + 1}", "source": f"n{k + 1}", "target": f"n{k + 3}"}
                 )
         step_names.append([node["name"] for node in nodes])
+        queries_warehouse[i] = "sql_query" in kinds
         for s, (_type, _msg, kind, weight) in enumerate(_SIGNATURES):
             where = [k for k, kk in enumerate(kinds) if kk == kind]
             if where:
@@ -620,6 +622,7 @@ def _workflows(
         "fail_rate": fail_rate,
         "popularity": popularity,
         "step_names": step_names,
+        "queries_warehouse": queries_warehouse,
         "sig_step": sig_step,
         "sig_cum": np.cumsum(sig_weights, axis=1),
     }
@@ -730,7 +733,7 @@ def _executions(
     fail_p = wf["fail_rate"][w_idx]
     incident_start_us = now_us - int(_INCIDENT_OFFSET / timedelta(microseconds=1))
     incident_end_us = incident_start_us + int(_INCIDENT_LENGTH / timedelta(microseconds=1))
-    uses_warehouse = np.array(["pipeline" in r["tags"] for r in rows_wf])[w_idx]
+    uses_warehouse = wf["queries_warehouse"][w_idx]
     in_incident = (
         (created_us >= incident_start_us) & (created_us < incident_end_us) & uses_warehouse
     )
