@@ -37,7 +37,6 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -242,21 +241,10 @@ class DemoData:
         )
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:left'>"
-            f"{escape(_display(v))}</td></tr>"
-            for k, v in asdict(self).items()
-            if k != "seconds"
-        )
-        return f"<table><caption>flowscope demo data</caption>{rows}</table>"
+        from ._display import html_record
 
-
-def _display(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
+        fields = {k: v for k, v in asdict(self).items() if k != "seconds"}
+        return html_record("flowscope demo data", fields)
 
 
 def generate(
