@@ -97,7 +97,9 @@ def test_scoped_sql_cannot_leave_the_tenant_role(client: flowscope.Client) -> No
     assert [r["id"] for r in scoped.sql("SELECT id FROM organizations")] == ["a"]
     with pytest.raises(flowscope.FlowscopeError):
         scoped.sql("RESET ROLE; SELECT id FROM organizations")
-    rows = scoped.sql("SELECT set_config('role', 'none', true) AS r, (SELECT count(*) FROM organizations) AS n")
+    rows = scoped.sql(
+        "SELECT set_config('role', 'none', true) AS r, (SELECT count(*) FROM organizations) AS n"
+    )
     assert rows[0]["n"] == 1  # RLS was applied when the statement was planned
     assert scoped.sql("SELECT id FROM organizations WHERE id = :i", {"i": "b"}) == []
     assert len(client.sql("SELECT id FROM organizations")) == 2

@@ -60,6 +60,7 @@ DEMO_SEED = 0
 """The default seed."""
 
 _MARKER_ORG = "org_demo_acme"
+_UNUSABLE_PASSWORD = "!"  # as the seeded admin: no password matches until one is set
 _PREFIXES = {"organizations": "org_demo_", "users": "usr_demo_", "workflows": "wf_demo_"}
 
 _ORGANIZATIONS = (
@@ -465,13 +466,12 @@ def _organizations_and_users(
         }
         for org_id, name, slug, _share in _ORGANIZATIONS
     ]
-    password_hash = _unusable_password_hash()
     users = [
         {
             "id": f"usr_demo_{username}",
             "username": f"demo.{username}",
             "email": f"{username}@{_ORG_DOMAINS[org]}",
-            "password_hash": password_hash,
+            "password_hash": _UNUSABLE_PASSWORD,
             "full_name": full_name,
             "organization_id": org,
             "is_active": True,
@@ -484,16 +484,6 @@ def _organizations_and_users(
         for i, (username, full_name, org) in enumerate(_USERS)
     ]
     return orgs, users
-
-
-def _unusable_password_hash() -> str:
-    """An argon2id hash of a random password nobody knows: demo users cannot log in
-    until someone sets a password (``flowscope users set-password``)."""
-    import secrets
-
-    from pwdlib import PasswordHash
-
-    return PasswordHash.recommended().hash(secrets.token_urlsafe(32))
 
 
 def _workflows(
