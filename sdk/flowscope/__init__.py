@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 from ._client import Client, connect
+from ._resources._base import Page
 from .errors import (
     AccountLockedError,
     AuthenticationError,
@@ -23,25 +24,57 @@ from .errors import (
     SchemaOutOfDateError,
     ValidationError,
 )
-from .filters import ExecutionFilter, WorkflowFilter
+from .filters import AuditFilter, ExecutionFilter, OrganizationFilter, UserFilter, WorkflowFilter
+from .models import (
+    AuditLogEntryPublic,
+    ExecutionCreate,
+    ExecutionPublic,
+    ExecutionUpdate,
+    OrganizationCreate,
+    OrganizationPublic,
+    OrganizationUpdate,
+    UserCreate,
+    UserPublic,
+    UserUpdate,
+    WorkflowCreate,
+    WorkflowPublic,
+    WorkflowUpdate,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccountLockedError",
+    "AuditFilter",
+    "AuditLogEntryPublic",
     "AuthenticationError",
     "Client",
     "ConfigurationError",
     "ConflictError",
     "ConnectionFailedError",
     "DatabaseError",
+    "ExecutionCreate",
     "ExecutionFilter",
+    "ExecutionPublic",
+    "ExecutionUpdate",
     "FlowscopeError",
     "NotFoundError",
+    "OrganizationCreate",
+    "OrganizationFilter",
+    "OrganizationPublic",
+    "OrganizationUpdate",
+    "Page",
     "PermissionDeniedError",
     "SchemaOutOfDateError",
+    "UserCreate",
+    "UserFilter",
+    "UserPublic",
+    "UserUpdate",
     "ValidationError",
+    "WorkflowCreate",
     "WorkflowFilter",
+    "WorkflowPublic",
+    "WorkflowUpdate",
     "__version__",
     "connect",
 ]

@@ -87,14 +87,21 @@ class Client:
 
         Values go in ``params`` as bound parameters (``:name``), never formatted
         into the text. Row-level security applies to a scoped client's SQL too:
-        each call is one transaction running as the tenant role, and its text is
-        sent as a single prepared statement, so it cannot ``RESET ROLE`` first.
+        each call is one transaction running as the tenant role, its text is sent
+        as a single prepared statement (so it cannot ``RESET ROLE`` first), it may
+        not mention roles, ``set_config`` or utility statements
+        (:class:`PermissionDeniedError`), and the role and organization are
+        re-checked before any row is returned.
 
         Example:
             >>> client.sql("SELECT count(*) AS n FROM workflows WHERE owner = :o", {"o": "ana"})  # doctest: +SKIP
             [{'n': 3}]
         """
         stmt = sa.text(statement) if isinstance(statement, str) else statement
+        if self.organization_id is not None:
+            _db.guard_tenant_sql(
+                statement if isinstance(statement, str) else str(stmt.compile(self._engine))  # type: ignore[attr-defined]
+            )
         with self.transaction() as conn:
             if self.organization_id is None:
                 result = conn.execute(stmt, dict(params or {}))
@@ -109,12 +116,15 @@ class Client:
                 cursor.execute(
                     str(compiled), compiled.construct_params(dict(params or {})), prepare=True
                 )
-                if cursor.description is None:
-                    return []
-                names = [column.name for column in cursor.description]
-                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+                rows: list[dict[str, Any]] = []
+                if cursor.description is not None:
+                    names = [column.name for column in cursor.description]
+                    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
             finally:
                 cursor.close()
+            # a function call could still have changed role or organization mid-statement
+            _db.verify_scope(conn, self.organization_id)
+            return rows
 
     def scoped(self, organization_id: str, user_id: str | None = None) -> Client:
         """A client sharing this one's pool, confined to one organization by RLS.

@@ -74,6 +74,7 @@ def create_engine(url: str | URL, **kwargs: Any) -> Engine:
 # SQLSTATE classes → flowscope errors. https://www.postgresql.org/docs/current/errcodes-appendix.html
 _UNIQUE = "23505"
 _FOREIGN_KEY = "23503"
+_RESTRICT = "23001"
 _CHECK = "23514"
 _NOT_NULL = "23502"
 _INSUFFICIENT_PRIVILEGE = "42501"
@@ -94,7 +95,7 @@ def translate(exc: BaseException, *, url: str | URL | None = None) -> FlowscopeE
         field = _field_from_detail(detail)
         what = f"{field} already exists" if field else "a row with these values already exists"
         return ConflictError(f"{what} ({constraint})" if constraint else what)
-    if sqlstate == _FOREIGN_KEY:
+    if sqlstate in (_FOREIGN_KEY, _RESTRICT):
         return ConflictError(f"{message}" + (f": {detail}" if detail else ""))
     if sqlstate in (_CHECK, _NOT_NULL) or (sqlstate or "").startswith("22"):
         return ValidationError(message + (f" ({constraint})" if constraint else ""))
@@ -112,6 +113,12 @@ def translate(exc: BaseException, *, url: str | URL | None = None) -> FlowscopeE
         where = describe_host(url) if url is not None else "the database server"
         first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
         return ConnectionFailedError(f"cannot connect to PostgreSQL at {where}: {first}")
+    if sqlstate is None and (
+        isinstance(exc, sa_exc.DataError)
+        or type(orig).__name__ in ("DataError", "ProgrammingError")
+    ):
+        # raised by psycopg while adapting a value (NUL byte in text, number out of range)
+        return ValidationError(message)
     if isinstance(exc, sa_exc.NoResultFound):
         return NotFoundError(str(exc))
     return DatabaseError(message)
@@ -138,6 +145,49 @@ def translating(url: str | URL | None = None) -> Iterator[None]:
         if type(exc).__module__.startswith("psycopg"):
             raise translate(exc, url=url) from exc
         raise
+
+
+# Raw SQL from a scoped client may not change who it runs as or which organization it
+# sees: role and setting changes (SET/RESET ROLE, set_config('role'|'flowscope.*')),
+# DO blocks and other utility statements, several statements at once, Unicode-escaped
+# identifiers. This is a first line; ``verify_scope`` re-checks after the statement.
+_TENANT_SQL_REFUSED = re.compile(
+    r"\bset_config\b|\brole\b|\bauthorization\b|\bu&|"
+    r"^\s*(set|reset|do|call|execute|prepare|deallocate|copy|listen|notify|load|discard|"
+    r"begin|commit|rollback|savepoint|release|start|end|abort|lock|grant|revoke|alter|"
+    r"create|drop|truncate|vacuum|analyze|cluster|reindex|comment|security|import)\b",
+    re.IGNORECASE,
+)
+
+
+def guard_tenant_sql(statement: str) -> None:
+    """Refuse raw SQL that could leave a scoped client's role or organization.
+
+    Example:
+        >>> guard_tenant_sql("SELECT count(*) FROM workflows")
+        >>> guard_tenant_sql("RESET ROLE")
+        Traceback (most recent call last):
+        ...
+        flowscope.errors.PermissionDeniedError: a scoped client's SQL may not ...
+    """
+    body = statement.strip().rstrip(";")
+    if ";" in body or _TENANT_SQL_REFUSED.search(body):
+        raise PermissionDeniedError(
+            "a scoped client's SQL may not change roles or settings, run utility statements"
+            " or several statements at once (use an unscoped client for that)"
+        )
+
+
+def verify_scope(conn: Connection, organization_id: str) -> None:
+    """Raise PermissionDeniedError if this transaction no longer runs as the tenant of ``organization_id``."""
+    row = conn.execute(
+        sa.text(
+            "SELECT current_user::text AS role,"
+            " current_setting('flowscope.organization_id', true) AS org"
+        )
+    ).one()
+    if row.role != TENANT_ROLE or row.org != organization_id:
+        raise PermissionDeniedError("the statement tried to leave the client's organization scope")
 
 
 def apply_scope(conn: Connection, organization_id: str | None, user_id: str | None) -> None:

@@ -20,13 +20,30 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
-from .models import EXECUTION_STATUSES, EXECUTIONS, WORKFLOW_STATUSES, WORKFLOWS
+from .models import (
+    AUDIT_LOG,
+    EXECUTION_STATUSES,
+    EXECUTIONS,
+    ORGANIZATIONS,
+    USERS,
+    WORKFLOW_STATUSES,
+    WORKFLOWS,
+    _check_storable,
+)
 
-__all__ = ["ExecutionFilter", "WorkflowFilter", "coerce_filter", "to_utc"]
+__all__ = [
+    "AuditFilter",
+    "ExecutionFilter",
+    "OrganizationFilter",
+    "UserFilter",
+    "WorkflowFilter",
+    "coerce_filter",
+    "to_utc",
+]
 
 
 def to_utc(value: datetime | date | str | None) -> datetime | None:
@@ -53,7 +70,10 @@ def to_utc(value: datetime | date | str | None) -> datetime | None:
         raise ValueError(f"not a timestamp: {value!r}")
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"timestamp out of range: {value!r}") from None
 
 
 def _as_list(value: Any) -> list[Any] | None:
@@ -80,6 +100,12 @@ class _Filter(BaseModel):
         if annotation.startswith("list[") and value is not None:
             return _as_list(value)
         return value
+
+    @model_validator(mode="after")
+    def _storable(self) -> Any:
+        for name in type(self).model_fields:
+            _check_storable(getattr(self, name), name)
+        return self
 
     def is_empty(self) -> bool:
         """True when the filter selects everything (only defaults set)."""
@@ -222,6 +248,97 @@ assert set(EXECUTION_STATUSES) == {
     "cancelled",
     "timeout",
 }
+
+
+class UserFilter(_Filter):
+    """Which users (AND of the given fields); soft-deleted users only with ``include_deleted``.
+
+    Example:
+        >>> UserFilter(is_active=True, organization_id="org_1").organization_id
+        ['org_1']
+    """
+
+    ids: list[str] | None = None
+    username: list[str] | None = None
+    email: list[str] | None = None
+    organization_id: list[str] | None = None
+    is_active: bool | None = None
+    is_admin: bool | None = None
+    include_deleted: bool = False
+
+    def clause(self) -> ColumnElement[bool]:
+        """The WHERE expression over ``users``."""
+        u = USERS.c
+        parts: list[ColumnElement[bool]] = []
+        for name in ("ids", "username", "email", "organization_id"):
+            values = getattr(self, name)
+            if values is not None:
+                parts.append(u["id" if name == "ids" else name].in_(values))
+        if self.is_active is not None:
+            parts.append(u.is_active.is_(self.is_active))
+        if self.is_admin is not None:
+            parts.append(u.is_admin.is_(self.is_admin))
+        if not self.include_deleted:
+            parts.append(u.deleted_at.is_(None))
+        return sa.and_(*parts) if parts else sa.true()
+
+
+class OrganizationFilter(_Filter):
+    """Which organizations; soft-deleted ones only with ``include_deleted``.
+
+    Example:
+        >>> OrganizationFilter(slug="acme").slug
+        ['acme']
+    """
+
+    ids: list[str] | None = None
+    slug: list[str] | None = None
+    include_deleted: bool = False
+
+    def clause(self) -> ColumnElement[bool]:
+        """The WHERE expression over ``organizations``."""
+        o = ORGANIZATIONS.c
+        parts: list[ColumnElement[bool]] = []
+        if self.ids is not None:
+            parts.append(o.id.in_(self.ids))
+        if self.slug is not None:
+            parts.append(o.slug.in_(self.slug))
+        if not self.include_deleted:
+            parts.append(o.deleted_at.is_(None))
+        return sa.and_(*parts) if parts else sa.true()
+
+
+class AuditFilter(_Filter):
+    """Which audit log entries: table, row, action, actor, organization, time window.
+
+    Example:
+        >>> AuditFilter(table_name="users", action="UPDATE").action
+        ['UPDATE']
+    """
+
+    table_name: list[Literal["workflows", "executions", "users", "organizations"]] | None = None
+    row_id: list[str] | None = None
+    action: list[Literal["INSERT", "UPDATE", "DELETE"]] | None = None
+    actor: list[str] | None = None
+    organization_id: list[str] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    _utc = field_validator("since", "until", mode="before")(lambda cls, v: to_utc(v))
+
+    def clause(self) -> ColumnElement[bool]:
+        """The WHERE expression over ``audit_log``."""
+        a = AUDIT_LOG.c
+        parts: list[ColumnElement[bool]] = []
+        for name in ("table_name", "row_id", "action", "actor", "organization_id"):
+            values = getattr(self, name)
+            if values is not None:
+                parts.append(a[name].in_(values))
+        if self.since is not None:
+            parts.append(a.occurred_at >= self.since)
+        if self.until is not None:
+            parts.append(a.occurred_at < self.until)
+        return sa.and_(*parts) if parts else sa.true()
 
 
 _F = TypeVar("_F", bound=_Filter)

@@ -318,3 +318,393 @@ EXECUTIONS: sa.Table = Execution.__table__  # type: ignore[attr-defined]
 USERS: sa.Table = User.__table__  # type: ignore[attr-defined]
 ORGANIZATIONS: sa.Table = Organization.__table__  # type: ignore[attr-defined]
 AUDIT_LOG: sa.Table = AuditLogEntry.__table__  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------
+# Models the client takes and returns (no tables): XBase / XCreate / XUpdate / XPublic.
+#
+# They are pydantic models (SQLModel reserves the attribute name ``metadata``), so the
+# JSONB column ``metadata`` is the field ``metadata`` here; ``metadata_=`` is accepted as
+# an alias on input and ``.metadata_`` is a read-only alias on the public models.
+# Validation mirrors the database: lengths <= 255, status enums, JSON arrays/objects,
+# non-negative counters and durations, email shape; strings may not hold NUL bytes or
+# lone surrogates and JSON numbers must be finite (PostgreSQL refuses both).
+# ---------------------------------------------------------------------------------------
+
+import math  # noqa: E402
+from typing import Annotated, ClassVar, Literal  # noqa: E402
+
+from pydantic import (  # noqa: E402
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    JsonValue,
+    StringConstraints,
+    model_validator,
+)
+from pydantic import Field as PField  # noqa: E402
+
+__all__ += [
+    "AuditLogEntryPublic",
+    "ExecutionBase",
+    "ExecutionCreate",
+    "ExecutionPublic",
+    "ExecutionUpdate",
+    "OrganizationBase",
+    "OrganizationCreate",
+    "OrganizationPublic",
+    "OrganizationUpdate",
+    "UserBase",
+    "UserCreate",
+    "UserPublic",
+    "UserUpdate",
+    "WorkflowBase",
+    "WorkflowCreate",
+    "WorkflowPublic",
+    "WorkflowUpdate",
+    "new_id",
+]
+
+ID_PREFIXES = {
+    "workflows": "wf",
+    "executions": "ex",
+    "users": "usr",
+    "organizations": "org",
+}
+
+INT4_MAX = 2_147_483_647
+
+Str255 = Annotated[str, StringConstraints(max_length=255)]
+NonEmpty255 = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+Slug = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+]
+Scope = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+]
+Count = Annotated[int, PField(ge=0, le=INT4_MAX)]
+JsonObject = dict[str, JsonValue]
+JsonArray = list[JsonValue]
+WorkflowStatus = Literal["draft", "active", "archived"]
+ExecutionStatus = Literal["queued", "running", "completed", "failed", "cancelled", "timeout"]
+
+
+def new_id(table: str) -> str:
+    """A new id for a row of ``table``: a readable prefix and a ULID (sortable by creation time).
+
+    Example:
+        >>> new_id("workflows").startswith("wf_") and len(new_id("workflows")) == 29
+        True
+    """
+    from ulid import ULID
+
+    return f"{ID_PREFIXES[table]}_{ULID()}"
+
+
+def _check_storable(value: Any, where: str = "value") -> None:
+    """Refuse what PostgreSQL cannot store: NUL bytes, lone surrogates, NaN/Infinity in JSON."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where}: text may not contain NUL (\\x00) characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where}: text is not valid Unicode (lone surrogate)") from None
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: numbers must be finite (no NaN or Infinity)")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_storable(k, where)
+            _check_storable(v, where)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _check_storable(v, where)
+
+
+class _In(BaseModel):
+    """Input models: unknown fields are errors, every value must be storable."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _storable(self) -> Any:
+        for name in type(self).model_fields:
+            _check_storable(getattr(self, name), name)
+        return self
+
+    def values(self) -> dict[str, Any]:
+        """The fields that were set, keyed by database column name."""
+        return self.model_dump(exclude_unset=True)
+
+
+class _Out(BaseModel):
+    """Public models: built from database rows; extra columns are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    @property
+    def metadata_(self) -> Any:
+        """Alias of ``metadata`` (the tables' Python attribute name)."""
+        return getattr(self, "metadata", None)
+
+
+_META = PField(default=None, validation_alias=AliasChoices("metadata", "metadata_"))
+
+
+# -- workflows -----------------------------------------------------------------------------
+class WorkflowBase(_In):
+    """Fields a caller may give for a workflow."""
+
+    name: NonEmpty255
+    description: str | None = None
+    owner: NonEmpty255
+    organization_id: Id | None = None
+    nodes: JsonArray
+    edges: JsonArray
+    metadata: JsonObject | None = _META
+    tags: list[str] | None = None
+    status: WorkflowStatus | None = None
+    is_public: bool | None = None
+
+
+class WorkflowCreate(WorkflowBase):
+    """A new workflow. ``owner``/``created_by`` default to the client's user.
+
+    Example:
+        >>> WorkflowCreate(name="etl", owner="ana", nodes=[], edges=[]).status is None
+        True
+    """
+
+    id: Id | None = None
+    owner: NonEmpty255 | None = None  # type: ignore[assignment]
+    nodes: JsonArray = PField(default_factory=list)
+    edges: JsonArray = PField(default_factory=list)
+    created_by: NonEmpty255 | None = None
+    updated_by: NonEmpty255 | None = None
+
+
+class WorkflowUpdate(_In):
+    """Changes to a workflow (every field optional; only the given ones change)."""
+
+    name: NonEmpty255 | None = None
+    description: str | None = None
+    owner: NonEmpty255 | None = None
+    organization_id: Id | None = None
+    nodes: JsonArray | None = None
+    edges: JsonArray | None = None
+    metadata: JsonObject | None = _META
+    tags: list[str] | None = None
+    status: WorkflowStatus | None = None
+    is_public: bool | None = None
+    updated_by: NonEmpty255 | None = None
+
+
+class WorkflowPublic(_Out):
+    """A workflow as the client returns it."""
+
+    id: str
+    name: str
+    description: str | None = None
+    version: int
+    owner: str
+    organization_id: str | None = None
+    nodes: list[Any]
+    edges: list[Any]
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    status: str | None = None
+    is_public: bool | None = None
+    created_at: datetime
+    updated_at: datetime
+    created_by: str
+    updated_by: str
+    deleted_at: datetime | None = None
+
+
+# -- executions ----------------------------------------------------------------------------
+class ExecutionBase(_In):
+    """Fields a caller may give for an execution."""
+
+    workflow_id: Id
+    owner: NonEmpty255 | None = None
+    organization_id: Id | None = None
+    parameters: JsonObject | None = None
+    metadata: JsonObject | None = _META
+    trace_id: Str255 | None = None
+
+
+class ExecutionCreate(ExecutionBase):
+    """A new (queued) execution of a workflow.
+
+    ``owner`` defaults to the client's user, else the workflow's owner;
+    ``organization_id`` is the workflow's. ``metadata.workflow_version`` is set to
+    the workflow's version at creation.
+
+    Example:
+        >>> ExecutionCreate(workflow_id="wf_1", parameters={"n": 3}).parameters
+        {'n': 3}
+    """
+
+    id: Id | None = None
+
+
+class ExecutionUpdate(_In):
+    """Changes to an execution outside its lifecycle (status changes go through the verbs)."""
+
+    owner: NonEmpty255 | None = None
+    metadata: JsonObject | None = _META
+    trace_id: Str255 | None = None
+    current_step: Str255 | None = None
+    steps_completed: Count | None = None
+    steps_total: Count | None = None
+
+
+class ExecutionPublic(_Out):
+    """An execution as the client returns it."""
+
+    id: str
+    workflow_id: str
+    owner: str
+    organization_id: str | None = None
+    status: ExecutionStatus
+    parameters: dict[str, Any] | None = None
+    result: Any | None = None
+    error: Any | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_seconds: Decimal | None = PField(default=None, ge=0)
+    current_step: str | None = None
+    steps_completed: int | None = None
+    steps_total: int | None = None
+    metadata: dict[str, Any] | None = None
+    trace_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+# -- users ---------------------------------------------------------------------------------
+class UserBase(_In):
+    """Fields a caller may give for a user."""
+
+    username: NonEmpty255
+    email: Annotated[EmailStr, StringConstraints(max_length=255)]
+    full_name: Str255 | None = None
+    avatar_url: str | None = None
+    organization_id: Id | None = None
+    is_active: bool | None = None
+    is_admin: bool | None = None
+    email_verified: bool | None = None
+    scopes: list[Scope] | None = None
+
+
+class UserCreate(UserBase):
+    """A new user. ``password`` is hashed with argon2id; without one the account cannot log in.
+
+    Example:
+        >>> UserCreate(username="ana", email="ana@example.com", password="correct horse").username
+        'ana'
+    """
+
+    id: Id | None = None
+    password: Annotated[str, StringConstraints(min_length=8, max_length=1024)] | None = PField(
+        default=None, repr=False
+    )
+
+
+class UserUpdate(_In):
+    """Changes to a user. A ``password`` here is hashed like in :meth:`Users.set_password`."""
+
+    username: NonEmpty255 | None = None
+    email: Annotated[EmailStr, StringConstraints(max_length=255)] | None = None
+    full_name: Str255 | None = None
+    avatar_url: str | None = None
+    organization_id: Id | None = None
+    is_active: bool | None = None
+    is_admin: bool | None = None
+    email_verified: bool | None = None
+    scopes: list[Scope] | None = None
+    password: Annotated[str, StringConstraints(min_length=8, max_length=1024)] | None = PField(
+        default=None, repr=False
+    )
+
+
+class UserPublic(_Out):
+    """A user as the client returns it: never the password hash."""
+
+    id: str
+    username: str
+    email: str
+    full_name: str | None = None
+    avatar_url: str | None = None
+    organization_id: str | None = None
+    is_active: bool | None = None
+    is_admin: bool | None = None
+    email_verified: bool | None = None
+    scopes: list[str] | None = None
+    last_login: datetime | None = None
+    password_changed_at: datetime | None = None
+    failed_login_attempts: int | None = None
+    locked_until: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None = None
+
+    HIDDEN: ClassVar[frozenset[str]] = frozenset({"password_hash"})
+
+
+# -- organizations -------------------------------------------------------------------------
+class OrganizationBase(_In):
+    """Fields a caller may give for an organization."""
+
+    name: NonEmpty255
+    slug: Slug
+    settings: JsonObject | None = None
+
+
+class OrganizationCreate(OrganizationBase):
+    """A new organization (tenant).
+
+    Example:
+        >>> OrganizationCreate(name="Acme", slug="acme").slug
+        'acme'
+    """
+
+    id: Id | None = None
+
+
+class OrganizationUpdate(_In):
+    """Changes to an organization."""
+
+    name: NonEmpty255 | None = None
+    slug: Slug | None = None
+    settings: JsonObject | None = None
+
+
+class OrganizationPublic(_Out):
+    """An organization as the client returns it."""
+
+    id: str
+    name: str
+    slug: str
+    settings: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None = None
+
+
+# -- audit log -----------------------------------------------------------------------------
+class AuditLogEntryPublic(_Out):
+    """One audit log entry (see :class:`AuditLogEntry` for what ``changes`` holds)."""
+
+    id: int
+    occurred_at: datetime
+    table_name: str
+    row_id: str
+    action: Literal["INSERT", "UPDATE", "DELETE"]
+    actor: str | None = None
+    organization_id: str | None = None
+    changes: dict[str, Any]
+    transaction_id: int

@@ -1,0 +1,290 @@
+"""``client.executions``: runs of workflows and their lifecycle.
+
+Legal transitions (anything else raises :class:`flowscope.ConflictError` and
+changes nothing)::
+
+    queued  --start-->   running
+    queued  --cancel-->  cancelled
+    running --complete--> completed | --fail--> failed | --cancel--> cancelled
+            --time_out--> timeout
+    completed, failed, cancelled, timeout: final
+
+Each transition is ONE ``UPDATE ... WHERE id = :id AND status IN (...) RETURNING``,
+so two clients racing to finish the same execution cannot both win: PostgreSQL
+locks the row, the loser re-checks the condition after the winner commits and
+matches nothing. ``duration_seconds`` is filled by the spec's trigger when
+``completed_at`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import JsonValue, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy.dialects import postgresql
+
+from ..errors import ConflictError, NotFoundError, ValidationError
+from ..filters import ExecutionFilter
+from ..models import (
+    EXECUTIONS,
+    INT4_MAX,
+    WORKFLOWS,
+    ExecutionCreate,
+    ExecutionPublic,
+    ExecutionUpdate,
+    _check_storable,
+    new_id,
+)
+from ._base import EXECUTE, READ, Resource, check_id, parse, validation_error
+
+__all__ = ["TRANSITIONS", "Executions"]
+
+# verb -> (statuses it may leave, status it enters)
+TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "start": (("queued",), "running"),
+    "complete": (("running",), "completed"),
+    "fail": (("running",), "failed"),
+    "cancel": (("queued", "running"), "cancelled"),
+    "time_out": (("running",), "timeout"),
+}
+
+_JSON = TypeAdapter(JsonValue)
+
+
+def _json(value: Any, what: str) -> Any:
+    try:
+        checked = _JSON.validate_python(value)
+        _check_storable(checked, what)
+    except PydanticValidationError as exc:
+        raise validation_error(exc, what) from None
+    except ValueError as exc:
+        raise ValidationError(f"invalid {what}: {exc}") from None
+    return checked
+
+
+class Executions(Resource[ExecutionPublic]):
+    """Create (queued), read, list, drive and delete executions.
+
+    ``list``/``count``/``iter`` take a :class:`flowscope.ExecutionFilter` or its
+    fields as keywords (``workflow_ids``, ``status``, ``owner``, ``since``,
+    ``until``, ``tags_any``, ...). ``delete`` is a hard delete (the table has no
+    ``deleted_at``).
+
+    Example:
+        >>> ex = client.executions.create(workflow_id=wf.id, parameters={"day": "2026-01-01"})  # doctest: +SKIP
+        >>> ex = client.executions.start(ex.id)                                               # doctest: +SKIP
+        >>> ex = client.executions.complete(ex.id, result={"rows": 10})                        # doctest: +SKIP
+        >>> ex.status, ex.duration_seconds                                                    # doctest: +SKIP
+        ('completed', Decimal('0.042'))
+    """
+
+    table = EXECUTIONS
+    public_model = ExecutionPublic
+    create_model = ExecutionCreate
+    update_model = ExecutionUpdate
+    filter_class = ExecutionFilter
+    noun = "execution"
+    sortable = ("created_at", "updated_at", "status", "id")
+    read_scope = READ
+    write_scope = EXECUTE
+
+    def create(self, data: Any = None, /, **fields: Any) -> ExecutionPublic:
+        """Queue an execution of a (not deleted, visible) workflow.
+
+        ``organization_id`` is the workflow's; ``owner`` defaults to the client's
+        user, else the workflow's owner; ``metadata["workflow_version"]`` records
+        the workflow's version at this moment (one INSERT ... SELECT).
+
+        Example:
+            >>> client.executions.create(workflow_id="wf_01J...", parameters={"n": 1})  # doctest: +SKIP
+        """
+        model = parse(self.create_model, data, fields, "new execution")
+        self._require(self.write_scope)
+        v = model.model_dump(exclude_none=True)
+        org = v.get("organization_id")
+        self._check_tenant_org(org)
+        w = WORKFLOWS.c
+        meta = dict(v.get("metadata") or {})
+        meta.pop("workflow_version", None)
+        metadata = sa.func.jsonb_set(
+            sa.cast(sa.literal(json.dumps(meta)), postgresql.JSONB),
+            sa.literal_column("'{workflow_version}'::text[]"),
+            sa.func.to_jsonb(w.version),
+        )
+        owner = v.get("owner") or self._client.user_id
+        select = sa.select(
+            sa.literal(v.get("id") or new_id("executions"), EXECUTIONS.c.id.type),
+            w.id,
+            sa.literal(owner, EXECUTIONS.c.owner.type) if owner else w.owner,
+            w.organization_id,
+            sa.literal(v.get("parameters") or {}, EXECUTIONS.c.parameters.type),
+            metadata,
+            sa.literal(v.get("trace_id"), EXECUTIONS.c.trace_id.type),
+        ).where(w.id == model.workflow_id, w.deleted_at.is_(None))
+        if org is not None:
+            select = select.where(w.organization_id == org)
+        stmt = (
+            sa.insert(EXECUTIONS)
+            .from_select(
+                [
+                    "id",
+                    "workflow_id",
+                    "owner",
+                    "organization_id",
+                    "parameters",
+                    "metadata",
+                    "trace_id",
+                ],
+                select,
+            )
+            .returning(*self.columns)
+        )
+        with self._client.transaction() as conn:
+            row = conn.execute(stmt).first()
+            if row is None and org is not None:
+                actual = conn.execute(
+                    sa.select(w.organization_id).where(
+                        w.id == model.workflow_id,
+                        w.deleted_at.is_(None),
+                    )
+                ).first()
+                if actual is not None:
+                    raise ValidationError(
+                        f"workflow {model.workflow_id!r} belongs to organization "
+                        f"{actual[0]!r}, not {org!r}"
+                    )
+        if row is None:
+            raise NotFoundError(f"workflow {model.workflow_id!r} not found")
+        return self._public(row)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _transition(self, verb: str, id: str, values: dict[str, Any]) -> ExecutionPublic:
+        check_id(id, self.noun)
+        self._require(self.write_scope)
+        sources, target = TRANSITIONS[verb]
+        e = self.table.c
+        stmt = (
+            sa.update(self.table)
+            .where(e.id == id, e.status.in_(sources))
+            .values(status=target, **values)
+            .returning(*self.columns)
+        )
+        with self._client.transaction() as conn:
+            row = conn.execute(stmt).first()
+            if row is None:
+                current = conn.execute(sa.select(e.status).where(e.id == id)).scalar_one_or_none()
+                if current is None:
+                    raise self._not_found(id)
+                raise ConflictError(
+                    f"cannot {verb.replace('_', ' ')} execution {id!r}: it is {current}"
+                    f" (allowed from {' or '.join(sources)})"
+                )
+        return self._public(row)
+
+    def start(self, id: str) -> ExecutionPublic:
+        """queued → running; sets ``started_at`` (database clock).
+
+        Example:
+            >>> client.executions.start("ex_01J...").status     # doctest: +SKIP
+            'running'
+        """
+        return self._transition("start", id, {"started_at": sa.func.now()})
+
+    def complete(self, id: str, *, result: Any = None) -> ExecutionPublic:
+        """running → completed with an optional JSON ``result``; sets ``completed_at``.
+
+        Example:
+            >>> client.executions.complete("ex_01J...", result={"rows": 10})   # doctest: +SKIP
+        """
+        values: dict[str, Any] = {"completed_at": sa.func.now()}
+        if result is not None:
+            values["result"] = _json(result, "result")
+        return self._transition("complete", id, values)
+
+    def fail(self, id: str, *, error: Any = None) -> ExecutionPublic:
+        """running → failed with an optional JSON ``error`` (a string becomes ``{"message": ...}``).
+
+        Example:
+            >>> client.executions.fail("ex_01J...", error="disk full")   # doctest: +SKIP
+        """
+        values: dict[str, Any] = {"completed_at": sa.func.now()}
+        if error is not None:
+            if isinstance(error, str):
+                error = {"message": error}
+            elif isinstance(error, BaseException):
+                error = {"type": type(error).__name__, "message": str(error)}
+            values["error"] = _json(error, "error")
+        return self._transition("fail", id, values)
+
+    def cancel(self, id: str) -> ExecutionPublic:
+        """queued or running → cancelled; sets ``completed_at``.
+
+        Example:
+            >>> client.executions.cancel("ex_01J...").status    # doctest: +SKIP
+            'cancelled'
+        """
+        return self._transition("cancel", id, {"completed_at": sa.func.now()})
+
+    def time_out(self, id: str) -> ExecutionPublic:
+        """running → timeout; sets ``completed_at``.
+
+        Example:
+            >>> client.executions.time_out("ex_01J...").status  # doctest: +SKIP
+            'timeout'
+        """
+        return self._transition("time_out", id, {"completed_at": sa.func.now()})
+
+    def progress(
+        self,
+        id: str,
+        *,
+        current_step: str | None = None,
+        steps_completed: int | None = None,
+        steps_total: int | None = None,
+    ) -> ExecutionPublic:
+        """Record step progress of a running execution (ConflictError if it is not running).
+
+        Example:
+            >>> client.executions.progress("ex_01J...", current_step="load",   # doctest: +SKIP
+            ...                            steps_completed=2, steps_total=5)
+        """
+        check_id(id, self.noun)
+        changes = {
+            k: v
+            for k, v in {
+                "current_step": current_step,
+                "steps_completed": steps_completed,
+                "steps_total": steps_total,
+            }.items()
+            if v is not None
+        }
+        model = parse(ExecutionUpdate, None, changes, "execution progress")
+        values = model.model_dump(exclude_unset=True)
+        if not values:
+            raise ValidationError("progress() needs current_step, steps_completed or steps_total")
+        if (
+            steps_completed is not None
+            and steps_total is not None
+            and steps_completed > steps_total
+        ):
+            raise ValidationError("steps_completed cannot exceed steps_total")
+        assert max(values.get("steps_total", 0), values.get("steps_completed", 0)) <= INT4_MAX
+        self._require(self.write_scope)
+        e = self.table.c
+        stmt = (
+            sa.update(self.table)
+            .where(e.id == id, e.status == "running")
+            .values(**values)
+            .returning(*self.columns)
+        )
+        with self._client.transaction() as conn:
+            row = conn.execute(stmt).first()
+            if row is None:
+                current = conn.execute(sa.select(e.status).where(e.id == id)).scalar_one_or_none()
+                if current is None:
+                    raise self._not_found(id)
+                raise ConflictError(f"cannot record progress of execution {id!r}: it is {current}")
+        return self._public(row)

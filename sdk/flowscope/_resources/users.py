@@ -1,0 +1,325 @@
+"""``client.users``: accounts, argon2id passwords, authentication with lockout, scopes.
+
+Passwords are hashed with argon2id (pwdlib on argon2-cffi) at OWASP's
+parameters (m=19456 KiB, t=2, p=1); the PHC string records them, and a hash
+made with other parameters is upgraded at the next successful log-in
+(``verify_and_update``). Failed log-ins are counted atomically in SQL with the
+database clock: after ``MAX_FAILED_LOGINS`` consecutive failures the account is
+locked for ``LOCKOUT`` (:class:`flowscope.AccountLockedError` carries
+``locked_until``); a success resets the counter. Unknown users are verified
+against a dummy hash, so they take about as long as a wrong password.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.dialects import postgresql
+
+from ..errors import AccountLockedError, AuthenticationError, NotFoundError, ValidationError
+from ..filters import UserFilter
+from ..models import USERS, UserCreate, UserPublic, UserUpdate
+from ._base import ADMIN, READ, Resource, check_id, parse, require_scope
+
+__all__ = ["LOCKOUT", "MAX_FAILED_LOGINS", "Users", "hash_password", "password_hasher"]
+
+MAX_FAILED_LOGINS = 5
+LOCKOUT = timedelta(minutes=15)
+SELF_SERVICE_FIELDS = frozenset({"full_name", "avatar_url", "email", "password"})
+
+# The new ``scopes`` value, computed from the row's current one in the same UPDATE.
+_GRANT_SQL = (
+    "(SELECT COALESCE(jsonb_agg(DISTINCT s.x ORDER BY s.x), '[]'::jsonb) FROM ("
+    "SELECT jsonb_array_elements_text(COALESCE(users.scopes, '[]'::jsonb)) AS x"
+    " UNION SELECT unnest(CAST(:given AS text[]))) s)"
+)
+_REVOKE_SQL = (
+    "(SELECT COALESCE(jsonb_agg(s.x), '[]'::jsonb) FROM ("
+    "SELECT jsonb_array_elements_text(COALESCE(users.scopes, '[]'::jsonb)) AS x) s"
+    " WHERE s.x <> ALL (CAST(:given AS text[])))"
+)
+
+_hasher: Any = None
+_dummy_hash: str | None = None
+_lock = threading.Lock()
+
+
+def password_hasher() -> Any:
+    """The shared pwdlib ``PasswordHash`` (argon2id, m=19456, t=2, p=1)."""
+    global _hasher
+    if _hasher is None:
+        from pwdlib import PasswordHash
+        from pwdlib.hashers.argon2 import Argon2Hasher
+
+        _hasher = PasswordHash((Argon2Hasher(time_cost=2, memory_cost=19456, parallelism=1),))
+    return _hasher
+
+
+def hash_password(password: str) -> str:
+    """Hash a password with argon2id (PHC string).
+
+    Example:
+        >>> hash_password("correct horse battery").startswith("$argon2id$")
+        True
+    """
+    return str(password_hasher().hash(password))
+
+
+def _dummy() -> str:
+    global _dummy_hash
+    with _lock:
+        if _dummy_hash is None:
+            _dummy_hash = hash_password("flowscope-dummy-password-for-timing")
+    return _dummy_hash
+
+
+def _verify(password: str, stored: str | None) -> tuple[bool, str | None]:
+    """(valid, new hash or None); unusable or foreign hashes verify a dummy and fail."""
+    hasher = password_hasher()
+    if not stored or not stored.startswith("$argon2"):
+        hasher.verify(password, _dummy())
+        return False, None
+    try:
+        valid, updated = hasher.verify_and_update(password, stored)
+    except Exception:  # malformed stored hash: treat as unusable
+        hasher.verify(password, _dummy())
+        return False, None
+    return bool(valid), updated
+
+
+class Users(Resource[UserPublic]):
+    """User accounts. Reads need ``workflow:read`` (or are of oneself); writes need ``admin``,
+    except that users may change their own ``full_name``, ``avatar_url``, ``email`` and password.
+
+    Example:
+        >>> ana = client.users.create(username="ana", email="ana@example.com",    # doctest: +SKIP
+        ...                           password="a long passphrase")
+        >>> client.users.authenticate("ana@example.com", "a long passphrase").id  # doctest: +SKIP
+        'usr_01J...'
+    """
+
+    table = USERS
+    public_model = UserPublic
+    create_model = UserCreate
+    update_model = UserUpdate
+    filter_class = UserFilter
+    noun = "user"
+    sortable = ("created_at", "updated_at", "username", "email", "id")
+    hidden_columns = frozenset({"password_hash"})
+    read_scope = READ
+    write_scope = ADMIN
+
+    def _insert_values(self, data: BaseModel) -> dict[str, Any]:
+        values = super()._insert_values(data)
+        password = values.pop("password", None)
+        if password is None:
+            values["password_hash"] = "!"  # unusable: no password can match
+        else:
+            values["password_hash"] = hash_password(password)
+            values["password_changed_at"] = sa.func.now()
+        return values
+
+    def _update_values(self, changes: BaseModel) -> dict[str, Any]:
+        values = super()._update_values(changes)
+        if "password" in values:
+            password = values.pop("password")
+            if password is None:
+                raise ValidationError("password cannot be null (use set_password)")
+            values["password_hash"] = hash_password(password)
+            values["password_changed_at"] = sa.func.now()
+            values["failed_login_attempts"] = 0
+            values["locked_until"] = None
+        return values
+
+    def update(self, id: str, data: Any = None, /, **changes: Any) -> UserPublic:
+        """Change a user (a ``password`` is hashed; ``password_changed_at`` set).
+
+        Example:
+            >>> client.users.update("usr_01J...", full_name="Ana Lima")   # doctest: +SKIP
+        """
+        check_id(id, self.noun)
+        model = parse(self.update_model, data, changes, "user update")
+        given = set(model.model_fields_set)
+        require_scope(
+            self._client,
+            ADMIN,
+            self_service=id if given and given <= SELF_SERVICE_FIELDS else None,
+        )
+        values = self._update_values(model)
+        stmt = (
+            sa.update(self.table)
+            .where(self._update_where(id))
+            .values(**values)
+            .returning(*self.columns)
+        )
+        with self._client.transaction() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            raise self._not_found(id)
+        return self._public(row)
+
+    def set_password(self, id: str, password: str) -> UserPublic:
+        """Set a new password (argon2id); resets failed log-ins and any lock.
+
+        Example:
+            >>> client.users.set_password("usr_admin", "a new long passphrase")   # doctest: +SKIP
+        """
+        return self.update(id, password=password)
+
+    def _scopes(self, id: str, scopes: tuple[Any, ...], *, grant: bool) -> UserPublic:
+        check_id(id, self.noun)
+        names: list[str] = []
+        for s in scopes:
+            items = list(s) if isinstance(s, list | tuple | set | frozenset) else [s]
+            names.extend(items)
+        if not names:
+            raise ValidationError("name at least one scope")
+        parse(UserUpdate, None, {"scopes": names}, "scopes")
+        require_scope(self._client, ADMIN)
+        sql = _GRANT_SQL if grant else _REVOKE_SQL
+        merged = sa.text(sql).bindparams(
+            sa.bindparam("given", names, type_=postgresql.ARRAY(sa.Text))
+        )
+        stmt = (
+            sa.update(self.table)
+            .where(self._update_where(id))
+            .values(scopes=merged)
+            .returning(*self.columns)
+        )
+        with self._client.transaction() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            raise self._not_found(id)
+        return self._public(row)
+
+    def grant(self, id: str, *scopes: str) -> UserPublic:
+        """Add scopes to a user (atomic; duplicates ignored).
+
+        Example:
+            >>> client.users.grant("usr_01J...", "workflow:write").scopes    # doctest: +SKIP
+            ['workflow:execute', 'workflow:read', 'workflow:write']
+        """
+        return self._scopes(id, scopes, grant=True)
+
+    def revoke(self, id: str, *scopes: str) -> UserPublic:
+        """Remove scopes from a user (atomic; absent ones ignored).
+
+        Example:
+            >>> client.users.revoke("usr_01J...", "workflow:write").scopes   # doctest: +SKIP
+            ['workflow:execute', 'workflow:read']
+        """
+        return self._scopes(id, scopes, grant=False)
+
+    def authenticate(self, username_or_email: str, password: str) -> UserPublic:
+        """Check a password; return the user or raise AuthenticationError / AccountLockedError.
+
+        Unknown user, wrong password, inactive or deleted account all raise the
+        same :class:`flowscope.AuthenticationError` after a comparable argon2
+        verification. A locked account raises :class:`flowscope.AccountLockedError`
+        (a subclass) with ``locked_until``. A scoped client authenticates only
+        its organization's users.
+
+        Example:
+            >>> client.users.authenticate("ana", "a long passphrase").username   # doctest: +SKIP
+            'ana'
+        """
+        if not isinstance(username_or_email, str) or not isinstance(password, str):
+            raise ValidationError("username_or_email and password must be strings")
+        if "\x00" in username_or_email or len(username_or_email) > 255:
+            password_hasher().verify(password, _dummy())
+            raise AuthenticationError("invalid username/email or password")
+        u = self.table.c
+        now = sa.func.now()
+        locked = sa.and_(u.locked_until.is_not(None), u.locked_until > now)
+        lookup = sa.select(
+            u.id, u.password_hash, u.is_active, u.locked_until, locked.label("locked")
+        ).where(
+            sa.or_(u.username == username_or_email, u.email == username_or_email),
+            u.deleted_at.is_(None),
+        )
+        with self._client.transaction() as conn:
+            found = conn.execute(lookup.order_by(u.username != username_or_email)).first()
+        if found is None:
+            _verify(password, None)
+            raise AuthenticationError("invalid username/email or password")
+        if found.locked:
+            _verify(password, None)
+            raise AccountLockedError(
+                f"account locked until {found.locked_until.isoformat()}",
+                locked_until=found.locked_until,
+            )
+        valid, new_hash = _verify(password, found.password_hash)
+        not_locked = sa.or_(u.locked_until.is_(None), u.locked_until <= now)
+        if valid and found.is_active is not False:
+            values: dict[str, Any] = {
+                "failed_login_attempts": 0,
+                "locked_until": None,
+                "last_login": now,
+            }
+            if new_hash:
+                values["password_hash"] = new_hash
+            stmt = (
+                sa.update(self.table)
+                .where(u.id == found.id, u.deleted_at.is_(None), not_locked)
+                .values(**values)
+                .returning(*self.columns)
+            )
+            with self._client.transaction() as conn:
+                row = conn.execute(stmt).first()
+            if row is None:
+                raise self._locked_now(found.id)
+            return self._public(row)
+        expired = sa.and_(u.locked_until.is_not(None), u.locked_until <= now)
+        attempts = sa.func.coalesce(u.failed_login_attempts, 0)
+        stmt = (
+            sa.update(self.table)
+            .where(u.id == found.id, not_locked)
+            .values(
+                failed_login_attempts=sa.case((expired, 1), else_=attempts + 1),
+                locked_until=sa.case(
+                    (expired, None),
+                    (
+                        attempts + 1 >= MAX_FAILED_LOGINS,
+                        now + sa.text(f"interval '{int(LOCKOUT.total_seconds())} seconds'"),
+                    ),
+                    else_=u.locked_until,
+                ),
+            )
+            .returning(u.failed_login_attempts, u.locked_until)
+        )
+        with self._client.transaction() as conn:
+            counted = conn.execute(stmt).first()
+        if counted is None:
+            raise self._locked_now(found.id)
+        if counted.locked_until is not None:
+            raise AccountLockedError(
+                f"too many failed log-ins; account locked until {counted.locked_until.isoformat()}",
+                locked_until=counted.locked_until,
+            )
+        raise AuthenticationError("invalid username/email or password")
+
+    def _locked_now(self, id: str) -> AuthenticationError:
+        u = self.table.c
+        with self._client.transaction() as conn:
+            until = conn.execute(sa.select(u.locked_until).where(u.id == id)).scalar_one_or_none()
+        if until is None:
+            return AuthenticationError("invalid username/email or password")
+        return AccountLockedError(f"account locked until {until.isoformat()}", locked_until=until)
+
+    def get_by_username(self, username: str) -> UserPublic:
+        """The (not deleted) user with this username, or NotFoundError.
+
+        Example:
+            >>> client.users.get_by_username("admin").id     # doctest: +SKIP
+            'usr_admin'
+        """
+        if not isinstance(username, str):
+            raise ValidationError("username must be a string")
+        page = self.list(username=[username], limit=1)
+        if not page.items:
+            raise NotFoundError(f"user {username!r} not found")
+        return page.items[0]

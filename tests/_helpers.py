@@ -1,0 +1,33 @@
+"""Small shared helpers for the CRUD tests (not fixtures)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flowscope
+import sqlalchemy as sa
+
+
+def make_workflow(client: flowscope.Client, **fields: Any) -> flowscope.WorkflowPublic:
+    values: dict[str, Any] = {"name": "wf", "owner": "ana", "nodes": [], "edges": []}
+    values.update(fields)
+    return client.workflows.create(**values)
+
+
+TABLES = ("workflows", "executions", "users", "organizations", "audit_log")
+_COUNTS = sa.text("SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in TABLES))
+
+
+def row_counts(engine: sa.Engine) -> dict[str, int]:
+    """Rows in every table (one query)."""
+    with engine.connect() as conn:
+        return dict(conn.execute(_COUNTS).one()._mapping)
+
+
+def explain(engine: sa.Engine, stmt: sa.Select[Any]) -> str:
+    """EXPLAIN a statement with enable_seqscan off (tables in tests are tiny)."""
+    compiled = stmt.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SET enable_seqscan = off")
+        rows = conn.exec_driver_sql("EXPLAIN " + str(compiled), dict(compiled.params)).all()
+    return "\n".join(r[0] for r in rows)
