@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
+from collections.abc import Callable
 
 import flowscope
 import pandas as pd
@@ -14,9 +16,9 @@ from typer.testing import CliRunner
 runner = CliRunner()
 
 
-def invoke(*args: str, url: str | None = None) -> tuple[int, str, str]:
+def invoke(*args: str, url: str | None = None, input: str | None = None) -> tuple[int, str, str]:
     argv = (["--database-url", url] if url else []) + list(args)
-    result = runner.invoke(cli.app, argv, env={"FLOWSCOPE_DATABASE_URL": None})
+    result = runner.invoke(cli.app, argv, env={"FLOWSCOPE_DATABASE_URL": None}, input=input)
     assert "Traceback" not in result.output
     return result.exit_code, result.stdout, result.stderr
 
@@ -138,3 +140,112 @@ def test_emit_formats(capsys: pytest.CaptureFixture[str]) -> None:
     assert "1.235" in text and "2026-06-02 00:00:00" in text and "-" in text.splitlines()[-1]
     cli._emit(frame.iloc[0:0], cli.OutputFormat.table)
     assert capsys.readouterr().out.strip() == "(no rows)"
+
+
+# -- commands backed by the resources and analytics --------------------------------------
+DEMO = ("demo", "--workflows", "12", "--executions", "1500")
+
+
+@pytest.fixture(scope="module")
+def demo_url(create_database: Callable[[], str]) -> str:
+    """A database of its own with a small demo, loaded once for the read-only commands."""
+    from flowscope import demo
+
+    url = create_database()
+    with flowscope.connect(url, migrate=True) as client:
+        demo.generate(client, workflows=12, executions=1500)
+    return url
+
+
+def test_workflows_list_and_show(demo_url: str) -> None:
+    code, out, err = invoke("workflows", "list", "--limit", "5", "-f", "csv", url=demo_url)
+    assert code == 0, err
+    frame = pd.read_csv(io.StringIO(out))
+    assert list(frame.columns)[:3] == ["id", "name", "status"] and len(frame) == 5
+    assert err.startswith("more rows: add --after ")
+    cursor = err.split("--after ")[1].strip()
+    code, out2, err2 = invoke(
+        "workflows", "list", "--limit", "50", "--after", cursor, "-f", "csv", url=demo_url
+    )
+    rest = pd.read_csv(io.StringIO(out2))
+    assert code == 0 and err2 == "" and len(rest) == 7
+    assert set(frame.id).isdisjoint(rest.id)
+
+    code, out, _ = invoke("workflows", "list", "--tag", "critical", "-f", "json", url=demo_url)
+    rows = json.loads(out)
+    assert code == 0 and rows and all("critical" in r["tags"] for r in rows)
+
+    code, out, _ = invoke("workflows", "show", "wf_demo_0001", url=demo_url)
+    assert code == 0 and "wf_demo_0001" in out and "steps" in out and "Start →" in out
+    code, out, _ = invoke("workflows", "show", "wf_demo_0001", "-f", "json", url=demo_url)
+    assert json.loads(out)["id"] == "wf_demo_0001" and isinstance(json.loads(out)["nodes"], list)
+    code, _, err = invoke("workflows", "show", "wf_nope", url=demo_url)
+    assert code == 1 and err == "error: workflow 'wf_nope' not found\n"
+
+
+def test_executions_list_and_show(demo_url: str) -> None:
+    code, out, err = invoke(
+        "executions", "list", "--status", "failed", "--limit", "3", "-f", "json", url=demo_url
+    )
+    assert code == 0, err
+    rows = json.loads(out)
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"failed"}
+    code, out, _ = invoke("executions", "show", rows[0]["id"], url=demo_url)
+    assert code == 0 and rows[0]["id"] in out and "error" in out
+    code, _, err = invoke("executions", "list", "--status", "exploded", url=demo_url)
+    assert code == 1 and err.startswith("error: ") and err.count("\n") == 1
+    code, _, err = invoke("executions", "list", "--since", "soon", url=demo_url)
+    assert code == 1 and "--since" in err
+
+
+def test_users_create_and_set_password(client: flowscope.Client, database_url: str) -> None:
+    code, out, err = invoke(
+        "users",
+        "create",
+        "rosa",
+        "--email",
+        "rosa@example.com",
+        "--full-name",
+        "Rosa Diaz",
+        url=database_url,
+        input="first passphrase\nfirst passphrase\n",
+    )
+    assert code == 0, err
+    assert "created user rosa (" in out
+    assert client.users.authenticate("rosa", "first passphrase").username == "rosa"
+    code, out, err = invoke(
+        "users",
+        "set-password",
+        "rosa",
+        url=database_url,
+        input="second passphrase\nsecond passphrase\n",
+    )
+    assert code == 0, err
+    assert client.users.authenticate("rosa", "second passphrase").username == "rosa"
+    # a duplicate user name, a short password, an unknown user: one line each, exit 1
+    code, _, err = invoke(
+        "users",
+        "create",
+        "rosa",
+        "--email",
+        "other@example.com",
+        "--password",
+        "long enough pw",
+        url=database_url,
+    )
+    assert code == 1 and "username" in err and err.count("\n") == 1
+    code, _, err = invoke(
+        "users",
+        "create",
+        "sam",
+        "--email",
+        "sam@example.com",
+        "--password",
+        "short",
+        url=database_url,
+    )
+    assert code == 1 and err.startswith("error: ")
+    code, _, err = invoke(
+        "users", "set-password", "nobody", "--password", "whatever123", url=database_url
+    )
+    assert code == 1 and "not found" in err

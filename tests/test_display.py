@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import flowscope
 from flowscope import _display, demo
 
 
@@ -51,3 +52,31 @@ def test_demo_data_repr_html() -> None:
     html = info._repr_html_()
     assert "<th>executions</th><td>100000</td>" in html
     assert "seconds" not in html  # timings are not part of the (stable) display
+
+
+def test_models_and_pages_render_concisely(client: flowscope.Client) -> None:
+    nodes = [{"id": f"n{i}", "type": "transform", "name": f"step {i}"} for i in range(12)]
+    for i in range(3):
+        client.workflows.create(
+            id=f"wf_show_{i}",
+            name=f"<b>etl {i}</b>",
+            owner="ana",
+            nodes=nodes,
+            edges=[],
+            tags=["etl", "nightly"],
+        )
+    wf = client.workflows.get("wf_show_0")
+    html = wf._repr_html_()
+    assert "<caption>WorkflowPublic</caption>" in html
+    assert "<th>nodes</th><td>12 items</td>" in html and "etl, nightly" in html
+    assert "&lt;b&gt;etl 0&lt;/b&gt;" in html and "step 11" not in html
+    assert len(html) < len(repr(wf))
+
+    page = client.workflows.list(limit=2, order_by="id")
+    html = page._repr_html_()
+    assert "<caption>Page of 2 WorkflowPublic</caption>" in html
+    assert html.count("<tr>") == 3 and "more rows exist: pass after=" in html
+    last = client.workflows.list(limit=2, order_by="id", after=page.next_cursor)
+    assert "last page" in last._repr_html_()
+    empty = client.workflows.list(search="nothing matches this")
+    assert "Page of 0 rows" in empty._repr_html_()

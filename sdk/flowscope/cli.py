@@ -38,7 +38,13 @@ app = typer.Typer(
     add_completion=False,
 )
 db_app = typer.Typer(no_args_is_help=True, help="Schema migrations and rollups.")
+workflows_app = typer.Typer(no_args_is_help=True, help="Browse workflows.")
+executions_app = typer.Typer(no_args_is_help=True, help="Browse executions.")
+users_app = typer.Typer(no_args_is_help=True, help="User accounts.")
 app.add_typer(db_app, name="db")
+app.add_typer(workflows_app, name="workflows")
+app.add_typer(executions_app, name="executions")
+app.add_typer(users_app, name="users")
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -105,6 +111,47 @@ DatabaseUrl = Annotated[
 Format = Annotated[
     OutputFormat,
     typer.Option("--format", "-f", help="Output: an aligned table, CSV or JSON records."),
+]
+Since = Annotated[
+    str | None, typer.Option(help="Only executions created at or after (ISO 8601; naive = UTC).")
+]
+Until = Annotated[
+    str | None, typer.Option(help="Only executions created before (ISO 8601; naive = UTC).")
+]
+Workflow = Annotated[
+    list[str] | None, typer.Option("--workflow", "-w", help="Workflow id (repeatable).")
+]
+Status = Annotated[list[str] | None, typer.Option("--status", "-s", help="Status (repeatable).")]
+Organization = Annotated[
+    list[str] | None, typer.Option("--organization", "-o", help="Organization id (repeatable).")
+]
+Owner = Annotated[list[str] | None, typer.Option("--owner", help="Owner (repeatable).")]
+Tag = Annotated[
+    list[str] | None,
+    typer.Option("--tag", "-t", help="Workflows with ALL these tags (repeatable)."),
+]
+AnyTag = Annotated[
+    list[str] | None,
+    typer.Option("--any-tag", help="Workflows with ANY of these tags (repeatable)."),
+]
+By = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--by",
+        "-b",
+        help="Group by: workflow, workflow_id, owner, organization_id, status, tag,"
+        " day, workflow_version (repeatable or comma-separated).",
+    ),
+]
+Freq = Annotated[
+    str | None, typer.Option(help="Time buckets (UTC), pandas style: 15min, 1h, 1D, 1W, 1MS.")
+]
+Limit = Annotated[int, typer.Option(help="At most this many rows.")]
+After = Annotated[
+    str | None, typer.Option(help="Continue after this cursor (from a previous page).")
+]
+OrderBy = Annotated[
+    str | None, typer.Option(help="Sort column, '-' prefixed for descending (e.g. -created_at).")
 ]
 
 
@@ -305,12 +352,270 @@ def _describe(client: Client) -> str:
 
 
 def _demo_tables(client: Client, info: Any) -> None:
-    """A first look at the demo data (the analytics calls land with their issue)."""
+    """A first look at the demo data (analytics tables land with the analytics calls)."""
     typer.echo(
         f"planted: a regression in {info.regression_workflow_name!r} "
         f"({info.regression_workflow_id}) since version {info.regression_version}, "
         f"a warehouse outage {info.incident_start:%Y-%m-%d %H:%M}–{info.incident_end:%H:%M} UTC"
     )
+
+
+# -- shared pieces of the resource and analytics commands ----------------------------
+def _execution_filter(
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    workflow: list[str] | None = None,
+    status: list[str] | None = None,
+    organization: list[str] | None = None,
+    owner: list[str] | None = None,
+    tag: list[str] | None = None,
+    any_tag: list[str] | None = None,
+) -> Any:
+    from .filters import ExecutionFilter, coerce_filter
+
+    return coerce_filter(
+        ExecutionFilter,
+        since=_parse_time(since, "--since"),
+        until=_parse_time(until, "--until"),
+        workflow_ids=workflow or None,
+        status=status or None,
+        organization_id=organization or None,
+        owner=owner or None,
+        tags_all=tag or None,
+        tags_any=any_tag or None,
+    )
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    """``--by a --by b`` and ``--by a,b`` alike."""
+    if not values:
+        return None
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _page_frame(items: list[Any], columns: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    from ._display import summarize
+
+    records = []
+    for item in items:
+        data = item.model_dump()
+        records.append(
+            {
+                c: (
+                    data.get(c)
+                    if data.get(c) is None or isinstance(data.get(c), str | int | float | datetime)
+                    else summarize(data.get(c), width=60)
+                )
+                for c in columns
+            }
+        )
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    for c in columns:
+        if frame[c].dtype == object and not frame[c].map(lambda v: isinstance(v, datetime)).any():
+            frame[c] = frame[c].astype("string")
+        elif frame[c].dtype == object:
+            frame[c] = pd.to_datetime(frame[c], utc=True)
+    return frame
+
+
+def _emit_page(page: Any, columns: list[str], fmt: OutputFormat) -> None:
+    _emit(_page_frame(page.items, columns), fmt)
+    if page.has_more:
+        typer.echo(f"more rows: add --after {page.next_cursor}", err=True)
+
+
+def _emit_record(item: Any, fmt: OutputFormat) -> None:
+    from ._display import summarize
+
+    if fmt is OutputFormat.json:
+        typer.echo(item.model_dump_json())
+        return
+    data = item.model_dump()
+    if fmt is OutputFormat.csv:
+        import pandas as pd
+
+        frame = pd.DataFrame(
+            {"field": list(data), "value": [summarize(v, width=10_000) for v in data.values()]}
+        )
+        _emit(frame, fmt)
+        return
+    width = max(len(k) for k in data)
+    for key, value in data.items():
+        typer.echo(f"{key:<{width}}  {summarize(value, width=100)}")
+
+
+# -- workflows ---------------------------------------------------------------------------
+_WORKFLOW_COLUMNS = ["id", "name", "status", "version", "owner", "organization_id", "tags"]
+
+
+@workflows_app.command("list")
+@_command
+def workflows_list(
+    owner: Owner = None,
+    organization: Organization = None,
+    status: Status = None,
+    tag: Tag = None,
+    any_tag: AnyTag = None,
+    search: Annotated[
+        str | None, typer.Option(help="Full-text search in name and description.")
+    ] = None,
+    include_deleted: Annotated[bool, typer.Option(help="Include soft-deleted workflows.")] = False,
+    order_by: OrderBy = None,
+    limit: Limit = 20,
+    after: After = None,
+    fmt: Format = OutputFormat.table,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List workflows (newest first), one page at a time."""
+    with _connect(database_url) as client:
+        page = client.workflows.list(
+            order_by=order_by,
+            limit=limit,
+            after=after,
+            owner=owner or None,
+            organization_id=organization or None,
+            status=status or None,
+            tags_all=tag or None,
+            tags_any=any_tag or None,
+            search=search,
+            include_deleted=include_deleted or None,
+        )
+        _emit_page(page, _WORKFLOW_COLUMNS, fmt)
+
+
+@workflows_app.command("show")
+@_command
+def workflows_show(
+    workflow_id: Annotated[str, typer.Argument(help="The workflow's id.")],
+    fmt: Format = OutputFormat.table,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Show one workflow (its graph summarised; --format json for everything)."""
+    with _connect(database_url) as client:
+        workflow = client.workflows.get(workflow_id)
+    _emit_record(workflow, fmt)
+    if fmt is OutputFormat.table and workflow.nodes:
+        steps = " → ".join(str(n.get("name", n.get("id", "?"))) for n in workflow.nodes)
+        typer.echo(f"{'steps':<{len('organization_id')}}  {steps}")
+
+
+# -- executions --------------------------------------------------------------------------
+_EXECUTION_COLUMNS = [
+    "id",
+    "workflow_id",
+    "status",
+    "created_at",
+    "duration_seconds",
+    "current_step",
+    "steps_completed",
+    "steps_total",
+]
+
+
+@executions_app.command("list")
+@_command
+def executions_list(
+    workflow: Workflow = None,
+    status: Status = None,
+    since: Since = None,
+    until: Until = None,
+    organization: Organization = None,
+    owner: Owner = None,
+    tag: Tag = None,
+    any_tag: AnyTag = None,
+    order_by: OrderBy = None,
+    limit: Limit = 20,
+    after: After = None,
+    fmt: Format = OutputFormat.table,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List executions (newest first), one page at a time."""
+    flt = _execution_filter(
+        since=since,
+        until=until,
+        workflow=workflow,
+        status=status,
+        organization=organization,
+        owner=owner,
+        tag=tag,
+        any_tag=any_tag,
+    )
+    with _connect(database_url) as client:
+        page = client.executions.list(flt, order_by=order_by, limit=limit, after=after)
+        _emit_page(page, _EXECUTION_COLUMNS, fmt)
+
+
+@executions_app.command("show")
+@_command
+def executions_show(
+    execution_id: Annotated[str, typer.Argument(help="The execution's id.")],
+    fmt: Format = OutputFormat.table,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Show one execution."""
+    with _connect(database_url) as client:
+        execution = client.executions.get(execution_id)
+    _emit_record(execution, fmt)
+
+
+# -- users -------------------------------------------------------------------------------
+Password = Annotated[
+    str,
+    typer.Option(
+        prompt=True,
+        hide_input=True,
+        confirmation_prompt=True,
+        help="The password (prompted for, unless given).",
+    ),
+]
+
+
+@users_app.command("create")
+@_command
+def users_create(
+    username: Annotated[str, typer.Argument(help="Unique user name.")],
+    email: Annotated[str, typer.Option(help="Unique e-mail address.")],
+    password: Password,
+    full_name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    organization: Annotated[
+        str | None, typer.Option("--organization", "-o", help="Organization id.")
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a user account (the password is stored as an argon2id hash)."""
+    with _connect(database_url) as client:
+        user = client.users.create(
+            username=username,
+            email=email,
+            password=password,
+            full_name=full_name,
+            organization_id=organization,
+            is_admin=admin,
+        )
+    typer.echo(f"created user {user.username} ({user.id})")
+
+
+@users_app.command("set-password")
+@_command
+def users_set_password(
+    user: Annotated[str, typer.Argument(help="User name or id.")],
+    password: Password,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Set a user's password (also unlocks the account)."""
+    from .errors import NotFoundError
+
+    with _connect(database_url) as client:
+        try:
+            found = client.users.get_by_username(user)
+        except NotFoundError:
+            found = client.users.get(user)
+        client.users.set_password(found.id, password)
+    typer.echo(f"password set for {found.username} ({found.id})")
 
 
 def main() -> None:

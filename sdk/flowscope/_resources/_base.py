@@ -83,6 +83,18 @@ class Page(Generic[T]):
     def __len__(self) -> int:
         return len(self.items)
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the items as one table, and whether more pages exist."""
+        from .._display import html_rows
+
+        kind = type(self.items[0]).__name__ if self.items else "rows"
+        footer = (
+            f"more rows exist: pass after={self.next_cursor!r}" if self.has_more else "last page"
+        )
+        return html_rows(
+            f"Page of {len(self.items)} {kind}", [i.model_dump() for i in self.items], footer=footer
+        )
+
 
 def validation_error(exc: PydanticValidationError, what: str) -> ValidationError:
     """A flowscope ValidationError from a pydantic one (field paths and messages, no input echo)."""
