@@ -35,6 +35,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -298,12 +299,11 @@ def generate(
         raise PermissionDeniedError(
             "demo.generate needs an unscoped (admin) client: the demo spans several organizations"
         )
-    bar = _progress_bar(progress, total=4, desc="flowscope demo", unit="step")
+    bar = _progress_bar(progress, total=executions, desc="flowscope demo", unit="rows")
     try:
         existing = _existing_parameters(client)
         if existing is not None and not replace:
             if existing == params:
-                bar.close()
                 return _describe(client, params, created=False, started=started)
             raise ConflictError(
                 f"demo data made with other arguments is already loaded ({_describe_params(existing)});"
@@ -311,18 +311,15 @@ def generate(
             )
         bar.set_postfix_str("building rows")
         tables = _build(params)
-        bar.update(1)
         with client.transaction() as conn:
             if existing is not None:
                 bar.set_postfix_str("removing old demo data")
                 _delete_demo_rows(conn)
-            bar.update(1)
             bar.set_postfix_str("loading")
-            _load(conn, tables)
-            bar.update(1)
+            _load(conn, tables, bar.update)
+            bar.set_postfix_str("committing")
         bar.set_postfix_str("analysing")
         _analyze(client)
-        bar.update(1)
     finally:
         bar.close()
     return _describe(client, params, created=True, started=started, tables=tables)
@@ -908,26 +905,23 @@ def _delete_demo_rows(conn: Connection) -> None:
     conn.execute(sa.delete(ORGANIZATIONS).where(ORGANIZATIONS.c.id.in_(orgs)))
 
 
-def _load(conn: Connection, tables: dict[str, Any]) -> None:
-    """Insert the rows in one transaction (small tables by Core inserts, executions by COPY)."""
+def _load(conn: Connection, tables: dict[str, Any], loaded: Callable[[int], Any]) -> None:
+    """Insert the rows in one transaction (small tables by Core inserts, executions by COPY).
+
+    ``loaded(n)`` is called as execution rows go out (progress).
+    """
     conn.execute(sa.insert(ORGANIZATIONS), tables["organizations"])
     conn.execute(sa.insert(USERS), tables["users"])
     conn.execute(sa.insert(WORKFLOWS), tables["workflows"]["rows"])
-    _copy_executions(conn, tables["executions"])
+    _copy_executions(conn, tables["executions"], loaded)
 
 
-def _copy_executions(conn: Connection, frame: pd.DataFrame) -> None:
+def _copy_executions(conn: Connection, frame: pd.DataFrame, loaded: Callable[[int], Any]) -> None:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    sink = io.BytesIO()
-    pacsv.write_csv(
-        table,
-        sink,
-        write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed"),
-    )
-    data = sink.getbuffer()
+    options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
     columns = ", ".join(f'"{c}"' for c in _EXECUTION_COLUMNS)
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -935,9 +929,11 @@ def _copy_executions(conn: Connection, frame: pd.DataFrame) -> None:
         raw.cursor() as cur,
         cur.copy(f"COPY executions ({columns}) FROM STDIN (FORMAT csv)") as copy,
     ):
-        chunk = 1 << 20
-        for offset in range(0, len(data), chunk):
-            copy.write(data[offset : offset + chunk])
+        for batch in table.to_batches(max_chunksize=10_000):
+            sink = io.BytesIO()
+            pacsv.write_csv(pa.Table.from_batches([batch]), sink, write_options=options)
+            copy.write(sink.getbuffer())
+            loaded(batch.num_rows)
 
 
 def _analyze(client: Client) -> None:
