@@ -157,6 +157,14 @@ def demo_url(create_database: Callable[[], str]) -> str:
     return url
 
 
+def test_demo_prints_analytics_tables(demo_url: str) -> None:
+    code, out, err = invoke(*DEMO, url=demo_url)
+    assert code == 0, err
+    for title in ("per organization", "Busiest workflows", "failure signatures", "Slower than"):
+        assert title in out
+    assert "org_demo_acme" in out and "ConnectionError" in out
+
+
 def test_workflows_list_and_show(demo_url: str) -> None:
     code, out, err = invoke("workflows", "list", "--limit", "5", "-f", "csv", url=demo_url)
     assert code == 0, err
@@ -196,6 +204,73 @@ def test_executions_list_and_show(demo_url: str) -> None:
     assert code == 1 and err.startswith("error: ") and err.count("\n") == 1
     code, _, err = invoke("executions", "list", "--since", "soon", url=demo_url)
     assert code == 1 and "--since" in err
+
+
+def test_analytics_commands_pass_their_options(client: flowscope.Client, demo_url: str) -> None:
+    code, out, err = invoke(
+        "analytics",
+        "durations",
+        "--by",
+        "workflow",
+        "--percentiles",
+        "0.5,0.95",
+        "-f",
+        "csv",
+        url=demo_url,
+    )
+    assert code == 0, err
+    got = pd.read_csv(io.StringIO(out)).sort_values("workflow").reset_index(drop=True)
+    with flowscope.connect(demo_url) as client:
+        want = client.analytics.durations(by="workflow", percentiles=(0.5, 0.95))
+    want = want.sort_values("workflow").reset_index(drop=True)
+    assert list(got.columns) == list(want.columns)
+    assert got["executions"].tolist() == want["executions"].tolist()
+    assert (got["p95_seconds"] - want["p95_seconds"].astype(float)).abs().max() < 1e-6
+
+    code, out, _ = invoke(
+        "analytics", "status", "--by", "organization_id,status", "-f", "json", url=demo_url
+    )
+    assert code == 0 and {"organization_id", "status"} <= set(json.loads(out)[0])
+    code, out, _ = invoke("analytics", "status", "--freq", "1W", "--normalize", url=demo_url)
+    assert code == 0 and "bucket" in out
+    code, out, _ = invoke("analytics", "tags", "--pairs", "-f", "json", url=demo_url)
+    assert code == 0 and {"tag_a", "tag_b"} <= set(json.loads(out)[0])
+    code, out, _ = invoke("analytics", "failures", "--top", "2", "-f", "json", url=demo_url)
+    assert code == 0 and 1 <= len(json.loads(out)) <= 2
+    code, out, _ = invoke(
+        "analytics",
+        "compare",
+        "--until",
+        "2026-06-30",
+        "--period",
+        "7D",
+        "-f",
+        "json",
+        url=demo_url,
+    )
+    assert code == 0 and "relative_change" in json.loads(out)[0]
+    code, out, _ = invoke("analytics", "summary", "--limit", "3", "-f", "json", url=demo_url)
+    assert code == 0 and len(json.loads(out)) == 3
+    code, out, err = invoke("db", "refresh-rollups", url=demo_url)
+    assert code == 0 and out.startswith("rollups refreshed at "), err
+    code, out, err = invoke("analytics", "refresh", "--no-concurrently", url=demo_url)
+    assert code == 0 and out.startswith("rollups refreshed at "), err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("analytics", "durations", "--by", "colour"), "valid keys"),
+        (("analytics", "durations", "--percentiles", "half"), "--percentiles"),
+        (("analytics", "status", "--freq", "fortnightly"), "freq"),
+        (("analytics", "compare", "--period", "forever"), "period"),
+        (("analytics", "failures", "--top", "0"), "top"),
+    ],
+)
+def test_analytics_errors_are_one_line(demo_url: str, args: tuple[str, ...], message: str) -> None:
+    code, out, err = invoke(*args, url=demo_url)
+    assert code == 1, out
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
 def test_users_create_and_set_password(client: flowscope.Client, database_url: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ._client import Client, connect
 from ._resources._base import Page
+from .analytics import Analytics
 from .errors import (
     AccountLockedError,
     AuthenticationError,
@@ -45,6 +46,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccountLockedError",
+    "Analytics",
     "AuditFilter",
     "AuditLogEntryPublic",
     "AuthenticationError",

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ._resources.organizations import Organizations
     from ._resources.users import Users
     from ._resources.workflows import Workflows
+    from .analytics import Analytics
 
 __all__ = ["Client", "connect"]
 
@@ -196,6 +197,13 @@ class Client:
         from ._resources.audit import Audit
 
         return Audit(self)
+
+    @cached_property
+    def analytics(self) -> Analytics:
+        """Analytics computed in PostgreSQL, as typed pandas DataFrames (durations, statuses, tags…)."""
+        from .analytics import Analytics
+
+        return Analytics(self)
 
 
 def connect(

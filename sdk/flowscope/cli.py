@@ -7,6 +7,7 @@ one line on stderr and a non-zero exit status, never a traceback.
 Example:
     $ flowscope demo
     $ flowscope db upgrade
+    $ flowscope analytics durations --by workflow --since 2026-06-01
     $ flowscope --database-url postgresql://me@db:5432/orchestrator db current
 """
 
@@ -40,10 +41,14 @@ app = typer.Typer(
 db_app = typer.Typer(no_args_is_help=True, help="Schema migrations and rollups.")
 workflows_app = typer.Typer(no_args_is_help=True, help="Browse workflows.")
 executions_app = typer.Typer(no_args_is_help=True, help="Browse executions.")
+analytics_app = typer.Typer(
+    no_args_is_help=True, help="Analytics over executions, computed in PostgreSQL."
+)
 users_app = typer.Typer(no_args_is_help=True, help="User accounts.")
 app.add_typer(db_app, name="db")
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(executions_app, name="executions")
+app.add_typer(analytics_app, name="analytics")
 app.add_typer(users_app, name="users")
 
 _P = ParamSpec("_P")
@@ -352,11 +357,46 @@ def _describe(client: Client) -> str:
 
 
 def _demo_tables(client: Client, info: Any) -> None:
-    """A first look at the demo data (analytics tables land with the analytics calls)."""
+    """A first look at the demo data through the analytics calls."""
+    analytics = client.analytics
+    typer.echo("")
+    status = analytics.status_breakdown(by="organization_id")
+    _emit(
+        status[["organization_id", "total", "completed", "failed", "timeout", "failure_rate"]],
+        OutputFormat.table,
+        title="How runs end, per organization  (flowscope analytics status --by organization_id)",
+    )
+    typer.echo("")
+    board = analytics.summary(sort="executions", limit=5)
+    _emit(
+        board[["workflow", "executions", "failure_rate", "p50_seconds", "p95_seconds"]],
+        OutputFormat.table,
+        title="Busiest workflows  (flowscope analytics summary)",
+    )
+    typer.echo("")
+    failures = analytics.failures(top=5)
+    _emit(
+        failures[["error_type", "message", "executions", "workflows", "current_step"]],
+        OutputFormat.table,
+        title="Top failure signatures  (flowscope analytics failures)",
+    )
+    typer.echo("")
+    change = analytics.compare(period="7D", by="workflow", until=info.now)
+    runs = change[change.metric == "executions"].set_index("workflow")["current"]
+    p50 = change[change.metric == "p50_seconds"].set_index("workflow")
+    p50 = p50[runs.reindex(p50.index) >= 20].sort_values("relative_change", ascending=False)
+    slower = p50.head(3).reset_index()[["workflow", "previous", "current", "relative_change"]]
+    _emit(
+        slower.rename(
+            columns={"previous": "p50_before", "current": "p50_now", "relative_change": "change"}
+        ),
+        OutputFormat.table,
+        title="Slower than the week before  (flowscope analytics compare --by workflow)",
+    )
+    typer.echo("")
     typer.echo(
-        f"planted: a regression in {info.regression_workflow_name!r} "
-        f"({info.regression_workflow_id}) since version {info.regression_version}, "
-        f"a warehouse outage {info.incident_start:%Y-%m-%d %H:%M}–{info.incident_end:%H:%M} UTC"
+        "next: flowscope analytics durations --by workflow_version "
+        f"--workflow {info.regression_workflow_id}   (and the notebooks in notebooks/)"
     )
 
 
@@ -559,6 +599,235 @@ def executions_show(
     with _connect(database_url) as client:
         execution = client.executions.get(execution_id)
     _emit_record(execution, fmt)
+
+
+# -- analytics ---------------------------------------------------------------------------
+@analytics_app.command("durations")
+@_command
+def analytics_durations(
+    by: By = None,
+    freq: Freq = None,
+    percentiles: Annotated[
+        str, typer.Option(help="Comma-separated quantiles between 0 and 1.")
+    ] = "0.5,0.9,0.95,0.99",
+    since: Since = None,
+    until: Until = None,
+    workflow: Workflow = None,
+    status: Status = None,
+    organization: Organization = None,
+    owner: Owner = None,
+    tag: Tag = None,
+    any_tag: AnyTag = None,
+    fmt: Format = OutputFormat.table,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Duration percentiles (seconds) per group and/or time bucket."""
+    from .errors import ValidationError
+
+    try:
+        qs = tuple(float(q) for q in percentiles.split(",") if q.strip())
+    except ValueError as exc:
+        raise ValidationError(f"--percentiles: not a list of numbers: {percentiles!r}") from exc
+    flt = _execution_filter(
+        since=since,
+        until=until,
+        workflow=workflow,
+        status=status,
+        organization=organization,
+        owner=owner,
+        tag=tag,
+        any_tag=any_tag,
+    )
+    with _connect(database_url) as client:
+        frame = client.analytics.durations(flt, by=_split(by), freq=freq, percentiles=qs)
+    _emit(frame, fmt)
+
+
+@analytics_app.command("status")
+@_command
+def analytics_status(
+    by: By = None,
+    freq: Freq = None,
+    normalize: Annotated[bool, typer.Option(help="Shares of the total instead of counts.")] = False,
+    since: Since = None,
+    until: Until = None,
+    workflow: Workflow = None,
+    status: Status = None,
+    organization: Organization = None,
+    owner: Owner = None,
+    tag: Tag = None,
+    any_tag: AnyTag = None,
+    fmt: Format = OutputFormat.table,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Executions per status, with success and failure rates."""
+    flt = _execution_filter(
+        since=since,
+        until=until,
+        workflow=workflow,
+        status=status,
+        organization=organization,
+        owner=owner,
+        tag=tag,
+        any_tag=any_tag,
+    )
+    with _connect(database_url) as client:
+        frame = client.analytics.status_breakdown(
+            flt, by=_split(by), freq=freq, normalize=normalize
+        )
+    _emit(frame, fmt)
+
+
+@analytics_app.command("tags")
+@_command
+def analytics_tags(
+    pairs: Annotated[
+        bool, typer.Option("--pairs", help="Pairs of tags that occur together.")
+    ] = False,
+    since: Since = None,
+    until: Until = None,
+    workflow: Workflow = None,
+    status: Status = None,
+    organization: Organization = None,
+    owner: Owner = None,
+    tag: Tag = None,
+    any_tag: AnyTag = None,
+    fmt: Format = OutputFormat.table,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Per tag (or tag pair): workflows, executions, failure rate, p50/p95 duration."""
+    flt = _execution_filter(
+        since=since,
+        until=until,
+        workflow=workflow,
+        status=status,
+        organization=organization,
+        owner=owner,
+        tag=tag,
+        any_tag=any_tag,
+    )
+    with _connect(database_url) as client:
+        frame = client.analytics.tag_pairs(flt) if pairs else client.analytics.tags(flt)
+    _emit(frame, fmt)
+
+
+@analytics_app.command("failures")
+@_command
+def analytics_failures(
+    by: By = None,
+    top: Annotated[int, typer.Option(help="The most frequent signatures (per group).")] = 20,
+    since: Since = None,
+    until: Until = None,
+    workflow: Workflow = None,
+    organization: Organization = None,
+    owner: Owner = None,
+    tag: Tag = None,
+    any_tag: AnyTag = None,
+    fmt: Format = OutputFormat.table,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Failures grouped by error signature, with where they stopped."""
+    flt = _execution_filter(
+        since=since,
+        until=until,
+        workflow=workflow,
+        organization=organization,
+        owner=owner,
+        tag=tag,
+        any_tag=any_tag,
+    )
+    with _connect(database_url) as client:
+        frame = client.analytics.failures(flt, by=_split(by), top=top)
+    _emit(frame, fmt)
+
+
+@analytics_app.command("compare")
+@_command
+def analytics_compare(
+    period: Annotated[str, typer.Option(help="Length of each period: 24h, 7D, 2W…")] = "7D",
+    by: By = None,
+    until: Annotated[
+        str | None, typer.Option(help="End of the current period (default: now).")
+    ] = None,
+    workflow: Workflow = None,
+    status: Status = None,
+    organization: Organization = None,
+    owner: Owner = None,
+    tag: Tag = None,
+    any_tag: AnyTag = None,
+    fmt: Format = OutputFormat.table,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """The current period against the previous one: each metric, its previous value, the change."""
+    flt = _execution_filter(
+        until=until,
+        workflow=workflow,
+        status=status,
+        organization=organization,
+        owner=owner,
+        tag=tag,
+        any_tag=any_tag,
+    )
+    with _connect(database_url) as client:
+        frame = client.analytics.compare(flt, period=period, by=_split(by))
+    _emit(frame, fmt)
+
+
+@analytics_app.command("summary")
+@_command
+def analytics_summary(
+    sort: Annotated[str, typer.Option(help="Sort by this column (descending).")] = "executions",
+    ascending: Annotated[bool, typer.Option(help="Sort ascending instead.")] = False,
+    limit: Annotated[int | None, typer.Option(help="At most this many workflows.")] = 20,
+    since: Since = None,
+    until: Until = None,
+    workflow: Workflow = None,
+    status: Status = None,
+    organization: Organization = None,
+    owner: Owner = None,
+    tag: Tag = None,
+    any_tag: AnyTag = None,
+    fmt: Format = OutputFormat.table,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """The leaderboard: one row per workflow (runs, failure rate, p50/p95, last run)."""
+    flt = _execution_filter(
+        since=since,
+        until=until,
+        workflow=workflow,
+        status=status,
+        organization=organization,
+        owner=owner,
+        tag=tag,
+        any_tag=any_tag,
+    )
+    with _connect(database_url) as client:
+        frame = client.analytics.summary(flt, sort=sort, descending=not ascending, limit=limit)
+    _emit(frame, fmt)
+
+
+Concurrently = Annotated[
+    bool,
+    typer.Option(
+        help="Keep the rollups readable while refreshing (slower); --no-concurrently locks."
+    ),
+]
+
+
+@db_app.command("refresh-rollups")
+@_command
+def db_refresh_rollups(concurrently: Concurrently = True, database_url: DatabaseUrl = None) -> None:
+    """Refresh the daily analytics rollups (materialized views) and record when."""
+    with _connect(database_url) as client:
+        refreshed = client.analytics.refresh_rollups(concurrently=concurrently)
+    typer.echo(f"rollups refreshed at {refreshed.isoformat()}")
+
+
+@analytics_app.command("refresh")
+@_command
+def analytics_refresh(concurrently: Concurrently = True, database_url: DatabaseUrl = None) -> None:
+    """Refresh the daily analytics rollups (same as: flowscope db refresh-rollups)."""
+    db_refresh_rollups(concurrently=concurrently, database_url=database_url)
 
 
 # -- users -------------------------------------------------------------------------------

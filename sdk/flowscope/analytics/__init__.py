@@ -1,0 +1,369 @@
+"""``client.analytics``: analytics computed in PostgreSQL, returned as typed pandas DataFrames.
+
+Every call takes the shared :class:`flowscope.ExecutionFilter` (positionally, or
+its fields as keywords: ``since=``, ``until=``, ``workflow_ids=``, ``owner=``,
+``organization_id=``, ``status=``, ``tags_any=``, ``tags_all=``,
+``include_deleted_workflows=``) and returns a DataFrame with a fixed column
+contract: ``Int64`` counts, ``Float64`` measures (seconds, rates), ``string``
+keys and ``datetime64[us, UTC]`` times. Nothing matches → the same columns, no
+rows (without ``by``/``freq`` a call returns its one total row, with zero counts). Executions of soft-deleted workflows are left out unless
+``include_deleted_workflows=True``.
+
+Grouping keys (``by=``, a name or a list of names): ``workflow_id``, ``workflow``
+(the name), ``owner``, ``organization_id``, ``status``, ``tag`` (an execution
+counts under each tag of its workflow; untagged ones under ``<NA>``), ``day``
+(UTC) and ``workflow_version`` (``executions.metadata->>'workflow_version'``).
+Frequencies (``freq=``): ``"15min"``, ``"1h"``, ``"1D"``, ``"1W"`` (weeks from
+Monday 00:00 UTC), ``"1MS"`` (calendar months), all in UTC; buckets are labelled
+by their start and every bucket of the range is returned (``since``..``until``
+when given, else the data's), empty ones with zero counts.
+
+Example:
+    >>> import flowscope
+    >>> client = flowscope.connect()                                      # doctest: +SKIP
+    >>> client.analytics.durations(by="workflow", since="2026-11-01")     # doctest: +SKIP
+    >>> client.analytics.status_breakdown(by="tag", freq="1D")            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ValidationError
+from ..filters import ExecutionFilter
+from . import _base
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .._client import Client
+
+__all__ = ["GROUP_KEYS", "Analytics"]
+
+GROUP_KEYS: tuple[str, ...] = tuple(_base.KEYS)
+DEFAULT_PERCENTILES = (0.5, 0.9, 0.95, 0.99)
+
+
+class Analytics:
+    """Analytics over executions: durations, statuses, tags, throughput, failures, comparisons.
+
+    ``use_rollups`` is this client's default for calls that can answer from the
+    phase-3 daily rollups (see :meth:`refresh_rollups`).
+
+    Example:
+        >>> frame = client.analytics.status_breakdown(by="workflow")        # doctest: +SKIP
+        >>> frame.sort_values("failure_rate", ascending=False).head()       # doctest: +SKIP
+    """
+
+    def __init__(self, client: Client, *, use_rollups: bool = False) -> None:
+        self._client = client
+        self.use_rollups = use_rollups
+
+    def __repr__(self) -> str:
+        return f"<flowscope.Analytics of {self._client!r}>"
+
+    # -- distributions -----------------------------------------------------------------
+    def durations(
+        self,
+        filter: ExecutionFilter | None = None,
+        /,
+        *,
+        by: str | Sequence[str] | None = None,
+        freq: str | None = None,
+        percentiles: Sequence[float] = DEFAULT_PERCENTILES,
+        use_rollups: bool | None = None,
+        **filter_fields: Any,
+    ) -> pd.DataFrame:
+        """Run-time statistics of ``duration_seconds`` per group (and per bucket with ``freq``).
+
+        Columns: the ``by`` keys, ``bucket`` (with ``freq``), ``executions``
+        (Int64: rows in the group), ``count`` (Int64: rows with a duration),
+        ``mean_seconds``, ``min_seconds``, ``max_seconds`` and one
+        ``p<q>_seconds`` per percentile (``p50_seconds``, ``p99_9_seconds``…),
+        Float64, NA when no row has a duration. Percentiles are exact
+        (``percentile_cont``) unless answered from rollups (``use_rollups``),
+        where they come from a 1%-accurate log-bucket sketch.
+
+        Example:
+            >>> client.analytics.durations(by="workflow", percentiles=(0.5, 0.99))  # doctest: +SKIP
+        """
+        flt = _base.as_filter(filter, filter_fields)
+        keys = _base.parse_by(by)
+        fq = _base.parse_freq(freq)
+        if self._rollups(use_rollups):
+            from . import rollups
+
+            return rollups.durations(self._client, flt, keys, fq, percentiles)
+        from .durations import durations_query
+
+        return _base.run(self._client, durations_query(flt, keys, fq, percentiles))
+
+    def queue_wait(
+        self,
+        filter: ExecutionFilter | None = None,
+        /,
+        *,
+        by: str | Sequence[str] | None = None,
+        freq: str | None = None,
+        percentiles: Sequence[float] = DEFAULT_PERCENTILES,
+        **filter_fields: Any,
+    ) -> pd.DataFrame:
+        """Time spent queued (``started_at - created_at``), kept apart from run time.
+
+        Columns: the ``by`` keys, ``bucket`` (with ``freq``), ``executions``,
+        ``started`` (Int64: rows with ``started_at``), ``mean_wait_seconds``,
+        ``min_wait_seconds``, ``max_wait_seconds``, ``p<q>_wait_seconds``.
+
+        Example:
+            >>> client.analytics.queue_wait(by="workflow", since="2026-11-18")  # doctest: +SKIP
+        """
+        from .durations import queue_wait_query
+
+        flt = _base.as_filter(filter, filter_fields)
+        query = queue_wait_query(flt, _base.parse_by(by), _base.parse_freq(freq), percentiles)
+        return _base.run(self._client, query)
+
+    # -- statuses ----------------------------------------------------------------------
+    def status_breakdown(
+        self,
+        filter: ExecutionFilter | None = None,
+        /,
+        *,
+        by: str | Sequence[str] | None = None,
+        freq: str | None = None,
+        normalize: bool = False,
+        use_rollups: bool | None = None,
+        **filter_fields: Any,
+    ) -> pd.DataFrame:
+        """Executions per status: one column per status (all six), totals and rates.
+
+        Columns: the ``by`` keys, ``bucket`` (with ``freq``), ``queued``,
+        ``running``, ``completed``, ``failed``, ``cancelled``, ``timeout`` (Int64
+        counts, or Float64 shares of ``total`` with ``normalize=True``), ``total``
+        (Int64), ``success_rate`` (completed / finished) and ``failure_rate``
+        ((failed + timeout) / finished), Float64, NA when nothing finished.
+
+        Example:
+            >>> client.analytics.status_breakdown(by="workflow", since="2026-11-01")  # doctest: +SKIP
+            >>> client.analytics.status_breakdown(freq="1D", normalize=True)          # doctest: +SKIP
+        """
+        flt = _base.as_filter(filter, filter_fields)
+        keys = _base.parse_by(by)
+        fq = _base.parse_freq(freq)
+        if self._rollups(use_rollups):
+            from . import rollups
+
+            return rollups.status_breakdown(self._client, flt, keys, fq, bool(normalize))
+        from .status import status_query
+
+        return _base.run(self._client, status_query(flt, keys, fq, bool(normalize)))
+
+    # -- tags --------------------------------------------------------------------------
+    def tags(self, filter: ExecutionFilter | None = None, /, **filter_fields: Any) -> pd.DataFrame:
+        """Per tag: ``workflows``, ``executions``, ``completed``, ``failed`` (failed +
+        timeout), ``finished``, ``failure_rate``, ``p50_seconds``, ``p95_seconds``.
+
+        An execution counts under every tag of its workflow; executions of
+        untagged workflows are not in the result. Sorted by executions, descending.
+
+        Example:
+            >>> client.analytics.tags(since="2026-11-01").head()   # doctest: +SKIP
+        """
+        from .tags import tags_query
+
+        return _base.run(self._client, tags_query(_base.as_filter(filter, filter_fields)))
+
+    def tag_pairs(
+        self, filter: ExecutionFilter | None = None, /, **filter_fields: Any
+    ) -> pd.DataFrame:
+        """Tag co-occurrence: per pair of tags on the same workflow (``tag_a < tag_b``), the
+        counts of :meth:`tags` over the executions of workflows carrying both.
+
+        Example:
+            >>> client.analytics.tag_pairs().head()   # doctest: +SKIP
+        """
+        from .tags import tag_pairs_query
+
+        return _base.run(self._client, tag_pairs_query(_base.as_filter(filter, filter_fields)))
+
+    # -- time lines --------------------------------------------------------------------
+    def throughput(
+        self,
+        filter: ExecutionFilter | None = None,
+        /,
+        *,
+        freq: str = "1D",
+        by: str | Sequence[str] | None = None,
+        use_rollups: bool | None = None,
+        **filter_fields: Any,
+    ) -> pd.DataFrame:
+        """Executions ``created``, ``started`` and ``finished`` (``completed_at``) per bucket.
+
+        Each is counted in the bucket of its own timestamp (the filter's
+        ``since``/``until`` select executions by ``created_at``). Columns: the
+        ``by`` keys, ``bucket``, ``created``, ``started``, ``finished`` (Int64).
+
+        Example:
+            >>> client.analytics.throughput(freq="1h", since="2026-11-24")   # doctest: +SKIP
+        """
+        flt = _base.as_filter(filter, filter_fields)
+        keys = _base.parse_by(by)
+        fq = _base.parse_freq(freq)
+        if fq is None:
+            raise ValidationError("throughput() needs a freq such as '1h' or '1D'")
+        if self._rollups(use_rollups):
+            from . import rollups
+
+            return rollups.throughput(self._client, flt, keys, fq)
+        from .timeline import throughput_query
+
+        return _base.run(self._client, throughput_query(flt, keys, fq))
+
+    def concurrency(
+        self, filter: ExecutionFilter | None = None, /, *, freq: str = "1h", **filter_fields: Any
+    ) -> pd.DataFrame:
+        """Running executions over time.
+
+        An execution runs over ``[started_at, completed_at)`` (without
+        ``completed_at`` it is still running). Columns: ``bucket``, ``started``,
+        ``finished`` (Int64 events in the bucket), ``running`` (running at the
+        bucket's start) and ``peak`` (most running at once within the bucket).
+
+        Example:
+            >>> client.analytics.concurrency(freq="15min", since="2026-11-24")   # doctest: +SKIP
+        """
+        from .timeline import concurrency_query
+
+        flt = _base.as_filter(filter, filter_fields)
+        fq = _base.parse_freq(freq)
+        if fq is None:
+            raise ValidationError("concurrency() needs a freq such as '1h'")
+        return _base.run(self._client, concurrency_query(flt, fq))
+
+    # -- failures ----------------------------------------------------------------------
+    def failures(
+        self,
+        filter: ExecutionFilter | None = None,
+        /,
+        *,
+        by: str | Sequence[str] | None = None,
+        top: int | None = 20,
+        **filter_fields: Any,
+    ) -> pd.DataFrame:
+        """Failed and timed-out executions grouped by error signature, most frequent first.
+
+        Columns: the ``by`` keys, ``error_type``, ``message`` (normalised: UUIDs →
+        ``<uuid>``, numbers → ``<n>``), ``executions``, ``failed``, ``timeout``,
+        ``workflows`` (Int64), ``first_seen``, ``last_seen`` (created_at, UTC),
+        ``current_step`` (the most common step they stopped at),
+        ``mean_steps_completed``, ``mean_progress`` (steps_completed /
+        steps_total), ``example_id`` (one execution to look at). ``top`` limits
+        the rows (None: all).
+
+        Example:
+            >>> client.analytics.failures(since="2026-11-18", top=10)   # doctest: +SKIP
+        """
+        from .failures import failures_query
+
+        if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+            raise ValidationError(f"top must be a positive integer or None, not {top!r}")
+        flt = _base.as_filter(filter, filter_fields)
+        return _base.run(self._client, failures_query(flt, _base.parse_by(by), top))
+
+    # -- comparisons -------------------------------------------------------------------
+    def compare(
+        self,
+        filter: ExecutionFilter | None = None,
+        /,
+        *,
+        period: str = "7D",
+        by: str | Sequence[str] | None = None,
+        **filter_fields: Any,
+    ) -> pd.DataFrame:
+        """The current period against the previous one of the same length.
+
+        The current period ends at the filter's ``until`` (default: now) and lasts
+        ``period`` (``"24h"``, ``"7D"``, ``"2W"``…); ``since`` is not used. One
+        row per group and metric (``executions``, ``completed``, ``failed``,
+        ``failure_rate``, ``mean_seconds``, ``p50_seconds``, ``p95_seconds``,
+        ``mean_wait_seconds``) with ``current``, ``previous``, ``change``
+        (current - previous) and ``relative_change`` (change / previous), Float64.
+        ``frame.attrs`` holds both periods.
+
+        Example:
+            >>> client.analytics.compare(period="7D", by="workflow")   # doctest: +SKIP
+        """
+        from .compare import compare_query
+
+        flt = _base.as_filter(filter, filter_fields)
+        fq = _base.parse_freq(period, name="period")
+        if fq is None or fq.fixed is None:
+            raise ValidationError(f"period={period!r} must be a fixed length such as '24h' or '7D'")
+        if flt.since is not None:
+            raise ValidationError(
+                "compare() derives both periods from until and period; drop since"
+            )
+        end = flt.until or datetime.now(UTC)
+        return _base.run(self._client, compare_query(flt, _base.parse_by(by), fq.fixed, end))
+
+    def summary(
+        self,
+        filter: ExecutionFilter | None = None,
+        /,
+        *,
+        sort: str = "executions",
+        descending: bool = True,
+        limit: int | None = None,
+        **filter_fields: Any,
+    ) -> pd.DataFrame:
+        """A leaderboard: one row per workflow with matching executions.
+
+        Columns: ``workflow_id``, ``workflow``, ``owner``, ``organization_id`` (of
+        the workflow), ``executions``, ``completed``, ``failed``, ``finished``
+        (Int64), ``failure_rate``, ``mean_seconds``, ``p50_seconds``,
+        ``p95_seconds`` (Float64), ``last_run_at`` (UTC), ``last_status``. Sorted by
+        ``sort`` (any of these columns; NAs last), then ``workflow_id``.
+
+        Example:
+            >>> client.analytics.summary(sort="failure_rate", limit=10)   # doctest: +SKIP
+        """
+        from .summary import summary_query
+
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ValidationError(f"limit must be a positive integer or None, not {limit!r}")
+        flt = _base.as_filter(filter, filter_fields)
+        return _base.run(self._client, summary_query(flt, sort, bool(descending), limit))
+
+    # -- rollups -----------------------------------------------------------------------
+    def refresh_rollups(self, *, concurrently: bool = True) -> datetime:
+        """Refresh the daily rollups and record when; returns that time (UTC).
+
+        ``REFRESH MATERIALIZED VIEW CONCURRENTLY`` by default, so readers are never
+        blocked; ``concurrently=False`` rebuilds faster but locks readers out while
+        it runs. Needs an unscoped (admin) client (a tenant gets
+        :class:`PermissionDeniedError`).
+
+        Example:
+            >>> client.analytics.refresh_rollups()   # doctest: +SKIP
+            datetime.datetime(2026, 11, 25, 14, 0, tzinfo=datetime.timezone.utc)
+        """
+        from . import rollups
+
+        return rollups.refresh(self._client, concurrently=concurrently)
+
+    def rollups_refreshed_at(self) -> datetime | None:
+        """When the rollups were last refreshed (None: never).
+
+        Example:
+            >>> client.analytics.rollups_refreshed_at()   # doctest: +SKIP
+        """
+        from . import rollups
+
+        return rollups.refreshed_at(self._client)
+
+    def _rollups(self, use_rollups: bool | None) -> bool:
+        return self.use_rollups if use_rollups is None else bool(use_rollups)
