@@ -67,9 +67,14 @@ def _engine(url: str) -> sa.Engine:
 
 
 def current_params(url: str) -> dict[str, Any] | None:
-    """The parameters the database was generated with (stored as the executions table comment)."""
+    """The parameters the database was generated with (stored as the database's comment)."""
     with _engine(url).connect() as conn:
-        comment = conn.execute(sa.text("SELECT obj_description('executions'::regclass)")).scalar()
+        comment = conn.execute(
+            sa.text(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database"
+                " WHERE datname = current_database()"
+            )
+        ).scalar()
     try:
         return json.loads(comment) if comment else None
     except ValueError:
@@ -221,7 +226,11 @@ FROM (
             if verbose:
                 rate = last / (time.perf_counter() - started)
                 print(f"datagen: {last:,}/{executions:,} executions ({rate:,.0f} rows/s)")
-        conn.exec_driver_sql("COMMENT ON TABLE executions IS " + _quote_literal(json.dumps(params)))
+        # on the database, not a table: a table comment would show up in `alembic check`
+        database = conn.execute(sa.text("SELECT current_database()")).scalar_one()
+        conn.exec_driver_sql(
+            f'COMMENT ON DATABASE "{database}" IS ' + _quote_literal(json.dumps(params))
+        )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text("VACUUM ANALYZE workflows"))
         conn.execute(sa.text("VACUUM ANALYZE executions"))
