@@ -54,6 +54,10 @@ def run_migrations_offline() -> None:
 
 
 def _run(connection: Connection) -> None:
+    if connection.in_transaction():
+        # Alembic must own the transaction so that revisions can use autocommit_block()
+        # (CREATE INDEX CONCURRENTLY); a caller's pending (read) transaction is committed.
+        connection.commit()
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -10,7 +10,9 @@ Example:
 from __future__ import annotations
 
 from ._client import Client, connect
+from ._maintenance import MaintenanceReport
 from ._resources._base import Page
+from ._retention import PruneReport
 from .analytics import Analytics
 from .errors import (
     AccountLockedError,
@@ -20,8 +22,10 @@ from .errors import (
     ConnectionFailedError,
     DatabaseError,
     FlowscopeError,
+    FlowscopeWarning,
     NotFoundError,
     PermissionDeniedError,
+    ReplicaUnavailableWarning,
     SchemaOutOfDateError,
     ValidationError,
 )
@@ -60,6 +64,8 @@ __all__ = [
     "ExecutionPublic",
     "ExecutionUpdate",
     "FlowscopeError",
+    "FlowscopeWarning",
+    "MaintenanceReport",
     "NotFoundError",
     "OrganizationCreate",
     "OrganizationFilter",
@@ -67,6 +73,8 @@ __all__ = [
     "OrganizationUpdate",
     "Page",
     "PermissionDeniedError",
+    "PruneReport",
+    "ReplicaUnavailableWarning",
     "SchemaOutOfDateError",
     "UserCreate",
     "UserFilter",

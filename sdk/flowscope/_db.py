@@ -204,3 +204,113 @@ def apply_scope(conn: Connection, organization_id: str | None, user_id: str | No
             {"o": organization_id},
         )
         conn.execute(sa.text(f"SET LOCAL ROLE {TENANT_ROLE}"))
+
+
+# -- read replicas -------------------------------------------------------------------
+
+
+def parse_lsn(text: str) -> int:
+    """A PostgreSQL ``pg_lsn`` (``'16/B374D848'``) as an integer, for comparing in Python.
+
+    Example:
+        >>> parse_lsn("0/3000148")
+        50331976
+    """
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+def format_lsn(value: int) -> str:
+    """The inverse of :func:`parse_lsn`."""
+    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
+class ReplicaSet:
+    """The read replicas of one primary, shared by a client and its scoped children.
+
+    Holds one engine per replica, picks them round-robin, remembers which are
+    down (and skips them for ``retry_after`` seconds), and remembers the
+    primary's WAL position after this client's last write, so reads that must
+    see that write can wait for a replica to replay it.
+    """
+
+    def __init__(
+        self,
+        urls: tuple[str, ...],
+        *,
+        retry_after: float = 30.0,
+        **engine_kwargs: Any,
+    ) -> None:
+        import threading
+
+        kwargs = dict(engine_kwargs)
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        connect_args.setdefault("connect_timeout", 3)
+        connect_args.setdefault("application_name", "flowscope-read")
+        self.urls = tuple(normalize_url(u) for u in urls)
+        self.engines = tuple(
+            create_engine(u, connect_args=dict(connect_args), **kwargs) for u in self.urls
+        )
+        self.retry_after = retry_after
+        self._down_until = [0.0] * len(self.engines)
+        self._next = 0
+        self._lock = threading.Lock()
+        self.last_write_lsn: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.engines)
+
+    def candidates(self) -> list[int]:
+        """Indexes of the replicas to try, in order: the ones believed up, round-robin."""
+        import time
+
+        now = time.monotonic()
+        with self._lock:
+            n = len(self.engines)
+            start = self._next
+            self._next = (self._next + 1) % n if n else 0
+            return [i for i in ((start + k) % n for k in range(n)) if self._down_until[i] <= now]
+
+    def mark_down(self, index: int) -> None:
+        import time
+
+        with self._lock:
+            self._down_until[index] = time.monotonic() + self.retry_after
+
+    def mark_up(self, index: int) -> None:
+        with self._lock:
+            self._down_until[index] = 0.0
+
+    def note_write(self, lsn: int) -> None:
+        """Record the primary's WAL position after a write (keeps the highest seen)."""
+        with self._lock:
+            if self.last_write_lsn is None or lsn > self.last_write_lsn:
+                self.last_write_lsn = lsn
+
+    def dispose(self) -> None:
+        for engine in self.engines:
+            engine.dispose()
+
+
+def replica_caught_up(conn: Connection, lsn: int) -> bool:
+    """Whether the server behind ``conn`` has replayed the WAL up to ``lsn``.
+
+    A server that is not in recovery (a primary given as a read URL) counts as caught up.
+    """
+    row = conn.execute(
+        sa.text("SELECT pg_is_in_recovery() AS standby, pg_last_wal_replay_lsn()::text AS replayed")
+    ).one()
+    if not row.standby:
+        return True
+    return row.replayed is not None and parse_lsn(row.replayed) >= lsn
+
+
+def current_wal_lsn(conn: Connection) -> int:
+    """The primary's current WAL position, for read-your-writes.
+
+    ``pg_current_wal_insert_lsn()`` rather than ``pg_current_wal_lsn()`` (the write
+    position): with ``synchronous_commit = off`` a commit record may be inserted but
+    not yet written, and a replica that has replayed up to the write position would
+    still miss it.
+    """
+    return parse_lsn(conn.execute(sa.text("SELECT pg_current_wal_insert_lsn()::text")).scalar_one())

@@ -306,6 +306,77 @@ def db_current(database_url: DatabaseUrl = None) -> None:
         engine.dispose()
 
 
+@db_app.command("maintain")
+@_command
+def db_maintain(
+    months_ahead: Annotated[
+        int, typer.Option(help="Create audit-log partitions this many months ahead.")
+    ] = 3,
+    retention_months: Annotated[
+        int | None,
+        typer.Option(help="Drop audit-log months older than this many months (default: keep)."),
+    ] = None,
+    keep_detached: Annotated[
+        bool, typer.Option(help="Detach old partitions but keep them as tables.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="Only report what would be done.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create the coming months' audit-log partitions; retire those past retention."""
+    with _connect(database_url) as client:
+        report = client.maintenance.maintain(
+            months_ahead=months_ahead,
+            retention_months=retention_months,
+            drop=not keep_detached,
+            dry_run=dry_run,
+        )
+    verb = "would " if dry_run else ""
+    typer.echo(f"{verb}create: {', '.join(report.created) or '-'}")
+    typer.echo(f"{verb}{'detach' if keep_detached else 'drop'}: {', '.join(report.dropped) or '-'}")
+    if report.moved_from_default or report.deleted_from_default:
+        typer.echo(
+            f"rows moved from default partition: {report.moved_from_default},"
+            f" deleted past retention: {report.deleted_from_default}"
+        )
+
+
+@app.command("prune")
+@_command
+def prune(
+    table: Annotated[str, typer.Argument(help="Table to prune.")] = "executions",
+    older_than: Annotated[
+        str, typer.Option(help="Age of rows to prune: 90D, 12H, 2W, 30M (minutes), 45S.")
+    ] = "90D",
+    archive_to: Annotated[
+        str, typer.Option(help="Directory for the Parquet archive and its manifest.")
+    ] = "",
+    batch_size: Annotated[int, typer.Option(help="Rows per batch/file/transaction.")] = 10_000,
+    dry_run: Annotated[bool, typer.Option(help="Only count what would be pruned.")] = False,
+    vacuum: Annotated[bool, typer.Option(help="VACUUM (ANALYZE) the table afterwards.")] = True,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Archive rows older than --older-than to Parquet, then delete them (resumable)."""
+    from .errors import ValidationError
+
+    if not archive_to and not dry_run:
+        raise ValidationError("--archive-to is required (unless --dry-run)")
+    with _connect(database_url) as client:
+        report = client.retention.prune(
+            table,
+            older_than=older_than,
+            archive_to=archive_to or ".",
+            batch_size=batch_size,
+            dry_run=dry_run,
+            vacuum=vacuum,
+        )
+    what = "would prune" if dry_run else "pruned"
+    resumed = " (resumed an interrupted run)" if report.resumed else ""
+    typer.echo(
+        f"{what} {report.rows} {table} rows created before {report.cutoff.isoformat()}"
+        f" in {report.batches} batches{resumed} ({report.seconds:.1f} s)"
+    )
+
+
 # -- demo --------------------------------------------------------------------------------
 @app.command("demo")
 @_command

@@ -18,6 +18,11 @@ boundary (``flowscope._db``) with ``raise ... from exc`` so the cause stays visi
         ├── ConnectionFailedError  the server cannot be reached (names the host)
         └── SchemaOutOfDateError   the database is not at the migrations' head
 
+Warnings (``warnings.warn``; nothing failed, but you should know)::
+
+    FlowscopeWarning (UserWarning)
+    └── ReplicaUnavailableWarning  a read replica was unreachable; the read went to the primary
+
 Example:
     >>> import flowscope
     >>> try:
@@ -40,8 +45,10 @@ __all__ = [
     "ConnectionFailedError",
     "DatabaseError",
     "FlowscopeError",
+    "FlowscopeWarning",
     "NotFoundError",
     "PermissionDeniedError",
+    "ReplicaUnavailableWarning",
     "SchemaOutOfDateError",
     "ValidationError",
 ]
@@ -101,3 +108,16 @@ class ConnectionFailedError(DatabaseError, ConnectionError):
 
 class SchemaOutOfDateError(DatabaseError):
     """The database schema is not at the revision this flowscope expects."""
+
+
+class FlowscopeWarning(UserWarning):
+    """Root of every warning flowscope issues."""
+
+
+class ReplicaUnavailableWarning(FlowscopeWarning):
+    """A read replica could not be reached; reads go to the primary until it is back.
+
+    Example:
+        >>> import warnings, flowscope
+        >>> warnings.simplefilter("error", flowscope.ReplicaUnavailableWarning)  # doctest: +SKIP
+    """

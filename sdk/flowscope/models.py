@@ -162,6 +162,11 @@ class Execution(SQLModel, table=True):
         ),
         # phase 2: tenancy filters and per-organization analytics
         sa.Index("idx_executions_org", "organization_id", sa.text("created_at DESC")),
+        # phase 3 (revision 0005): keyset pages, analytics ranges, pruning at scale
+        sa.Index("idx_executions_created_id", "created_at", "id", postgresql_include=["status"]),
+        sa.Index("idx_executions_status_created_id", "status", "created_at", "id"),
+        sa.Index("idx_executions_org_created_id", "organization_id", "created_at", "id"),
+        sa.Index("idx_executions_workflow_created_id", "workflow_id", "created_at", "id"),
     )
 
     id: str = Field(primary_key=True, max_length=255)
@@ -276,6 +281,11 @@ class AuditLogEntry(SQLModel, table=True):
     ``changes`` holds the new row for INSERT, the old row for DELETE and
     ``{column: {"old": ..., "new": ...}}`` of the changed columns for UPDATE;
     ``password_hash`` is always ``"[redacted]"``.
+
+    Phase 3: the table is range-partitioned by month on ``occurred_at``
+    (partitions ``audit_log_YYYY_MM`` and ``audit_log_default``, managed by
+    revision 0004 and ``client.maintenance``), so the primary key is
+    ``(id, occurred_at)``.
     """
 
     __tablename__ = "audit_log"
@@ -284,6 +294,7 @@ class AuditLogEntry(SQLModel, table=True):
         sa.Index("idx_audit_log_row", "table_name", "row_id", "occurred_at"),
         sa.Index("idx_audit_log_occurred", "occurred_at"),
         sa.Index("idx_audit_log_org", "organization_id", "occurred_at"),
+        {"postgresql_partition_by": "RANGE (occurred_at)"},
     )
 
     id: int | None = Field(
@@ -292,7 +303,13 @@ class AuditLogEntry(SQLModel, table=True):
         primary_key=True,
         sa_column_args=[sa.Identity(always=True)],
     )
-    occurred_at: datetime = _created_at()
+    occurred_at: datetime = Field(
+        default=None,
+        sa_type=_TZ,
+        primary_key=True,
+        nullable=False,
+        sa_column_kwargs={"server_default": _NOW},
+    )
     table_name: str = Field(max_length=63)
     row_id: str = Field(max_length=255)
     action: str = Field(max_length=10)

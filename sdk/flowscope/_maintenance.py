@@ -1,0 +1,271 @@
+"""Housekeeping of the partitioned audit log: create coming months, drop those past retention."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .errors import ConfigurationError, ValidationError
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+__all__ = ["Maintenance", "MaintenanceReport"]
+
+PARENT = "audit_log"
+DEFAULT_PARTITION = "audit_log_default"
+_MONTHLY = re.compile(r"^audit_log_(\d{4})_(\d{2})$")
+_LOCK_KEY = 0x666C6F77  # advisory lock: one maintenance run at a time
+
+
+@dataclass(frozen=True)
+class MaintenanceReport:
+    """What :meth:`Maintenance.maintain` did (or would do, with ``dry_run``)."""
+
+    created: list[str] = field(default_factory=list)
+    """Partitions created, e.g. ``["audit_log_2027_02"]``."""
+    dropped: list[str] = field(default_factory=list)
+    """Partitions detached and dropped (or only detached, with ``drop=False``)."""
+    moved_from_default: int = 0
+    """Rows moved out of ``audit_log_default`` into a new month's partition."""
+    deleted_from_default: int = 0
+    """Rows past retention deleted from ``audit_log_default``."""
+    dry_run: bool = False
+
+
+def add_months(month: date, months: int) -> date:
+    """The first day of the month ``months`` after ``month``'s.
+
+    Example:
+        >>> add_months(date(2026, 11, 25), 3)
+        datetime.date(2027, 2, 1)
+    """
+    index = month.year * 12 + month.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def partition_name(month: date) -> str:
+    """``audit_log_YYYY_MM``.
+
+    Example:
+        >>> partition_name(date(2027, 2, 1))
+        'audit_log_2027_02'
+    """
+    return f"audit_log_{month.year:04d}_{month.month:02d}"
+
+
+def _bound(month: date) -> str:
+    return f"{month.isoformat()} 00:00:00+00"
+
+
+class Maintenance:
+    """Housekeeping: ``client.maintenance``. Needs an unscoped (admin) client.
+
+    Example:
+        >>> report = client.maintenance.maintain(months_ahead=3, retention_months=24)  # doctest: +SKIP
+        >>> report.created                                                         # doctest: +SKIP
+        ['audit_log_2027_03']
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def partitions(self) -> list[str]:
+        """Names of the audit log's partitions, oldest month first, the default last.
+
+        Example:
+            >>> client.maintenance.partitions()[-2:]        # doctest: +SKIP
+            ['audit_log_2027_02', 'audit_log_default']
+        """
+        with self._client.transaction() as conn:
+            return _partitions(conn)
+
+    def maintain(
+        self,
+        *,
+        months_ahead: int = 3,
+        retention_months: int | None = None,
+        drop: bool = True,
+        dry_run: bool = False,
+        today: date | None = None,
+    ) -> MaintenanceReport:
+        """Create the audit log's partitions for the coming months and retire old ones.
+
+        * Creates ``audit_log_YYYY_MM`` for the current UTC month and the next
+          ``months_ahead`` months where missing. Rows already sitting in
+          ``audit_log_default`` for such a month are moved into it (in the same
+          transaction, so nothing is lost or visible twice).
+        * With ``retention_months=N``: every monthly partition that ends on or
+          before the first day of the month N months ago is detached and
+          dropped (``drop=False``: only detached, kept as a plain table for
+          archiving), and default-partition rows older than that day deleted.
+          ``None`` keeps everything.
+
+        Run it from cron (``flowscope db maintain``) at least once a month.
+        One run at a time (an advisory lock serialises concurrent runs).
+
+        Args:
+            months_ahead: how many months after the current one to prepare (0-120).
+            retention_months: keep this many whole months before the current one
+                (>= 1); ``None`` keeps all.
+            drop: drop detached partitions (default) or keep them as tables.
+            dry_run: report what would be done, change nothing.
+            today: the reference day (default: today in UTC); for tests and backfills.
+
+        Raises:
+            ValidationError: a bad argument.
+            PermissionDeniedError: called on a scoped (tenant) client.
+
+        Example:
+            >>> client.maintenance.maintain(months_ahead=2, retention_months=12)   # doctest: +SKIP
+            MaintenanceReport(created=['audit_log_2027_01'], dropped=['audit_log_2025_10'], ...)
+        """
+        if isinstance(months_ahead, bool) or not isinstance(months_ahead, int):
+            raise ValidationError("months_ahead must be an integer")
+        if not 0 <= months_ahead <= 120:
+            raise ValidationError("months_ahead must be between 0 and 120")
+        if retention_months is not None and (
+            isinstance(retention_months, bool)
+            or not isinstance(retention_months, int)
+            or retention_months < 1
+        ):
+            raise ValidationError("retention_months must be a positive integer or None")
+        if self._client.organization_id is not None:
+            raise ConfigurationError("maintenance needs an unscoped (admin) client")
+        this_month = (today or datetime.now(UTC).date()).replace(day=1)
+        created: list[str] = []
+        dropped: list[str] = []
+        moved = deleted = 0
+        with self._client.transaction() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+            conn.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
+            existing = set(_partitions(conn))
+            if PARENT not in _partitioned_tables(conn):
+                raise ConfigurationError(
+                    "audit_log is not partitioned: run `flowscope db upgrade` first"
+                )
+            for k in range(months_ahead + 1):
+                month = add_months(this_month, k)
+                name = partition_name(month)
+                if name in existing:
+                    continue
+                created.append(name)
+                if not dry_run:
+                    moved += _create_partition(
+                        conn, month, has_default=DEFAULT_PARTITION in existing
+                    )
+            if retention_months is not None:
+                cutoff = add_months(this_month, -retention_months)
+                for name in sorted(existing):
+                    m = _MONTHLY.match(name)
+                    if m is None:
+                        continue
+                    month = date(int(m.group(1)), int(m.group(2)), 1)
+                    if add_months(month, 1) <= cutoff:
+                        dropped.append(name)
+                        if not dry_run:
+                            conn.execute(sa.text(f"ALTER TABLE {PARENT} DETACH PARTITION {name}"))
+                            if drop:
+                                conn.execute(sa.text(f"DROP TABLE {name}"))
+                if DEFAULT_PARTITION in existing:
+                    default = _like_audit_log(DEFAULT_PARTITION)
+                    old = default.c.occurred_at < _utc(cutoff)
+                    if dry_run:
+                        count = sa.select(sa.func.count()).select_from(default).where(old)
+                        deleted = int(conn.execute(count).scalar_one())
+                    else:
+                        deleted = int(conn.execute(sa.delete(default).where(old)).rowcount)
+            if dry_run:
+                conn.rollback()
+        return MaintenanceReport(
+            created=created,
+            dropped=dropped,
+            moved_from_default=moved,
+            deleted_from_default=deleted,
+            dry_run=dry_run,
+        )
+
+
+def _partitioned_tables(conn: Connection) -> set[str]:
+    rows = conn.execute(
+        sa.text(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema() AND c.relkind = 'p'"
+        )
+    )
+    return set(rows.scalars())
+
+
+def _partitions(conn: Connection) -> list[str]:
+    names = (
+        conn.execute(
+            sa.text(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = to_regclass(:parent)"
+            ),
+            {"parent": PARENT},
+        )
+        .scalars()
+        .all()
+    )
+    return sorted(names, key=lambda n: (n == DEFAULT_PARTITION, n))
+
+
+def _utc(month: date) -> datetime:
+    return datetime(month.year, month.month, month.day, tzinfo=UTC)
+
+
+def _like_audit_log(name: str) -> sa.Table:
+    """A lightweight table handle with audit_log's columns (for a partition)."""
+    from .models import AUDIT_LOG
+
+    return sa.Table(name, sa.MetaData(), *(sa.Column(c.name, c.type) for c in AUDIT_LOG.columns))
+
+
+def _create_partition(conn: Connection, month: date, *, has_default: bool) -> int:
+    """Create one month's partition; move any of its rows out of the default partition."""
+    name = partition_name(month)
+    low, high = _bound(month), _bound(add_months(month, 1))
+    moved = 0
+    if has_default:
+        # Rows of this month in the default partition would make CREATE ... PARTITION OF fail:
+        # build the table detached, move the rows into it, then attach it.
+        conn.execute(sa.text(f"LOCK TABLE {PARENT} IN ACCESS EXCLUSIVE MODE"))
+        conn.execute(
+            sa.text(f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+        )
+        default, target = _like_audit_log(DEFAULT_PARTITION), _like_audit_log(name)
+        when = default.c.occurred_at
+        rows = (
+            sa.delete(default)
+            .where(when >= _utc(month), when < _utc(add_months(month, 1)))
+            .returning(*default.c)
+            .cte("moved")
+        )
+        inserted = (
+            sa.insert(target)
+            .from_select(list(target.c.keys()), sa.select(rows))
+            .returning(target.c.id)
+            .cte("inserted")
+        )
+        moved = conn.execute(sa.select(sa.func.count()).select_from(inserted)).scalar_one()
+        conn.execute(
+            sa.text(
+                f"ALTER TABLE {PARENT} ATTACH PARTITION {name}"
+                f" FOR VALUES FROM ('{low}') TO ('{high}')"
+            )
+        )
+    else:
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE {name} PARTITION OF {PARENT} FOR VALUES FROM ('{low}') TO ('{high}')"
+            )
+        )
+    conn.execute(sa.text(f"REVOKE ALL ON {name} FROM PUBLIC"))
+    conn.execute(sa.text(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY"))
+    return int(moved)

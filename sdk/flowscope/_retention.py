@@ -1,0 +1,508 @@
+"""Retention: move old rows to Parquet archives, then delete them, in crash-safe batches.
+
+Each batch runs in ONE database transaction:
+
+1. ``SELECT ... FOR UPDATE`` the oldest ``batch_size`` rows past the cutoff;
+2. write them to ``<archive>/<table>-<run>-<batch>.parquet`` (temporary file,
+   fsync, row count read back and checked, ``os.replace``, directory fsync);
+3. record the batch in the manifest with the transaction id, as ``pending``
+   (the manifest is replaced atomically as well);
+4. ``DELETE`` exactly those ids, checking the count;
+5. ``COMMIT``; mark the batch ``done``.
+
+A run interrupted anywhere resumes on the next call with the same archive
+directory: a ``pending`` batch whose transaction committed
+(``pg_xact_status``) is marked done; one that did not is discarded (its rows
+are still in the table) and redone; files the manifest never recorded are
+removed. So the archive plus the table always equals the data before, with no
+row in both and none in neither.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from .errors import ConfigurationError, ConflictError, DatabaseError, ValidationError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ._client import Client
+
+__all__ = ["PruneReport", "Retention", "parse_age"]
+
+MANIFEST = "prune-manifest.json"
+_LOCK_FILE = ".prune.lock"
+_AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+TABLES = ("executions",)
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What :meth:`Retention.prune` did (or, with ``dry_run``, would do)."""
+
+    table: str
+    cutoff: datetime
+    """Rows created before this instant (UTC) were pruned."""
+    rows: int
+    """Rows archived and deleted by this call (would be, with ``dry_run``)."""
+    batches: int
+    files: list[Path] = field(default_factory=list)
+    """Archive files written by this call."""
+    resumed: bool = False
+    """This call continued an interrupted run."""
+    dry_run: bool = False
+    seconds: float = 0.0
+
+
+def parse_age(older_than: str | timedelta) -> timedelta:
+    """``"90D"``, ``"12h"``, ``"2w"``, ``"30m"`` (minutes), ``"45s"`` or a timedelta → timedelta.
+
+    Example:
+        >>> parse_age("90D")
+        datetime.timedelta(days=90)
+        >>> parse_age("2w")
+        datetime.timedelta(days=14)
+    """
+    if isinstance(older_than, timedelta):
+        age = older_than
+    elif isinstance(older_than, str) and (m := _AGE.match(older_than)):
+        age = timedelta(**{_UNITS[m.group(2).lower()]: int(m.group(1))})
+    else:
+        raise ValidationError(
+            f"older_than must look like '90D', '12H', '2W', '30M' or '45S'; got {older_than!r}"
+        )
+    if age <= timedelta(0):
+        raise ValidationError("older_than must be a positive age")
+    return age
+
+
+class Retention:
+    """``client.retention``: archive-then-delete of old rows.
+
+    Example:
+        >>> report = client.retention.prune("executions", older_than="90D",
+        ...                                 archive_to="/backups/flowscope")  # doctest: +SKIP
+        >>> report.rows, report.batches                                       # doctest: +SKIP
+        (1000000, 100)
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def prune(
+        self,
+        table: str = "executions",
+        *,
+        older_than: str | timedelta = "90D",
+        archive_to: str | os.PathLike[str],
+        batch_size: int = 10_000,
+        dry_run: bool = False,
+        statuses: tuple[str, ...] | None = None,
+        vacuum: bool = True,
+        _hook: Callable[[str, int], None] | None = None,
+    ) -> PruneReport:
+        """Archive rows older than ``older_than`` to Parquet, then delete them, batch by batch.
+
+        Only finished executions are pruned by default (``statuses``: completed,
+        failed, cancelled, timeout), chosen by ``created_at``. A batch is deleted
+        only after its archive file is durably on disk with the right row count,
+        in the same transaction that read the rows (locked ``FOR UPDATE``), so
+        nothing is lost, and nothing is archived twice.
+
+        An interrupted run (crash, kill, error) resumes when called again with the
+        same ``archive_to``: it keeps the original cutoff, completes or discards
+        the half-done batch, and goes on. The directory's ``prune-manifest.json``
+        lists every batch file with its row count and cutoff.
+
+        The deletions are audited like any other (one ``audit_log`` row per pruned
+        row); those entries are retired with their month's audit partition
+        (:meth:`Maintenance.maintain` with ``retention_months``).
+
+        Args:
+            table: the table to prune; ``"executions"``.
+            older_than: age of the rows to prune: ``"90D"`` (days), ``"12H"``,
+                ``"2W"``, ``"30M"`` (minutes), ``"45S"``, or a ``timedelta``.
+                Measured from the database's clock at the start of the run.
+            archive_to: a directory for the Parquet files and the manifest (created).
+            batch_size: rows per batch, file and transaction (1 to 1,000,000).
+            dry_run: only count what would be pruned; write and delete nothing.
+            statuses: the execution statuses that may be pruned (default: the terminal ones).
+            vacuum: run ``VACUUM (ANALYZE)`` on the table after a prune that deleted rows.
+                Autovacuum waits for 20% of the table to be dead; until then the deleted
+                rows clear the visibility map, and index-only scans (status counts over a
+                time range) turn into sequential scans (measured: 2 s → 8 s at 9M rows).
+
+        Raises:
+            ValidationError: bad arguments.
+            ConflictError: another prune is running on this archive directory, or
+                the unfinished run there was for different arguments.
+
+        Example:
+            >>> client.retention.prune(older_than="90D", archive_to="archive/",
+            ...                        dry_run=True).rows                   # doctest: +SKIP
+            1250000
+        """
+        from .models import EXECUTION_STATUSES, EXECUTIONS, TERMINAL_EXECUTION_STATUSES
+
+        started = time.perf_counter()
+        if table not in TABLES:
+            raise ValidationError(f"prune supports the tables {', '.join(TABLES)}; got {table!r}")
+        age = parse_age(older_than)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+            raise ValidationError("batch_size must be an integer")
+        if not 1 <= batch_size <= 1_000_000:
+            raise ValidationError("batch_size must be between 1 and 1,000,000")
+        wanted = tuple(TERMINAL_EXECUTION_STATUSES if statuses is None else statuses)
+        bad = [s for s in wanted if s not in EXECUTION_STATUSES]
+        if bad or not wanted:
+            raise ValidationError(
+                f"statuses must be among {EXECUTION_STATUSES}; got {bad or wanted}"
+            )
+        directory = Path(archive_to)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create archive directory {directory}: {exc}") from exc
+
+        with _exclusive(directory):
+            manifest = _Manifest.load(directory)
+            run = manifest.unfinished()
+            resumed = run is not None
+            if run is not None:
+                if run["table"] != table or run["statuses"] != list(wanted):
+                    raise ConflictError(
+                        f"{directory} holds an unfinished prune of {run['table']!r}"
+                        f" (statuses {run['statuses']}): finish it with the same arguments first"
+                    )
+                cutoff = datetime.fromisoformat(run["cutoff"])
+                if not dry_run:
+                    self._recover(manifest, run, directory)
+            else:
+                with self._client.transaction() as conn:
+                    now = conn.execute(sa.text("SELECT now()")).scalar_one()
+                cutoff = (now - age).astimezone(UTC)
+
+            t = EXECUTIONS
+            where = sa.and_(t.c.created_at < cutoff, t.c.status.in_(wanted))
+            if dry_run:
+                with self._client.read_transaction() as conn:
+                    count = conn.execute(
+                        sa.select(sa.func.count()).select_from(t).where(where)
+                    ).scalar_one()
+                return PruneReport(
+                    table=table,
+                    cutoff=cutoff,
+                    rows=int(count),
+                    batches=-(-int(count) // batch_size),
+                    resumed=resumed,
+                    dry_run=True,
+                    seconds=time.perf_counter() - started,
+                )
+
+            if run is None:
+                run = manifest.new_run(table=table, cutoff=cutoff, statuses=wanted)
+                manifest.save()
+            files: list[Path] = []
+            rows_total = 0
+            while True:
+                written = self._one_batch(manifest, run, directory, where, batch_size, _hook)
+                if written is None:
+                    break
+                files.append(written[0])
+                rows_total += written[1]
+            run["finished_at"] = datetime.now(UTC).isoformat()
+            manifest.save()
+            if vacuum and rows_total:
+                self._vacuum(table)
+            return PruneReport(
+                table=table,
+                cutoff=cutoff,
+                rows=rows_total,
+                batches=len(files),
+                files=files,
+                resumed=resumed,
+                seconds=time.perf_counter() - started,
+            )
+
+    # -- one batch -------------------------------------------------------------------
+    def _one_batch(
+        self,
+        manifest: _Manifest,
+        run: dict[str, Any],
+        directory: Path,
+        where: sa.ColumnElement[bool],
+        batch_size: int,
+        hook: Callable[[str, int], None] | None,
+    ) -> tuple[Path, int] | None:
+        from .models import EXECUTIONS as t
+
+        number = len(run["batches"]) + 1
+        name = f"{run['table']}-{run['id']}-{number:06d}.parquet"
+        path = directory / name
+        with self._client.transaction() as conn:
+            rows = conn.execute(
+                sa.select(*archive_columns())
+                .where(where)
+                .order_by(t.c.created_at, t.c.id)
+                .limit(batch_size)
+                .with_for_update()
+            ).all()
+            if not rows:
+                return None
+            write_archive(_to_arrow(rows), path)
+            if hook:
+                hook("archived", number)
+            xid = conn.execute(sa.text("SELECT pg_current_xact_id()::text")).scalar_one()
+            batch = {"file": name, "rows": len(rows), "xid": xid, "state": "pending"}
+            run["batches"].append(batch)
+            manifest.save()
+            ids = [r[0] for r in rows]
+            doomed = sa.bindparam("ids", ids, type_=postgresql.ARRAY(sa.String))
+            deleted = conn.execute(sa.delete(t).where(t.c.id == sa.any_(doomed))).rowcount
+            if deleted != len(rows):
+                raise DatabaseError(
+                    f"prune: deleted {deleted} rows but archived {len(rows)}; rolled back"
+                )
+            if hook:
+                hook("deleting", number)
+        # committed: the rows are gone from the table and in the file
+        if hook:
+            hook("committed", number)
+        batch["state"] = "done"
+        manifest.save()
+        return path, len(rows)
+
+    def _recover(self, manifest: _Manifest, run: dict[str, Any], directory: Path) -> None:
+        """Settle the batches an interrupted run left ``pending``; remove stray files."""
+        kept: list[dict[str, Any]] = []
+        for batch in run["batches"]:
+            if batch["state"] == "pending":
+                status = self._xact_status(batch["xid"])
+                deadline = time.monotonic() + 10
+                while status == "in progress" and time.monotonic() < deadline:
+                    # a killed client's transaction ends when the server notices the
+                    # closed connection; give it a moment
+                    time.sleep(0.1)
+                    status = self._xact_status(batch["xid"])
+                if status == "in progress":
+                    raise ConflictError(
+                        f"a prune transaction ({batch['xid']}) is still running for {directory}"
+                    )
+                if status == "committed" or (
+                    status is None and not self._rows_present(directory / batch["file"])
+                ):
+                    batch["state"] = "done"
+                else:  # rolled back: the rows are still in the table; redo them
+                    (directory / batch["file"]).unlink(missing_ok=True)
+                    continue
+            kept.append(batch)
+        run["batches"] = kept
+        known = {b["file"] for b in kept}
+        for stray in directory.glob(f"{run['table']}-{run['id']}-*.parquet*"):
+            if stray.name not in known:
+                stray.unlink()
+        manifest.save()
+
+    def _vacuum(self, table: str) -> None:
+        from . import _db
+
+        engine = self._client.engine.execution_options(isolation_level="AUTOCOMMIT")
+        with _db.translating(self._client.url), engine.connect() as conn:
+            conn.execute(sa.text(f"VACUUM (ANALYZE) {TABLES[TABLES.index(table)]}"))
+
+    def _xact_status(self, xid: str) -> str | None:
+        with self._client.transaction() as conn:
+            try:
+                return conn.execute(
+                    sa.text("SELECT pg_xact_status(CAST(:x AS xid8))"), {"x": xid}
+                ).scalar_one()
+            except DatabaseError:  # pragma: no cover - too old to know
+                return None
+
+    def _rows_present(self, path: Path) -> bool:
+        import pyarrow.parquet as pq
+
+        from .models import EXECUTIONS as t
+
+        if not path.exists():
+            return True  # never written durably: the delete cannot have happened
+        ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
+        with self._client.transaction() as conn:
+            found = conn.execute(
+                sa.select(sa.func.count()).select_from(t).where(t.c.id.in_(ids))
+            ).scalar_one()
+        return bool(found)
+
+
+# -- archive files -----------------------------------------------------------------------
+
+
+def executions_schema() -> pa.Schema:
+    """The Arrow schema of archived executions: database column names, explicit types."""
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("workflow_id", pa.string(), nullable=False),
+            pa.field("owner", pa.string(), nullable=False),
+            pa.field("organization_id", pa.string()),
+            pa.field("status", pa.string(), nullable=False),
+            pa.field("parameters", pa.json_()),
+            pa.field("result", pa.json_()),
+            pa.field("error", pa.json_()),
+            pa.field("started_at", ts),
+            pa.field("completed_at", ts),
+            pa.field("duration_seconds", pa.decimal128(10, 3)),
+            pa.field("current_step", pa.string()),
+            pa.field("steps_completed", pa.int32()),
+            pa.field("steps_total", pa.int32()),
+            pa.field("metadata", pa.json_()),
+            pa.field("trace_id", pa.string()),
+            pa.field("created_at", ts, nullable=False),
+            pa.field("updated_at", ts, nullable=False),
+        ]
+    )
+
+
+_JSON_COLUMNS = ("parameters", "result", "error", "metadata")
+
+
+def archive_columns() -> list[sa.ColumnElement[Any]]:
+    """The executions columns in archive order; JSONB comes as its text (no parse/re-encode)."""
+    from .models import EXECUTIONS as t
+
+    return [
+        sa.cast(t.c[name], sa.Text).label(name) if name in _JSON_COLUMNS else t.c[name]
+        for name in executions_schema().names
+    ]
+
+
+def _to_arrow(rows: Any) -> pa.Table:
+    """Rows selected with :func:`archive_columns` → an Arrow table of :func:`executions_schema`."""
+    import pyarrow as pa
+
+    schema = executions_schema()
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    return pa.table(
+        [pa.array(values, type=f.type) for values, f in zip(columns, schema, strict=True)],
+        schema=schema,
+    )
+
+
+def write_archive(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` durably and atomically, checking the row count.
+
+    A sibling temporary file is written, fsynced, read back (row count), then
+    renamed over ``path`` and the directory fsynced: ``path`` is either absent or
+    complete, even if the process is killed.
+    """
+    # TODO(export): swap for flowscope.export's atomic writer once it lands on main.
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        written = pq.read_metadata(tmp).num_rows
+        if written != table.num_rows:
+            raise DatabaseError(
+                f"archive {path.name}: wrote {written} rows, expected {table.num_rows}"
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    if os.name != "posix":  # pragma: no cover
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- manifest ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Manifest:
+    directory: Path
+    data: dict[str, Any]
+
+    @classmethod
+    def load(cls, directory: Path) -> _Manifest:
+        path = directory / MANIFEST
+        if not path.exists():
+            return cls(directory, {"version": 1, "runs": []})
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as exc:
+            raise ConfigurationError(f"{path} is not a prune manifest: {exc}") from exc
+        return cls(directory, data)
+
+    def unfinished(self) -> dict[str, Any] | None:
+        for run in self.data["runs"]:
+            if run.get("finished_at") is None:
+                return run
+        return None
+
+    def new_run(self, *, table: str, cutoff: datetime, statuses: tuple[str, ...]) -> dict[str, Any]:
+        run = {
+            "id": datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3),
+            "table": table,
+            "cutoff": cutoff.isoformat(),
+            "statuses": list(statuses),
+            "started_at": datetime.now(UTC).isoformat(),
+            "finished_at": None,
+            "batches": [],
+        }
+        self.data["runs"].append(run)
+        return run
+
+    def save(self) -> None:
+        path = self.directory / MANIFEST
+        tmp = path.with_name(f"{MANIFEST}.tmp")
+        with open(tmp, "w") as fh:
+            json.dump(self.data, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(self.directory)
+
+
+@contextlib.contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """One prune at a time per archive directory (an advisory file lock)."""
+    import fcntl
+
+    with open(directory / _LOCK_FILE, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise ConflictError(f"another prune is running on {directory}") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
