@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 from ._client import Client, connect
+from ._ingest import IngestResult, ingest
 from ._maintenance import MaintenanceReport
 from ._resources._base import Page
 from ._retention import PruneReport
@@ -29,6 +30,7 @@ from .errors import (
     SchemaOutOfDateError,
     ValidationError,
 )
+from .export import Export, ExportResult, arrow_schema, iter_batches, read_arrow, read_pandas
 from .filters import AuditFilter, ExecutionFilter, OrganizationFilter, UserFilter, WorkflowFilter
 from .models import (
     AuditLogEntryPublic,
@@ -63,8 +65,11 @@ __all__ = [
     "ExecutionFilter",
     "ExecutionPublic",
     "ExecutionUpdate",
+    "Export",
+    "ExportResult",
     "FlowscopeError",
     "FlowscopeWarning",
+    "IngestResult",
     "MaintenanceReport",
     "NotFoundError",
     "OrganizationCreate",
@@ -86,5 +91,10 @@ __all__ = [
     "WorkflowPublic",
     "WorkflowUpdate",
     "__version__",
+    "arrow_schema",
     "connect",
+    "ingest",
+    "iter_batches",
+    "read_arrow",
+    "read_pandas",
 ]

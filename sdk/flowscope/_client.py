@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ._resources.workflows import Workflows
     from ._retention import Retention
     from .analytics import Analytics
+    from .export import Export
 
 __all__ = ["Client", "connect"]
 
@@ -353,6 +354,13 @@ class Client:
         from ._retention import Retention
 
         return Retention(self)
+
+    @cached_property
+    def export(self) -> Export:
+        """Parquet export: ``client.export.parquet("executions", "runs.parquet", status="failed")``."""
+        from .export import Export
+
+        return Export(self)
 
 
 def _wait_for_replay(conn: Connection, lsn: int, timeout: float) -> bool:

@@ -10,6 +10,7 @@ from ..errors import ValidationError
 from ..filters import AuditFilter
 from ..models import AUDIT_LOG, AuditLogEntryPublic
 from ._base import READ, Resource, check_id
+from ._io import TableIO
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,7 +31,7 @@ FRAME_COLUMNS = {
 }
 
 
-class Audit(Resource[AuditLogEntryPublic]):
+class Audit(Resource[AuditLogEntryPublic], TableIO):
     """Who changed what, when: every INSERT, UPDATE and DELETE on the four tables.
 
     Entries are written by statement-level triggers (migration 0002), never by

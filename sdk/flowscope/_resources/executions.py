@@ -39,6 +39,7 @@ from ..models import (
     new_id,
 )
 from ._base import EXECUTE, READ, Resource, check_id, parse, validation_error
+from ._io import IngestMixin, TableIO
 
 __all__ = ["TRANSITIONS", "Executions"]
 
@@ -65,7 +66,7 @@ def _json(value: Any, what: str) -> Any:
     return checked
 
 
-class Executions(Resource[ExecutionPublic]):
+class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
     """Create (queued), read, list, drive and delete executions.
 
     ``list``/``count``/``iter`` take a :class:`flowscope.ExecutionFilter` or its

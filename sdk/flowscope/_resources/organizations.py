@@ -15,11 +15,12 @@ from ..models import (
     OrganizationUpdate,
 )
 from ._base import ADMIN, READ, Resource
+from ._io import TableIO
 
 __all__ = ["Organizations"]
 
 
-class Organizations(Resource[OrganizationPublic]):
+class Organizations(Resource[OrganizationPublic], TableIO):
     """Create, read, list, update, soft-delete, restore and purge organizations.
 
     Writes need the ``admin`` scope (or a client without a user). A scoped client

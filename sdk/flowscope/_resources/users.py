@@ -24,6 +24,7 @@ from ..errors import AccountLockedError, AuthenticationError, NotFoundError, Val
 from ..filters import UserFilter
 from ..models import USERS, UserCreate, UserPublic, UserUpdate
 from ._base import ADMIN, READ, Resource, check_id, parse, require_scope
+from ._io import TableIO
 
 __all__ = ["LOCKOUT", "MAX_FAILED_LOGINS", "Users", "hash_password", "password_hasher"]
 
@@ -97,7 +98,7 @@ def _email_forms(value: str) -> list[str]:
     return [value, f"{local}@{domain.lower()}"] if at else [value]
 
 
-class Users(Resource[UserPublic]):
+class Users(Resource[UserPublic], TableIO):
     """User accounts. Reads need ``workflow:read`` (or are of oneself); writes need ``admin``,
     except that users may change their own ``full_name``, ``avatar_url``, ``email`` and password.
 

@@ -11,11 +11,12 @@ from ..errors import ConflictError, ValidationError
 from ..filters import WorkflowFilter
 from ..models import WORKFLOWS, WorkflowCreate, WorkflowPublic, WorkflowUpdate
 from ._base import READ, WRITE, Resource, check_id, parse
+from ._io import IngestMixin, TableIO
 
 __all__ = ["Workflows"]
 
 
-class Workflows(Resource[WorkflowPublic]):
+class Workflows(Resource[WorkflowPublic], TableIO, IngestMixin):
     """Create, read, list, update (versioned), soft-delete, restore and purge workflows.
 
     ``list``/``count``/``iter`` take a :class:`flowscope.WorkflowFilter` or its

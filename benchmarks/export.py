@@ -1,0 +1,143 @@
+"""Export all executions to Parquet: flowscope vs what users would otherwise write.
+
+Contenders (each run in a fresh subprocess; medians of ``--repeats`` interleaved runs):
+
+* ``flowscope``: ``client.export.parquet("executions", path, progress=False)``
+  (explicit schema: decimal128, timestamp[us, UTC], JSON extension type).
+* ``pandas.read_sql``: ``pd.read_sql("SELECT * FROM executions", engine).to_parquet(path)``.
+* ``adbc``: ``cursor.fetch_arrow_table()`` + ``pq.write_table`` (NUMERIC and JSONB as strings).
+* ``adbc-stream``: ``cursor.fetch_record_batch()`` into a ``ParquetWriter`` batch by batch.
+* ``copy-binary-drain``: ``COPY executions TO STDOUT (FORMAT binary)`` read and thrown away:
+  the wire limit, no Parquet.
+
+Usage::
+
+    python -m benchmarks.export --executions 1000000 --repeats 3
+    FLOWSCOPE_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1/bench python -m benchmarks.export
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import _harness
+
+CONTENDERS = ("flowscope", "pandas.read_sql", "adbc", "adbc-stream", "copy-binary-drain")
+
+
+def _plain_url(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def run_one(contender: str, url: str, out: Path) -> None:
+    """In the child: one export, timed from connect to closed file."""
+    started = time.perf_counter()
+    rows = 0
+    if contender == "flowscope":
+        import flowscope
+
+        client = flowscope.connect(url)
+        # every execution, as the other contenders read (by default the shared filter leaves
+        # out executions of soft-deleted workflows)
+        result = client.export.parquet(
+            "executions", out, progress=False, include_deleted_workflows=True
+        )
+        rows = result.rows
+        client.close()
+    elif contender == "pandas.read_sql":
+        import pandas as pd
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        df = pd.read_sql("SELECT * FROM executions", engine)
+        # JSON columns arrive as dicts; Parquet needs them as text
+        for name in ("parameters", "result", "error", "metadata"):
+            df[name] = df[name].map(lambda v: None if v is None else json.dumps(v))
+        df.to_parquet(out, compression="zstd")
+        rows = len(df)
+    elif contender in ("adbc", "adbc-stream"):
+        import adbc_driver_postgresql.dbapi as adbc
+        import pyarrow.parquet as pq
+
+        with adbc.connect(_plain_url(url)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT * FROM executions")
+            if contender == "adbc":
+                table = cur.fetch_arrow_table()
+                pq.write_table(table, out, compression="zstd")
+                rows = table.num_rows
+            else:
+                reader = cur.fetch_record_batch()
+                with pq.ParquetWriter(out, reader.schema, compression="zstd") as writer:
+                    for batch in reader:
+                        writer.write_batch(batch)
+                        rows += batch.num_rows
+    elif contender == "copy-binary-drain":
+        import psycopg
+
+        with psycopg.connect(_plain_url(url)) as conn, conn.cursor() as cur:
+            with cur.copy("COPY executions TO STDOUT (FORMAT binary)") as copy:
+                for _ in copy:
+                    rows += 1
+            rows -= 1  # the trailer message
+    else:
+        raise SystemExit(f"unknown contender {contender}")
+    _harness.child_report(
+        time.perf_counter() - started, rows, bytes=out.stat().st_size if out.exists() else 0
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--executions", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--url", default=None)
+    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_one(args.child, args.url, Path(args.out))
+        return
+
+    from benchmarks.datagen import bench_url, generate
+
+    url = args.url or bench_url()
+    generate(url, executions=args.executions)
+    contenders = [c for c in args.contenders.split(",") if c]
+    with tempfile.TemporaryDirectory(prefix="flowscope-bench-") as tmp:
+
+        def one_run(contender: str, rep: int) -> dict[str, object]:
+            out = Path(tmp) / f"{contender}-{rep}.parquet"
+            result = _harness.run_child(
+                "benchmarks.export", ["--child", contender, "--url", url, "--out", str(out)]
+            )
+            if out.exists():
+                out.unlink()
+            return result
+
+        results = _harness.measure(contenders, one_run, args.repeats)
+    notes = [
+        f"{args.executions:,} executions; Parquet zstd; each run a fresh process (peak RSS includes"
+        " the interpreter and imports). The machine is shared (2 cores, other jobs running), so"
+        " absolute times are noisy; runs are interleaved so the ratios are comparable.",
+        "adbc/adbc-stream return NUMERIC and JSONB as strings; flowscope keeps decimal128 and the"
+        " JSON extension type.",
+    ]
+    baseline = "copy-binary-drain" if "copy-binary-drain" in results else contenders[0]
+    print(
+        _harness.table("Export all executions to Parquet", results, baseline=baseline, notes=notes)
+    )
+    Path(os.environ.get("FLOWSCOPE_BENCH_OUT", "benchmarks/results")).mkdir(
+        parents=True, exist_ok=True
+    )
+    json.dump(results, sys.stderr, indent=1)
+
+
+if __name__ == "__main__":
+    main()
