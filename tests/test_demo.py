@@ -165,3 +165,38 @@ def test_the_data_tells_its_stories(client: flowscope.Client, engine: sa.Engine)
 
 def test_demo_now_is_fixed() -> None:
     assert datetime(2026, 6, 30, tzinfo=UTC) == demo.DEMO_NOW
+
+
+def test_a_failed_load_leaves_nothing_behind(
+    client: flowscope.Client, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = demo._executions_arrow
+
+    def with_a_bad_row(frame: pd.DataFrame) -> object:
+        frame = frame.copy()
+        frame.loc[frame.index[-1], "status"] = "exploded"
+        return real(frame)
+
+    monkeypatch.setattr(demo, "_executions_arrow", with_a_bad_row)
+    with pytest.raises(flowscope.ValidationError, match="status"):
+        demo.generate(client, **SMALL)
+    counts = _frame(
+        engine,
+        "SELECT (SELECT count(*) FROM organizations) o, (SELECT count(*) FROM users) u,"
+        " (SELECT count(*) FROM workflows) w, (SELECT count(*) FROM executions) e",
+    ).iloc[0]
+    assert counts.tolist() == [0, 0, 0, 0]
+    monkeypatch.undo()
+    assert demo.generate(client, **SMALL).created
+
+
+def test_an_interrupted_load_is_named(client: flowscope.Client, engine: sa.Engine) -> None:
+    with engine.begin() as conn:  # what a killed load leaves: the organizations, no marker
+        conn.execute(
+            sa.text(
+                "INSERT INTO organizations (id, name, slug) VALUES ('org_demo_acme', 'Acme', 'x')"
+            )
+        )
+    with pytest.raises(flowscope.ConflictError, match="incomplete demo data"):
+        demo.generate(client, **SMALL)
+    assert demo.generate(client, **SMALL, replace=True).executions == 3_000

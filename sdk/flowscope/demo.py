@@ -17,7 +17,9 @@
   runs have taken about 2.4 times as long since (and time out more often).
 
 Everything derives from ``seed`` and ``now`` (numpy's seeded ``Generator``), so the
-same arguments give the same rows, ids included. A second call with the same
+same arguments give the same rows, ids included. The rows are built in vectorised
+form (numpy, pandas, Arrow) and loaded through the bulk ingest
+(``client.workflows.ingest`` / ``client.executions.ingest``: validated binary COPY). A second call with the same
 arguments changes nothing; different arguments raise :class:`flowscope.ConflictError`
 unless ``replace=True``.
 
@@ -32,7 +34,6 @@ Example:
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Callable
@@ -305,19 +306,20 @@ def generate(
         if existing is not None and not replace:
             if existing == params:
                 return _describe(client, params, created=False, started=started)
-            raise ConflictError(
-                f"demo data made with other arguments is already loaded ({_describe_params(existing)});"
-                " pass replace=True (CLI: --replace) to reload it"
+            what = (
+                f"demo data made with other arguments is already loaded ({_describe_params(existing)})"
+                if existing
+                else "incomplete demo data (an interrupted load?) is in the way"
             )
+            raise ConflictError(f"{what}; pass replace=True (CLI: --replace) to reload it")
         bar.set_postfix_str("building rows")
         tables = _build(params)
-        with client.transaction() as conn:
-            if existing is not None:
-                bar.set_postfix_str("removing old demo data")
+        if existing is not None:
+            bar.set_postfix_str("removing old demo data")
+            with client.transaction() as conn:
                 _delete_demo_rows(conn)
-            bar.set_postfix_str("loading")
-            _load(conn, tables, bar.update)
-            bar.set_postfix_str("committing")
+        bar.set_postfix_str("loading")
+        _load(client, tables, bar.update)
         bar.set_postfix_str("analysing")
         _analyze(client)
     finally:
@@ -371,12 +373,15 @@ def _describe_params(params: dict[str, Any]) -> str:
 
 
 def _existing_parameters(client: Client) -> dict[str, Any] | None:
+    """The marker's parameters; ``{}`` when the first demo organization exists without
+    one (an interrupted load); None when there is no demo data."""
     o = ORGANIZATIONS.c
     with client.transaction() as conn:
-        row = conn.execute(
-            sa.select(o.settings["demo"]).where(o.id == _MARKER_ORG)
-        ).scalar_one_or_none()
-    return dict(row) if isinstance(row, dict) else ({} if row is not None else None)
+        row = conn.execute(sa.select(o.settings).where(o.id == _MARKER_ORG)).first()
+    if row is None:
+        return None
+    marker = (row[0] or {}).get("demo")
+    return dict(marker) if isinstance(marker, dict) else {}
 
 
 def _describe(
@@ -905,35 +910,50 @@ def _delete_demo_rows(conn: Connection) -> None:
     conn.execute(sa.delete(ORGANIZATIONS).where(ORGANIZATIONS.c.id.in_(orgs)))
 
 
-def _load(conn: Connection, tables: dict[str, Any], loaded: Callable[[int], Any]) -> None:
-    """Insert the rows in one transaction (small tables by Core inserts, executions by COPY).
+def _load(client: Client, tables: dict[str, Any], loaded: Callable[[int], Any]) -> None:
+    """Load the rows: organizations and users by Core inserts, workflows and executions by
+    bulk ingest (validated binary COPY), in 10k-row chunks so ``loaded(n)`` can report progress.
 
-    ``loaded(n)`` is called as execution rows go out (progress).
+    The marker (the first organization's ``settings["demo"]``) is written last, so it exists
+    only when everything else does; if anything fails, every demo row is removed again.
     """
-    conn.execute(sa.insert(ORGANIZATIONS), tables["organizations"])
-    conn.execute(sa.insert(USERS), tables["users"])
-    conn.execute(sa.insert(WORKFLOWS), tables["workflows"]["rows"])
-    _copy_executions(conn, tables["executions"], loaded)
+    orgs = [dict(o) for o in tables["organizations"]]
+    marker = orgs[0]["settings"]
+    orgs[0]["settings"] = {}
+    try:
+        with client.transaction() as conn:
+            conn.execute(sa.insert(ORGANIZATIONS), orgs)
+            conn.execute(sa.insert(USERS), tables["users"])
+        client.workflows.ingest(tables["workflows"]["rows"])
+        executions = _executions_arrow(tables["executions"])
+        for offset in range(0, executions.num_rows, _CHUNK):
+            chunk = executions.slice(offset, _CHUNK)
+            client.executions.ingest(chunk)
+            loaded(chunk.num_rows)
+        with client.transaction() as conn:
+            conn.execute(
+                sa.update(ORGANIZATIONS)
+                .where(ORGANIZATIONS.c.id == _MARKER_ORG)
+                .values(settings=marker)
+            )
+    except BaseException:
+        with client.transaction() as conn:
+            _delete_demo_rows(conn)
+        raise
 
 
-def _copy_executions(conn: Connection, frame: pd.DataFrame, loaded: Callable[[int], Any]) -> None:
+_CHUNK = 10_000
+
+
+def _executions_arrow(frame: pd.DataFrame) -> Any:
+    """The executions frame as an Arrow table whose JSON columns are JSON text."""
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
-    columns = ", ".join(f'"{c}"' for c in _EXECUTION_COLUMNS)
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with (
-        raw.cursor() as cur,
-        cur.copy(f"COPY executions ({columns}) FROM STDIN (FORMAT csv)") as copy,
-    ):
-        for batch in table.to_batches(max_chunksize=10_000):
-            sink = io.BytesIO()
-            pacsv.write_csv(pa.Table.from_batches([batch]), sink, write_options=options)
-            copy.write(sink.getbuffer())
-            loaded(batch.num_rows)
+    for name in ("parameters", "result", "error", "metadata"):
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, table[name].cast(pa.string()))
+    return table
 
 
 def _analyze(client: Client) -> None:

@@ -897,7 +897,11 @@ def _split_runs(
 
 
 def _progress(enabled: bool, desc: str, total: int | None) -> Any:
-    from tqdm.auto import tqdm
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TqdmWarning: IProgress not found (no ipywidgets)
+        from tqdm.auto import tqdm
 
     return tqdm(
         total=total,
