@@ -78,7 +78,7 @@ def main() -> None:
             f" ({_db.describe_host(server)}), median of {args.repeats}:"
         )
         print(f"  build rows (numpy/pandas)   {build:6.2f} s")
-        print(f"  load (COPY, one transaction){total - build:6.2f} s")
+        print(f"  load (bulk ingest)          {total - build:6.2f} s")
         print(
             f"  generate() in all           {total:6.2f} s  ({args.executions / total:,.0f} rows/s)"
         )
