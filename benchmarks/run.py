@@ -32,6 +32,7 @@ STEPS = {
     "export": ["-m", "benchmarks.export", "--executions", "1000000"],
     "ingest": ["-m", "benchmarks.ingest", "--executions", "1000000"],
     "audit": ["benchmarks/audit_cost.py"],
+    "demo": ["benchmarks/demo_load.py", "--repeats", "3"],
     "scale": ["-m", "benchmarks.scale"],
 }
 
