@@ -337,7 +337,7 @@ def _plan_query(client: Client, query: sa.Select[Any], *, decimal: Decimal) -> _
     names = [c.name for c in sub.c]
     if len(set(names)) != len(names):
         raise ValidationError(f"the query's column names repeat: {names}")
-    with client.transaction() as conn:
+    with client.read_transaction() as conn:
         result = conn.execute(sa.select(sub).limit(0))
         description = result.cursor.description if result.cursor is not None else None
         result.close()
@@ -589,7 +589,7 @@ def _copy_batches(
     """
     sql, params = _compile(plan.select)
     copy_sql = "COPY (" + sql + ") TO STDOUT (FORMAT binary)"
-    with client.transaction() as conn:
+    with client.read_transaction() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None
         with raw.cursor() as cur, cur.copy(copy_sql, params) as copy:
