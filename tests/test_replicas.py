@@ -261,3 +261,120 @@ def test_replica_down_falls_back_to_the_primary(
         fresh.read_transaction() as conn,
     ):
         assert _where(conn)[0] is True
+
+
+# -- the SDK's read paths: which ones go to the replica ------------------------------------
+
+
+def _totals(client: flowscope.Client, workflow_id: str, **kw: object) -> int:
+    frame = client.analytics.status_breakdown(workflow_ids=[workflow_id], **kw)
+    return int(frame["total"].sum()) if len(frame) else 0
+
+
+def _purge(cluster: pgcluster.Cluster, *ids: str) -> None:
+    with flowscope.connect(cluster.primary_url("flowscope")) as client:
+        for id in ids:
+            client.workflows.purge(id)  # executions cascade
+
+
+def test_sdk_reads_use_the_replica_unless_read_your_writes(cluster: pgcluster.Cluster) -> None:
+    client = flowscope.connect(
+        cluster.primary_url("flowscope"),
+        read_url=cluster.replica_url("flowscope"),
+        replica_wait_timeout=0.1,
+    )
+    created: list[str] = []
+    _pause_replay(cluster, True)
+    try:
+        base_count = client.workflows.count()
+        wf = client.workflows.create(name="replica-lag", owner="ana", organization_id="org_a")
+        created.append(wf.id)
+        run = client.executions.create(workflow_id=wf.id)
+        # list / count / iter: the paused replica has not got the new workflow
+        assert client.workflows.count() == base_count
+        assert wf.id not in [w.id for w in client.workflows.list(limit=1000).items]
+        assert wf.id not in [w.id for w in client.workflows.iter(page_size=1)]
+        assert client.executions.count(workflow_ids=[wf.id]) == 0
+        # the same calls with read_your_writes: the replica lags, so the primary answers
+        assert client.workflows.count(read_your_writes=True) == base_count + 1
+        ids = [w.id for w in client.workflows.list(limit=1000, read_your_writes=True).items]
+        assert wf.id in ids
+        assert wf.id in [w.id for w in client.workflows.iter(read_your_writes=True)]
+        # get(): the primary without read-your-writes, and with it (replica lagging)
+        assert client.workflows.get(wf.id).id == wf.id
+        assert client.workflows.get(wf.id, read_your_writes=True).id == wf.id
+        assert client.executions.get(run.id).workflow_id == wf.id
+        # analytics, export and audit reads: the replica
+        assert _totals(client, wf.id) == 0
+        assert client.executions.to_arrow(workflow_ids=[wf.id]).num_rows == 0
+        assert client.audit.history("workflows", wf.id) == []
+        # writes still work (primary), and a read inside a write transaction sees them
+        with client.transaction():
+            assert client.workflows.count() == base_count + 1
+            assert _totals(client, wf.id) == 1
+            assert client.executions.to_arrow(workflow_ids=[wf.id]).num_rows == 1
+    finally:
+        _pause_replay(cluster, False)
+    try:
+        # the replica replays: the default (replica) reads now see the writes
+        with client.read_transaction(read_your_writes=True, timeout=20) as conn:
+            assert _where(conn)[0] is True
+        assert client.workflows.count() == base_count + 1
+        assert _totals(client, wf.id) == 1
+        assert client.executions.to_arrow(workflow_ids=[wf.id]).column("id").to_pylist() == [run.id]
+        assert [e.action for e in client.audit.history("workflows", wf.id)] == ["INSERT"]
+    finally:
+        client.close()
+        _purge(cluster, *created)
+
+
+def test_client_default_read_your_writes_applies_to_sdk_reads(cluster: pgcluster.Cluster) -> None:
+    created: list[str] = []
+    with flowscope.connect(
+        cluster.primary_url("flowscope"),
+        read_url=cluster.replica_url("flowscope"),
+        read_your_writes=True,
+        replica_wait_timeout=0.1,
+    ) as client:
+        _pause_replay(cluster, True)
+        try:
+            wf = client.workflows.create(name="ryw", owner="ana", organization_id="org_b")
+            created.append(wf.id)
+            client.executions.create(workflow_id=wf.id)
+            assert wf.id in [w.id for w in client.workflows.list(limit=1000).items]
+            assert client.executions.count(workflow_ids=[wf.id]) == 1
+            assert _totals(client, wf.id) == 1
+            assert client.executions.to_arrow(workflow_ids=[wf.id]).num_rows == 1
+            assert [e.action for e in client.audit.history("workflows", wf.id)] == ["INSERT"]
+            # per call, read_your_writes=False overrides the default: the stale replica
+            assert client.executions.count(workflow_ids=[wf.id], read_your_writes=False) == 0
+        finally:
+            _pause_replay(cluster, False)
+            _purge(cluster, *created)
+
+
+def test_sdk_reads_fall_back_to_the_primary_when_the_replica_is_down(
+    cluster: pgcluster.Cluster,
+) -> None:
+    created: list[str] = []
+    client = flowscope.connect(
+        cluster.primary_url("flowscope"), read_url=cluster.replica_url("flowscope")
+    )
+    cluster.stop_replica()
+    try:
+        # written while the replica is down: only the primary can return it
+        wf = client.workflows.create(name="down", owner="ana", organization_id="org_a")
+        created.append(wf.id)
+        client.executions.create(workflow_id=wf.id)
+        with pytest.warns(flowscope.ReplicaUnavailableWarning, match="unreachable"):
+            assert wf.id in [w.id for w in client.workflows.list(limit=1000).items]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", flowscope.ReplicaUnavailableWarning)
+            assert client.executions.count(workflow_ids=[wf.id]) == 1
+            assert _totals(client, wf.id) == 1
+            assert client.executions.to_arrow(workflow_ids=[wf.id]).num_rows == 1
+            assert [e.action for e in client.audit.history("workflows", wf.id)] == ["INSERT"]
+    finally:
+        cluster.restart_replica()
+        client.close()
+        _purge(cluster, *created)

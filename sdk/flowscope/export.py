@@ -358,7 +358,7 @@ def _plan_query(client: Client, query: sa.Select[Any], *, decimal: Decimal) -> _
     names = [c.name for c in sub.c]
     if len(set(names)) != len(names):
         raise ValidationError(f"the query's column names repeat: {names}")
-    with client.transaction() as conn:
+    with client.read_transaction() as conn:
         result = conn.execute(sa.select(sub).limit(0))
         description = result.cursor.description if result.cursor is not None else None
         result.close()
@@ -610,7 +610,7 @@ def _copy_batches(
     """
     sql, params = _compile(plan.select)
     copy_sql = "COPY (" + sql + ") TO STDOUT (FORMAT binary)"
-    with client.transaction() as conn:
+    with client.read_transaction() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None
         with raw.cursor() as cur, cur.copy(copy_sql, params) as copy:
@@ -1135,7 +1135,11 @@ def _split_runs(
 
 
 def _progress(enabled: bool, desc: str, total: int | None) -> Any:
-    from tqdm.auto import tqdm
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TqdmWarning: IProgress not found (no ipywidgets)
+        from tqdm.auto import tqdm
 
     return tqdm(
         total=total,

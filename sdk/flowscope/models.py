@@ -467,6 +467,12 @@ class _Out(BaseModel):
         """Alias of ``metadata`` (the tables' Python attribute name)."""
         return getattr(self, "metadata", None)
 
+    def _repr_html_(self) -> str:
+        """Jupyter: one field per row, long values (graphs, JSON) summarised."""
+        from ._display import html_record
+
+        return html_record(type(self).__name__, self.model_dump())
+
 
 _META = PField(default=None, validation_alias=AliasChoices("metadata", "metadata_"))
 

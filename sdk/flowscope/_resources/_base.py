@@ -10,8 +10,17 @@ mixins (export, ingest) can build on any of them::
         update_model = WorkflowUpdate
         filter_class = WorkflowFilter
 
-Every public call runs in one transaction through ``client.transaction()`` (the
-client's tenancy scope applied, driver errors translated at that boundary).
+Every public call runs in one transaction (the client's tenancy scope applied,
+driver errors translated at that boundary). Writes, and the reads that are part
+of a write (an update's re-check, a lifecycle transition, authentication),
+use ``client.transaction()`` on the primary. The pure reads ``list()``,
+``count()`` and ``iter()`` use ``client.read_transaction()``: a read replica
+when the client has one (``connect(read_url=...)``), else the primary.
+``get()`` is the read most often made right after a write (create, then get by
+id), so it goes to a replica only with read-your-writes (the call's
+``read_your_writes=True`` or the client's default): then the replica must have
+replayed this client's writes first, or the read goes to the primary. Without
+read-your-writes, ``get()`` reads the primary.
 
 Scope rule (checked before the database is written): a client without a
 ``user_id`` acts as an administrator (RLS still confines a scoped client to its
@@ -29,6 +38,7 @@ import base64
 import binascii
 import json
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -44,6 +54,8 @@ from ..filters import coerce_filter
 from ..models import USERS, new_id
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from .._client import Client
 
 __all__ = ["ADMIN", "EXECUTE", "READ", "WRITE", "Page", "Resource"]
@@ -82,6 +94,18 @@ class Page(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the items as one table, and whether more pages exist."""
+        from .._display import html_rows
+
+        kind = type(self.items[0]).__name__ if self.items else "rows"
+        footer = (
+            f"more rows exist: pass after={self.next_cursor!r}" if self.has_more else "last page"
+        )
+        return html_rows(
+            f"Page of {len(self.items)} {kind}", [i.model_dump() for i in self.items], footer=footer
+        )
 
 
 def validation_error(exc: PydanticValidationError, what: str) -> ValidationError:
@@ -189,6 +213,13 @@ class Resource(Generic[T]):
         """
         require_scope(self._client, scope, self_service=self_service)
 
+    def _point_read(self, read_your_writes: bool | None) -> AbstractContextManager[Connection]:
+        """The transaction for a read by id (``get``): see the module docstring."""
+        wanted = self._client.read_your_writes if read_your_writes is None else read_your_writes
+        if wanted:
+            return self._client.read_transaction(read_your_writes=True)
+        return self._client.transaction()
+
     def _by_id(self, id: str) -> sa.ColumnElement[bool]:
         return self.table.c.id == id
 
@@ -270,11 +301,12 @@ class Resource(Generic[T]):
         order_by: Any,
         limit: Any,
         after: Any,
+        read_your_writes: bool | None = None,
     ) -> Page[T]:
         stmt, spec, column, limit = self._keyset_select(
             where, order_by=order_by, limit=limit, after=after
         )
-        with self._client.transaction() as conn:
+        with self._client.read_transaction(read_your_writes=read_your_writes) as conn:
             rows = conn.execute(stmt).all()
         has_more = len(rows) > limit
         rows = rows[:limit]
@@ -282,18 +314,27 @@ class Resource(Generic[T]):
         return Page([self._public(r) for r in rows], has_more, cursor)
 
     # -- verbs -----------------------------------------------------------------------------
-    def get(self, id: str, *, include_deleted: bool = False) -> T:
+    def get(
+        self, id: str, *, include_deleted: bool = False, read_your_writes: bool | None = None
+    ) -> T:
         """The row with this id, or NotFoundError (also for soft-deleted rows unless asked).
+
+        Where it reads: with read-your-writes (``read_your_writes=True`` here, or
+        the client's ``connect(read_your_writes=True)`` default) a read replica
+        that has replayed this client's writes (else the primary); without it,
+        the primary, so a row just created elsewhere is never reported missing
+        because a replica lags.
 
         Example:
             >>> client.workflows.get("wf_01J...")          # doctest: +SKIP
+            >>> client.workflows.get("wf_01J...", read_your_writes=True)   # replica  # doctest: +SKIP
         """
         check_id(id, self.noun)
         self._require(self.read_scope, self_service=id if self.table.name == "users" else None)
         stmt = sa.select(*self.columns).where(self._by_id(id))
         if self.soft_deletes and not include_deleted:
             stmt = stmt.where(self.table.c.deleted_at.is_(None))
-        with self._client.transaction() as conn:
+        with self._point_read(read_your_writes) as conn:
             row = conn.execute(stmt).first()
         if row is None:
             raise self._not_found(id)
@@ -306,12 +347,16 @@ class Resource(Generic[T]):
         order_by: str | None = None,
         limit: int = 100,
         after: str | None = None,
+        read_your_writes: bool | None = None,
         **filter_fields: Any,
     ) -> Page[T]:
         """One page of matching rows (keyset pagination; ``after`` is a page's ``next_cursor``).
 
         ``order_by`` is a column name from ``sortable``, ``-`` prefixed for
         descending (default ``-created_at``); ties are broken by ``id``.
+        Reads a replica when the client has one (see
+        :meth:`flowscope.Client.read_transaction`); ``read_your_writes=True``
+        makes it see this client's earlier writes (default: the client's setting).
 
         Example:
             >>> page = client.workflows.list(status="active", limit=20)   # doctest: +SKIP
@@ -319,7 +364,13 @@ class Resource(Generic[T]):
         """
         f = self._filter(filter, **filter_fields)
         self._require(self.read_scope)
-        return self._page(f.clause(), order_by=order_by, limit=limit, after=after)
+        return self._page(
+            f.clause(),
+            order_by=order_by,
+            limit=limit,
+            after=after,
+            read_your_writes=read_your_writes,
+        )
 
     def iter(
         self,
@@ -327,9 +378,10 @@ class Resource(Generic[T]):
         *,
         order_by: str | None = None,
         page_size: int = 1000,
+        read_your_writes: bool | None = None,
         **filter_fields: Any,
     ) -> Iterator[T]:
-        """Every matching row, walking all pages (one short transaction per page).
+        """Every matching row, walking all pages (one short transaction per page, like ``list``).
 
         Example:
             >>> for wf in client.workflows.iter(owner="ana"):   # doctest: +SKIP
@@ -338,23 +390,33 @@ class Resource(Generic[T]):
         f = self._filter(filter, **filter_fields)
         after: str | None = None
         while True:
-            page = self.list(f, order_by=order_by, limit=page_size, after=after)
+            page = self.list(
+                f,
+                order_by=order_by,
+                limit=page_size,
+                after=after,
+                read_your_writes=read_your_writes,
+            )
             yield from page.items
             if not page.has_more:
                 return
             after = page.next_cursor
 
-    def count(self, filter: Any = None, **filter_fields: Any) -> int:
-        """How many rows match.
+    def count(
+        self, filter: Any = None, *, read_your_writes: bool | None = None, **filter_fields: Any
+    ) -> int:
+        """How many rows match (read like ``list``: a replica when there is one).
 
         Example:
             >>> client.workflows.count(tags_any=["etl"])     # doctest: +SKIP
             4
+            >>> client.workflows.count(read_your_writes=True)  # sees this client's writes  # doctest: +SKIP
+            5
         """
         f = self._filter(filter, **filter_fields)
         self._require(self.read_scope)
         stmt = sa.select(sa.func.count()).select_from(self.table).where(f.clause())
-        with self._client.transaction() as conn:
+        with self._client.read_transaction(read_your_writes=read_your_writes) as conn:
             return int(conn.execute(stmt).scalar_one())
 
     def _insert_values(self, data: BaseModel) -> dict[str, Any]:

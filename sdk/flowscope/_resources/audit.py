@@ -38,7 +38,9 @@ class Audit(Resource[AuditLogEntryPublic], TableIO):
     the client; this resource only reads them. ``changes`` holds the new row
     (INSERT), the old row (DELETE) or ``{column: {"old", "new"}}`` (UPDATE);
     ``password_hash`` is always ``"[redacted]"``. A scoped client sees only its
-    organization's entries.
+    organization's entries. ``history``, ``list``, ``count`` and ``to_frame``
+    read a replica when the client has one (``connect(read_url=...)``); pass
+    ``read_your_writes`` to ``connect`` to see entries of writes just made.
 
     Example:
         >>> for e in client.audit.history("workflows", "wf_01J..."):   # doctest: +SKIP
@@ -68,7 +70,7 @@ class Audit(Resource[AuditLogEntryPublic], TableIO):
         stmt = (
             sa.select(*self.columns).where(a.table_name == table, a.row_id == row_id).order_by(a.id)
         )
-        with self._client.transaction() as conn:
+        with self._client.read_transaction() as conn:
             return [self._public(r) for r in conn.execute(stmt)]
 
     def to_frame(self, filter: Any = None, **filter_fields: Any) -> pd.DataFrame:
@@ -82,7 +84,7 @@ class Audit(Resource[AuditLogEntryPublic], TableIO):
         f = self._filter(filter, **filter_fields)
         self._require(self.read_scope)
         stmt = sa.select(*self.columns).where(f.clause()).order_by(self.table.c.id)
-        with self._client.transaction() as conn:
+        with self._client.read_transaction() as conn:
             rows = [dict(r._mapping) for r in conn.execute(stmt)]
         frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
         return frame.astype(FRAME_COLUMNS)
@@ -92,8 +94,10 @@ class Audit(Resource[AuditLogEntryPublic], TableIO):
 
     create = update = delete = restore = purge = _readonly
 
-    def get(self, id: Any, *, include_deleted: bool = False) -> AuditLogEntryPublic:
-        """One entry by its (integer) id.
+    def get(
+        self, id: Any, *, include_deleted: bool = False, read_your_writes: bool | None = None
+    ) -> AuditLogEntryPublic:
+        """One entry by its (integer) id (read where ``Resource.get`` reads).
 
         Example:
             >>> client.audit.get(1).action     # doctest: +SKIP
@@ -102,7 +106,7 @@ class Audit(Resource[AuditLogEntryPublic], TableIO):
         if not isinstance(id, int) or isinstance(id, bool):
             raise ValidationError("audit log entry ids are integers")
         self._require(self.read_scope)
-        with self._client.transaction() as conn:
+        with self._point_read(read_your_writes) as conn:
             row = conn.execute(sa.select(*self.columns).where(self.table.c.id == id)).first()
         if row is None:
             raise self._not_found(str(id))

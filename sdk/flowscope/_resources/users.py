@@ -317,8 +317,8 @@ class Users(Resource[UserPublic], TableIO):
             return AuthenticationError("invalid username/email or password")
         return AccountLockedError(f"account locked until {until.isoformat()}", locked_until=until)
 
-    def get_by_username(self, username: str) -> UserPublic:
-        """The (not deleted) user with this username, or NotFoundError.
+    def get_by_username(self, username: str, *, read_your_writes: bool | None = None) -> UserPublic:
+        """The (not deleted) user with this username, or NotFoundError (read where ``get`` reads).
 
         Example:
             >>> client.users.get_by_username("admin").id     # doctest: +SKIP
@@ -326,7 +326,11 @@ class Users(Resource[UserPublic], TableIO):
         """
         if not isinstance(username, str):
             raise ValidationError("username must be a string")
-        page = self.list(username=[username], limit=1)
-        if not page.items:
+        f = self._filter(username=[username])
+        self._require(self.read_scope)
+        stmt = sa.select(*self.columns).where(f.clause()).limit(1)
+        with self._point_read(read_your_writes) as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
             raise NotFoundError(f"user {username!r} not found")
-        return page.items[0]
+        return self._public(row)

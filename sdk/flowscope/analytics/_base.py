@@ -374,7 +374,7 @@ def run(client: Client, query: Query) -> pd.DataFrame:
     """Execute a query in the client's scope (RLS applies) and return its typed frame."""
     import pandas as pd
 
-    with client.transaction() as conn:
+    with client.read_transaction() as conn:
         result = conn.execute(query.select)
         names = list(result.keys())
         rows = result.fetchall()

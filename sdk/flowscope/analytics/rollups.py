@@ -129,7 +129,7 @@ def _refreshed_at(conn: Any) -> datetime | None:
 
 
 def refreshed_at(client: Client) -> datetime | None:
-    with client.transaction() as conn:
+    with client.read_transaction() as conn:
         return _refreshed_at(conn)
 
 
@@ -366,7 +366,7 @@ def _run(
     """Read the refresh time and run the rollup query in the same transaction (or fall back)."""
     import pandas as pd
 
-    with client.transaction() as conn:
+    with client.read_transaction() as conn:
         refreshed = _refreshed_at(conn)
         reason = unsupported or fallback_reason(flt, freq, refreshed)
         cover = covered_range(flt, refreshed) if refreshed is not None and reason is None else None

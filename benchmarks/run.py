@@ -1,0 +1,56 @@
+"""Every benchmark, one command: ``make bench`` (or ``python benchmarks/run.py``).
+
+Runs, in order, each printing its own table of medians, rows/s, peak RSS and ratios:
+
+1. ``connect``   — flowscope.connect() cold/restart/warm on the embedded PostgreSQL;
+2. ``analytics`` — every analytics call: flowscope vs the pandas way vs hand-written SQL, rollups vs exact;
+3. ``export``    — Parquet export: flowscope vs pandas.read_sql+to_parquet vs ADBC vs raw binary COPY;
+4. ``ingest``    — 100k executions into a 1M-row table: flowscope vs SQLModel add_all vs raw COPY;
+5. ``audit``     — what the audit trigger costs a 100k-row bulk insert;
+6. ``scale``     — the 10M-execution check (only with ``--scale``: it takes about an hour on 2 cores).
+
+Data comes from ``benchmarks/datagen.py`` (deterministic, generated inside PostgreSQL) in the database
+named by ``FLOWSCOPE_BENCH_DATABASE_URL``, else the embedded server under ``benchmarks/.data``.
+
+    python benchmarks/run.py                 # 1M executions
+    python benchmarks/run.py --only export   # one of them
+    python benchmarks/run.py --scale         # add the 10M run
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+STEPS = {
+    "connect": ["benchmarks/connect.py"],
+    "analytics": ["-m", "benchmarks.analytics", "--sizes", "1000000"],
+    "export": ["-m", "benchmarks.export", "--executions", "1000000"],
+    "ingest": ["-m", "benchmarks.ingest", "--executions", "1000000"],
+    "audit": ["benchmarks/audit_cost.py"],
+    "demo": ["benchmarks/demo_load.py", "--repeats", "3"],
+    "scale": ["-m", "benchmarks.scale"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run flowscope's benchmarks.")
+    parser.add_argument("--only", choices=sorted(STEPS), action="append")
+    parser.add_argument("--scale", action="store_true", help="also run the 10M scale check")
+    args = parser.parse_args()
+    names = args.only or [n for n in STEPS if n != "scale" or args.scale]
+    failed = []
+    for name in names:
+        print(f"\n=== {name}", flush=True)
+        if subprocess.run([sys.executable, *STEPS[name]], cwd=ROOT).returncode != 0:
+            failed.append(name)
+    if failed:
+        sys.exit(f"benchmarks failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()

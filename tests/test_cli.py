@@ -1,0 +1,326 @@
+"""The flowscope CLI, through typer's test runner, against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+from collections.abc import Callable
+
+import flowscope
+import pandas as pd
+import pytest
+from flowscope import cli
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+
+def invoke(*args: str, url: str | None = None, input: str | None = None) -> tuple[int, str, str]:
+    argv = (["--database-url", url] if url else []) + list(args)
+    result = runner.invoke(cli.app, argv, env={"FLOWSCOPE_DATABASE_URL": None}, input=input)
+    assert "Traceback" not in result.output
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_help_lists_the_commands() -> None:
+    code, out, _ = invoke("--help")
+    assert code == 0
+    for command in ("demo", "db"):
+        assert command in out
+
+
+def test_db_current(database_url: str) -> None:
+    code, out, _ = invoke("db", "current", url=database_url)
+    assert code == 0
+    assert out.startswith("current: 0") and "head: " in out
+
+
+def test_database_url_from_the_environment(database_url: str) -> None:
+    result = runner.invoke(cli.app, ["db", "current"], env={"FLOWSCOPE_DATABASE_URL": database_url})
+    assert result.exit_code == 0, result.output
+    assert "current: 0" in result.stdout
+
+
+def test_demo_loads_once(client: flowscope.Client, database_url: str) -> None:
+    args = ("demo", "--workflows", "12", "--executions", "1500", "--no-tables")
+    code, out, err = invoke(*args, url=database_url)
+    assert code == 0, err
+    assert "1,500 executions (loaded in" in out
+    code, out, err = invoke(*args, url=database_url)
+    assert code == 0, err
+    assert "already loaded, unchanged" in out
+    assert client.sql("SELECT count(*) AS n FROM executions") == [{"n": 1500}]
+    # other arguments: a conflict, one line, exit 1, nothing changed
+    code, out, err = invoke("demo", "--workflows", "12", "--executions", "1000", url=database_url)
+    assert code == 1
+    assert err.startswith("error: demo data made with other arguments") and err.count("\n") == 1
+    assert client.sql("SELECT count(*) AS n FROM executions") == [{"n": 1500}]
+    code, out, err = invoke(
+        "demo",
+        "--workflows",
+        "12",
+        "--executions",
+        "1000",
+        "--replace",
+        "--no-tables",
+        url=database_url,
+    )
+    assert code == 0, err
+    assert client.sql("SELECT count(*) AS n FROM executions") == [{"n": 1000}]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("demo", "--executions", "5"), "executions must be"),
+        (("demo", "--now", "last tuesday"), "--now: not an ISO 8601 timestamp"),
+        (("demo", "--days", "1"), "days must be"),
+    ],
+)
+def test_demo_refuses_bad_arguments_without_connecting(args: tuple[str, ...], message: str) -> None:
+    port = _free_port()  # nothing listens there: the check must come first
+    code, out, err = invoke(*args, url=f"postgresql://nobody@127.0.0.1:{port}/nowhere")
+    assert code == 1
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_unreachable_server_is_one_line() -> None:
+    port = _free_port()
+    code, out, err = invoke("db", "current", url=f"postgresql://nobody@127.0.0.1:{port}/x")
+    assert code == 1
+    assert (
+        err.startswith("error: cannot connect to PostgreSQL at 127.0.0.1:") and err.count("\n") == 1
+    )
+
+
+def test_wrong_kind_of_url() -> None:
+    code, _, err = invoke("demo", url="mysql://u@h/d")
+    assert code == 1
+    assert "error: flowscope needs PostgreSQL" in err
+
+
+def test_usage_errors_exit_2() -> None:
+    code, _, err = invoke("demo", "--executions", "many")
+    assert code == 2
+    code, _, _ = invoke("no-such-command")
+    assert code == 2
+
+
+def test_emit_formats(capsys: pytest.CaptureFixture[str]) -> None:
+    frame = pd.DataFrame(
+        {
+            "workflow": pd.array(["a", None], dtype="string"),
+            "runs": pd.array([3, None], dtype="Int64"),
+            "p50_seconds": pd.array([1.23456, None], dtype="Float64"),
+            "day": pd.to_datetime(["2026-06-01", "2026-06-02"], utc=True),
+        }
+    )
+    cli._emit(frame, cli.OutputFormat.json)
+    records = json.loads(capsys.readouterr().out)
+    assert records[0] == {
+        "workflow": "a",
+        "runs": 3,
+        "p50_seconds": 1.23456,
+        "day": "2026-06-01T00:00:00.000Z",
+    }
+    assert records[1]["runs"] is None and records[1]["workflow"] is None
+    cli._emit(frame, cli.OutputFormat.csv)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "workflow,runs,p50_seconds,day"
+    assert lines[1].startswith("a,3,1.23456,2026-06-01T00:00:00")
+    cli._emit(frame, cli.OutputFormat.table, title="t")
+    text = capsys.readouterr().out
+    assert "1.235" in text and "2026-06-02 00:00:00" in text and "-" in text.splitlines()[-1]
+    cli._emit(frame.iloc[0:0], cli.OutputFormat.table)
+    assert capsys.readouterr().out.strip() == "(no rows)"
+
+
+# -- commands backed by the resources and analytics --------------------------------------
+DEMO = ("demo", "--workflows", "12", "--executions", "1500")
+
+
+@pytest.fixture(scope="module")
+def demo_url(create_database: Callable[[], str]) -> str:
+    """A database of its own with a small demo, loaded once for the read-only commands."""
+    from flowscope import demo
+
+    url = create_database()
+    with flowscope.connect(url, migrate=True) as client:
+        demo.generate(client, workflows=12, executions=1500)
+    return url
+
+
+def test_demo_prints_analytics_tables(demo_url: str) -> None:
+    code, out, err = invoke(*DEMO, url=demo_url)
+    assert code == 0, err
+    for title in ("per organization", "Busiest workflows", "failure signatures", "Slower than"):
+        assert title in out
+    assert "org_demo_acme" in out and "ConnectionError" in out
+
+
+def test_workflows_list_and_show(demo_url: str) -> None:
+    code, out, err = invoke("workflows", "list", "--limit", "5", "-f", "csv", url=demo_url)
+    assert code == 0, err
+    frame = pd.read_csv(io.StringIO(out))
+    assert list(frame.columns)[:3] == ["id", "name", "status"] and len(frame) == 5
+    assert err.startswith("more rows: add --after ")
+    cursor = err.split("--after ")[1].strip()
+    code, out2, err2 = invoke(
+        "workflows", "list", "--limit", "50", "--after", cursor, "-f", "csv", url=demo_url
+    )
+    rest = pd.read_csv(io.StringIO(out2))
+    assert code == 0 and err2 == "" and len(rest) == 7
+    assert set(frame.id).isdisjoint(rest.id)
+
+    code, out, _ = invoke("workflows", "list", "--tag", "critical", "-f", "json", url=demo_url)
+    rows = json.loads(out)
+    assert code == 0 and rows and all("critical" in r["tags"] for r in rows)
+
+    code, out, _ = invoke("workflows", "show", "wf_demo_0001", url=demo_url)
+    assert code == 0 and "wf_demo_0001" in out and "steps" in out and "Start →" in out
+    code, out, _ = invoke("workflows", "show", "wf_demo_0001", "-f", "json", url=demo_url)
+    assert json.loads(out)["id"] == "wf_demo_0001" and isinstance(json.loads(out)["nodes"], list)
+    code, _, err = invoke("workflows", "show", "wf_nope", url=demo_url)
+    assert code == 1 and err == "error: workflow 'wf_nope' not found\n"
+
+
+def test_executions_list_and_show(demo_url: str) -> None:
+    code, out, err = invoke(
+        "executions", "list", "--status", "failed", "--limit", "3", "-f", "json", url=demo_url
+    )
+    assert code == 0, err
+    rows = json.loads(out)
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"failed"}
+    code, out, _ = invoke("executions", "show", rows[0]["id"], url=demo_url)
+    assert code == 0 and rows[0]["id"] in out and "error" in out
+    code, _, err = invoke("executions", "list", "--status", "exploded", url=demo_url)
+    assert code == 1 and err.startswith("error: ") and err.count("\n") == 1
+    code, _, err = invoke("executions", "list", "--since", "soon", url=demo_url)
+    assert code == 1 and "--since" in err
+
+
+def test_analytics_commands_pass_their_options(client: flowscope.Client, demo_url: str) -> None:
+    code, out, err = invoke(
+        "analytics",
+        "durations",
+        "--by",
+        "workflow",
+        "--percentiles",
+        "0.5,0.95",
+        "-f",
+        "csv",
+        url=demo_url,
+    )
+    assert code == 0, err
+    got = pd.read_csv(io.StringIO(out)).sort_values("workflow").reset_index(drop=True)
+    with flowscope.connect(demo_url) as client:
+        want = client.analytics.durations(by="workflow", percentiles=(0.5, 0.95))
+    want = want.sort_values("workflow").reset_index(drop=True)
+    assert list(got.columns) == list(want.columns)
+    assert got["executions"].tolist() == want["executions"].tolist()
+    assert (got["p95_seconds"] - want["p95_seconds"].astype(float)).abs().max() < 1e-6
+
+    code, out, _ = invoke(
+        "analytics", "status", "--by", "organization_id,status", "-f", "json", url=demo_url
+    )
+    assert code == 0 and {"organization_id", "status"} <= set(json.loads(out)[0])
+    code, out, _ = invoke("analytics", "status", "--freq", "1W", "--normalize", url=demo_url)
+    assert code == 0 and "bucket" in out
+    code, out, _ = invoke("analytics", "tags", "--pairs", "-f", "json", url=demo_url)
+    assert code == 0 and {"tag_a", "tag_b"} <= set(json.loads(out)[0])
+    code, out, _ = invoke("analytics", "failures", "--top", "2", "-f", "json", url=demo_url)
+    assert code == 0 and 1 <= len(json.loads(out)) <= 2
+    code, out, _ = invoke(
+        "analytics",
+        "compare",
+        "--until",
+        "2026-06-30",
+        "--period",
+        "7D",
+        "-f",
+        "json",
+        url=demo_url,
+    )
+    assert code == 0 and "relative_change" in json.loads(out)[0]
+    code, out, _ = invoke("analytics", "summary", "--limit", "3", "-f", "json", url=demo_url)
+    assert code == 0 and len(json.loads(out)) == 3
+    code, out, err = invoke("db", "refresh-rollups", url=demo_url)
+    assert code == 0 and out.startswith("rollups refreshed at "), err
+    code, out, err = invoke("analytics", "refresh", "--no-concurrently", url=demo_url)
+    assert code == 0 and out.startswith("rollups refreshed at "), err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("analytics", "durations", "--by", "colour"), "valid keys"),
+        (("analytics", "durations", "--percentiles", "half"), "--percentiles"),
+        (("analytics", "status", "--freq", "fortnightly"), "freq"),
+        (("analytics", "compare", "--period", "forever"), "period"),
+        (("analytics", "failures", "--top", "0"), "top"),
+    ],
+)
+def test_analytics_errors_are_one_line(demo_url: str, args: tuple[str, ...], message: str) -> None:
+    code, out, err = invoke(*args, url=demo_url)
+    assert code == 1, out
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_users_create_and_set_password(client: flowscope.Client, database_url: str) -> None:
+    code, out, err = invoke(
+        "users",
+        "create",
+        "rosa",
+        "--email",
+        "rosa@example.com",
+        "--full-name",
+        "Rosa Diaz",
+        url=database_url,
+        input="first passphrase\nfirst passphrase\n",
+    )
+    assert code == 0, err
+    assert "created user rosa (" in out
+    assert client.users.authenticate("rosa", "first passphrase").username == "rosa"
+    code, out, err = invoke(
+        "users",
+        "set-password",
+        "rosa",
+        url=database_url,
+        input="second passphrase\nsecond passphrase\n",
+    )
+    assert code == 0, err
+    assert client.users.authenticate("rosa", "second passphrase").username == "rosa"
+    # a duplicate user name, a short password, an unknown user: one line each, exit 1
+    code, _, err = invoke(
+        "users",
+        "create",
+        "rosa",
+        "--email",
+        "other@example.com",
+        "--password",
+        "long enough pw",
+        url=database_url,
+    )
+    assert code == 1 and "username" in err and err.count("\n") == 1
+    code, _, err = invoke(
+        "users",
+        "create",
+        "sam",
+        "--email",
+        "sam@example.com",
+        "--password",
+        "short",
+        url=database_url,
+    )
+    assert code == 1 and err.startswith("error: ")
+    code, _, err = invoke(
+        "users", "set-password", "nobody", "--password", "whatever123", url=database_url
+    )
+    assert code == 1 and "not found" in err
