@@ -94,6 +94,7 @@ def test_authenticate_by_username_or_email(client: flowscope.Client) -> None:
     assert u.last_login is None
     by_name = client.users.authenticate("ana", PASSWORD)
     assert by_name.id == u.id and by_name.last_login is not None
+    assert client.users.authenticate("ana@EXAMPLE.com", PASSWORD).id == u.id
     by_mail = client.users.authenticate("ana@example.com", PASSWORD)
     assert by_mail.id == u.id and by_mail.last_login is not None
     assert by_mail.last_login >= by_name.last_login
@@ -226,6 +227,13 @@ def test_unknown_user_takes_as_long_as_a_wrong_password(client: flowscope.Client
     # both run one argon2id verification (tens of ms); without the dummy hash an unknown
     # user would answer in about one database round trip
     assert unknown > 0.4 * wrong
+    from flowscope._resources.users import hash_password, password_hasher
+
+    stored = hash_password(PASSWORD)
+    start = time.perf_counter()
+    password_hasher().verify("wrong password", stored)
+    one_verify = time.perf_counter() - start
+    assert unknown > 0.7 * one_verify
 
 
 def test_set_password_and_rehash_on_login(client: flowscope.Client, engine: sa.Engine) -> None:

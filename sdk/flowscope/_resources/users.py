@@ -91,6 +91,12 @@ def _verify(password: str, stored: str | None) -> tuple[bool, str | None]:
     return bool(valid), updated
 
 
+def _email_forms(value: str) -> list[str]:
+    """The value as typed and with its domain lower-cased (as stored by UserCreate)."""
+    local, at, domain = value.rpartition("@")
+    return [value, f"{local}@{domain.lower()}"] if at else [value]
+
+
 class Users(Resource[UserPublic]):
     """User accounts. Reads need ``workflow:read`` (or are of oneself); writes need ``admin``,
     except that users may change their own ``full_name``, ``avatar_url``, ``email`` and password.
@@ -238,7 +244,7 @@ class Users(Resource[UserPublic]):
         lookup = sa.select(
             u.id, u.password_hash, u.is_active, u.locked_until, locked.label("locked")
         ).where(
-            sa.or_(u.username == username_or_email, u.email == username_or_email),
+            sa.or_(u.username == username_or_email, u.email.in_(_email_forms(username_or_email))),
             u.deleted_at.is_(None),
         )
         with self._client.transaction() as conn:
