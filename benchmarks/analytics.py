@@ -341,7 +341,7 @@ def run_size(
     print(header)
     print("|---|---:|---:|---:|---:|---:|")
     for label, (method, kwargs) in CALLS.items():
-        if rollups_only or (only and only not in label):
+        if rollups_only or (only and not any(o in label for o in only.split(","))):
             continue
         fs = best(
             lambda method=method, kwargs=kwargs: getattr(client.analytics, method)(**kwargs), repeat
@@ -371,7 +371,7 @@ def run_size(
     )
     print("|---|---:|---:|---:|---:|")
     for label, (method, kwargs) in ROLLUP_CALLS.items():
-        if only and only not in label:
+        if only and not any(o in label for o in only.split(",")):
             continue
         fn = getattr(client.analytics, method)
         t0 = time.perf_counter()
@@ -413,7 +413,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pandas-max", type=int, default=2_000_000)
     parser.add_argument("--rollups-only", action="store_true", help="only rollups vs exact")
-    parser.add_argument("--only", help="run only the calls whose label contains this text")
+    parser.add_argument(
+        "--only", help="run only the calls whose label contains one of these comma-separated texts"
+    )
     parser.add_argument(
         "--no-refresh", action="store_true", help="use the rollups as they are (if ever refreshed)"
     )
