@@ -659,8 +659,8 @@ def _stream_plan(
 
 
 # -- the ADBC transport ---------------------------------------------------------------------
-# ``FLOWSCOPE_EXPORT_TRANSPORT``: "auto" (ADBC when installed and the query has no bound
-# parameters), "adbc" (the same, but an error when ADBC is not installed), "copy" (the binary
+# ``FLOWSCOPE_EXPORT_TRANSPORT``: "auto" (ADBC when installed, the client has no read replicas,
+# no write transaction of the client is open, and every parameter is a simple value), "adbc" (the same, but an error when ADBC is not installed), "copy" (the binary
 # COPY decoder above, always). Queries with parameters always take the COPY decoder.
 _TRANSPORT_ENV = "FLOWSCOPE_EXPORT_TRANSPORT"
 
@@ -705,6 +705,12 @@ def _adbc_query(client: Client, plan: _Plan) -> tuple[str, str, list[tuple[str, 
     """(uri, SQL, settings it reads) when this plan can go through ADBC, else None."""
     choice = _transport()
     if choice == "copy":
+        return None
+    from ._client import _WRITE_TX
+
+    if client.read_urls or _WRITE_TX.get() is not None:
+        # read_transaction() decides where reads go (a replica, read-your-writes waits, the
+        # open write transaction's own connection): the COPY decoder runs inside it.
         return None
     try:
         import adbc_driver_postgresql.dbapi  # noqa: F401
