@@ -6,6 +6,7 @@ is the child's own ``ru_maxrss`` (interpreter and imports included, as a user wo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -14,7 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,37 @@ def table(
         )
     lines += ["", *notes]
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def scratch_database(given: str | None = None) -> Iterator[str]:
+    """A new, empty database for one benchmark run, dropped afterwards; yields its URL.
+
+    The server is ``given``, else ``FLOWSCOPE_TEST_DATABASE_URL``, else a temporary embedded
+    PostgreSQL.
+    """
+    import secrets
+    import tempfile
+
+    import sqlalchemy as sa
+    from flowscope import _db
+
+    server = given or os.environ.get("FLOWSCOPE_TEST_DATABASE_URL")
+    if server:
+        server = _db.normalize_url(server)
+    else:
+        from flowscope import _embedded
+
+        server = _db.normalize_url(
+            _embedded.server_uri(Path(tempfile.mkdtemp(prefix="flowscope-bench-")))
+        )
+    name = f"flowscope_bench_{secrets.token_hex(4)}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -5,34 +5,20 @@ Runs in a scratch database (created, migrated, dropped) on the server given by
 Each repeat loads the demo into emptied tables and prints
 the build time (numpy/pandas, no database), the whole call, and rows per second.
 
-    PYTHONPATH=sdk python benchmarks/demo_load.py --executions 100000 --repeats 3
+    python -m benchmarks.demo_load --executions 100000 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import flowscope
 import sqlalchemy as sa
 from flowscope import _db, demo
 
-
-def server_url(given: str | None) -> str:
-    if given:
-        return _db.normalize_url(given)
-    env = os.environ.get("FLOWSCOPE_TEST_DATABASE_URL")
-    if env:
-        return _db.normalize_url(env)
-    from flowscope import _embedded
-
-    root = Path(tempfile.mkdtemp(prefix="flowscope-bench-"))
-    return _db.normalize_url(_embedded.server_uri(root))
+from benchmarks import _harness
 
 
 def main() -> None:
@@ -42,13 +28,7 @@ def main() -> None:
     parser.add_argument("--executions", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    server = server_url(args.url)
-    name = f"flowscope_bench_{secrets.token_hex(4)}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(server).set(database=name).render_as_string(hide_password=False)
-    try:
+    with _harness.scratch_database(args.url) as url:
         builds, totals = [], []
         with flowscope.connect(url, migrate=True) as client:
             for i in range(args.repeats):
@@ -75,7 +55,7 @@ def main() -> None:
         build, total = statistics.median(builds), statistics.median(totals)
         print(
             f"\n{args.executions:,} executions, {args.workflows} workflows"
-            f" ({_db.describe_host(server)}), median of {args.repeats}:"
+            f" ({_db.describe_host(url)}), median of {args.repeats}:"
         )
         print(f"  build rows (numpy/pandas)   {build:6.2f} s")
         print(f"  load (bulk ingest)          {total - build:6.2f} s")
@@ -83,10 +63,6 @@ def main() -> None:
             f"  generate() in all           {total:6.2f} s  ({args.executions / total:,.0f} rows/s)"
         )
         print(f"  second call (no-op)         {second:6.3f} s")
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -31,8 +31,8 @@ STEPS = {
     "analytics": ["-m", "benchmarks.analytics", "--sizes", "1000000"],
     "export": ["-m", "benchmarks.export", "--executions", "1000000"],
     "ingest": ["-m", "benchmarks.ingest", "--executions", "1000000"],
-    "audit": ["benchmarks/audit_cost.py"],
-    "demo": ["benchmarks/demo_load.py", "--repeats", "3"],
+    "audit": ["-m", "benchmarks.audit_cost"],
+    "demo": ["-m", "benchmarks.demo_load", "--repeats", "3"],
     "scale": ["-m", "benchmarks.scale"],
 }
 
