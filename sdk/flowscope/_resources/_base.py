@@ -468,7 +468,7 @@ class Resource(Generic[T]):
         """
         check_id(id, self.noun)
         model = parse(self.update_model, data, changes, f"{self.noun} update")
-        self._require(self.write_scope)
+        self._require_update(id, model)
         values = self._update_values(model)
         stmt = (
             sa.update(self.table)
@@ -481,6 +481,10 @@ class Resource(Generic[T]):
         if row is None:
             raise self._not_found(id)
         return self._public(row)
+
+    def _require_update(self, id: str, model: Any) -> None:
+        """The scope check for ``update`` (resources with self-service fields override it)."""
+        self._require(self.write_scope)
 
     def delete(self, id: str) -> None:
         """Delete a row: a soft delete (``deleted_at`` set) where the table has one, else a hard one.

@@ -148,26 +148,16 @@ class Users(Resource[UserPublic], TableIO):
         Example:
             >>> client.users.update("usr_01J...", full_name="Ana Lima")   # doctest: +SKIP
         """
-        check_id(id, self.noun)
-        model = parse(self.update_model, data, changes, "user update")
+        return super().update(id, data, **changes)
+
+    def _require_update(self, id: str, model: Any) -> None:
+        # admins change anyone; a user may change their own self-service fields
         given = set(model.model_fields_set)
         require_scope(
             self._client,
             ADMIN,
             self_service=id if given and given <= SELF_SERVICE_FIELDS else None,
         )
-        values = self._update_values(model)
-        stmt = (
-            sa.update(self.table)
-            .where(self._update_where(id))
-            .values(**values)
-            .returning(*self.columns)
-        )
-        with self._client.transaction() as conn:
-            row = conn.execute(stmt).first()
-        if row is None:
-            raise self._not_found(id)
-        return self._public(row)
 
     def set_password(self, id: str, password: str) -> UserPublic:
         """Set a new password (argon2id); resets failed log-ins and any lock.
