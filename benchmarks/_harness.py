@@ -52,7 +52,10 @@ def measure(
     one_run: Callable[[str, int], dict[str, Any]],
     repeats: int,
 ) -> dict[str, dict[str, Any]]:
-    """Interleave the contenders (round robin) so machine noise hits them alike."""
+    """Interleave the contenders (round robin) so machine noise hits them alike.
+
+    Every reported figure whose name ends in ``_s`` (a second timing, e.g. ``export_s``)
+    gets its median too."""
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
     for rep in range(repeats):
         for contender in contenders:
@@ -75,13 +78,21 @@ def measure(
             "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in results),
             "all_seconds": [round(r["seconds"], 3) for r in results],
             **{k: v for k, v in results[0].items() if k not in ("seconds", "rows", "peak_rss_mb")},
+            **{k: statistics.median(r[k] for r in results) for k in results[0] if k.endswith("_s")},
         }
     return out
 
 
 def table(
-    title: str, results: dict[str, dict[str, Any]], *, baseline: str, notes: Sequence[str] = ()
+    title: str,
+    results: dict[str, dict[str, Any]],
+    *,
+    baseline: str,
+    notes: Sequence[str] = (),
+    extra: Sequence[str] = (),
 ) -> str:
+    """A markdown table of medians; each name in ``extra`` (a second timing) adds its median
+    and its ratio to the baseline's."""
     base = results[baseline]["seconds"]
     lines = [
         f"### {title}",
@@ -89,13 +100,20 @@ def table(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()},"
         f" load average at the end {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
-        f"| contender | median s | rows/s | peak RSS MB | time vs {baseline} | runs (s) |",
-        "|---|---:|---:|---:|---:|---|",
+        f"| contender | median s | rows/s | peak RSS MB | time vs {baseline} |"
+        + "".join(
+            f" {k.removesuffix('_s')} s | {k.removesuffix('_s')} vs {baseline} |" for k in extra
+        )
+        + " runs (s) |",
+        "|---|---:|---:|---:|---:|" + "---:|---:|" * len(extra) + "---|",
     ]
     for name, r in results.items():
+        cells = "".join(
+            f" {r[k]:.2f} | {r[k] / results[baseline][k]:.2f}× |" for k in extra if k in r
+        )
         lines.append(
             f"| {name} | {r['seconds']:.2f} | {r['rows_per_s']:,.0f} | {r['peak_rss_mb']:.0f} |"
-            f" {r['seconds'] / base:.2f}× | {', '.join(map(str, r['all_seconds']))} |"
+            f" {r['seconds'] / base:.2f}× |{cells} {', '.join(map(str, r['all_seconds']))} |"
         )
     lines += ["", *notes]
     return "\n".join(lines)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 
 import flowscope
@@ -61,6 +63,28 @@ def test_out_of_date_schema_is_reported(create_database) -> None:  # type: ignor
     engine.dispose()
     with pytest.raises(flowscope.SchemaOutOfDateError, match="revision 0001"):
         flowscope.connect(url)
+    with flowscope.connect(url, migrate=True):  # an out-of-date schema is brought to head
+        pass
+    with engine.connect() as conn:
+        assert _migrate.current_revision(conn) == _migrate.HEAD_REVISION
+    engine.dispose()
+
+
+def test_head_revision_constant_is_the_scripts_head() -> None:
+    assert _migrate.HEAD_REVISION == _migrate.head_revision()
+
+
+def test_connect_at_head_does_not_load_alembic(database_url: str) -> None:
+    """The schema check of a database already at head is plain SQL: no Alembic import."""
+    code = (
+        "import sys, flowscope\n"
+        f"flowscope.connect({database_url!r}, migrate=True).close()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
 
 
 def test_embedded_default_creates_and_reuses(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

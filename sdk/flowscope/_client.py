@@ -441,10 +441,7 @@ def connect(
     with _db.translating(url):
         try:
             with engine.connect() as conn:
-                if do_migrate:
-                    _migrate.upgrade(conn)
-                    conn.commit()
-                _migrate.check_current(conn, _db.describe_host(url))
+                _migrate.ensure_current(conn, _db.describe_host(url), migrate=do_migrate)
         except BaseException:
             engine.dispose()
             if replicas is not None:

@@ -1140,7 +1140,19 @@ def _split_runs(
         yield values, start, end - start
 
 
+class _NoProgress:
+    """What ``progress=False`` gets: no bar, and no tqdm import on the export path."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _progress(enabled: bool, desc: str, total: int | None) -> Any:
+    if not enabled:
+        return _NoProgress()
     import warnings
 
     with warnings.catch_warnings():
@@ -1152,7 +1164,6 @@ def _progress(enabled: bool, desc: str, total: int | None) -> Any:
         desc=desc,
         unit=" rows",
         unit_scale=True,
-        disable=not enabled,
         leave=True,
         dynamic_ncols=True,
     )
@@ -1396,7 +1407,9 @@ class Export:
         rows = 0
         hwm: datetime | None = None
         total = (
-            _estimate_rows(self._client, name) if (filter is None and not filter_fields) else None
+            _estimate_rows(self._client, name)
+            if (progress and filter is None and not filter_fields)
+            else None
         )
         bar = _progress(progress, f"export {name}", total if extra_where is None else None)
         # Parquet encoding runs in a worker thread, overlapping the next batch's parsing.
