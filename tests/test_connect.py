@@ -71,7 +71,7 @@ def test_out_of_date_schema_is_reported(create_database) -> None:  # type: ignor
 
 
 def test_head_revision_constant_is_the_scripts_head() -> None:
-    assert _migrate.HEAD_REVISION == _migrate.head_revision()
+    assert _migrate.head_revision() == _migrate.HEAD_REVISION
 
 
 def test_connect_at_head_does_not_load_alembic(database_url: str) -> None:
