@@ -23,9 +23,11 @@ Library::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,75 @@ def current_params(url: str) -> dict[str, Any] | None:
         return None
 
 
+def _params(
+    executions: int, workflows: int = 2000, days: int = 180, seed: int = 0, organizations: int = 20
+) -> dict[str, Any]:
+    return {
+        "executions": executions,
+        "workflows": workflows,
+        "days": days,
+        "seed": seed,
+        "organizations": organizations,
+        "reference_time": REFERENCE_TIME.isoformat(),
+    }
+
+
+@contextlib.contextmanager
+def without_secondary_indexes(
+    url: str,
+    executions: int,
+    *,
+    enabled: bool = True,
+    on_rebuild: Callable[[float, int], None] | None = None,
+) -> Iterator[None]:
+    """Drop executions' secondary indexes around a bulk :func:`generate`, then rebuild them.
+
+    Only when the generator is going to load (the stored parameters differ): at 10M rows a
+    load with all 12 indexes in place runs at ~2-4k rows/s on 2 cores, against ~36k without.
+    The indexes are recreated from their own ``pg_get_indexdef``, so the schema ends
+    identical; ``on_rebuild(seconds, count)`` hears how long the rebuild took.
+
+    Example::
+
+        with without_secondary_indexes(url, 10_000_000):
+            generate(url, executions=10_000_000)
+    """
+    import flowscope
+
+    flowscope.connect(url, migrate=True).close()
+    engine = sa.create_engine(
+        flowscope._db.normalize_url(url), poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT"
+    )
+    definitions: list[tuple[str, str]] = []
+    if enabled and current_params(url) != _params(executions):
+        with engine.connect() as conn:
+            definitions = [
+                (name, definition)
+                for name, definition in conn.execute(
+                    sa.text(
+                        "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+                        " JOIN pg_class c ON c.oid = i.indexrelid"
+                        " WHERE i.indrelid = 'executions'::regclass AND NOT i.indisprimary"
+                    )
+                )
+            ]
+            for name, _ in definitions:
+                conn.execute(sa.text(f'DROP INDEX "{name}"'))
+    try:
+        yield
+    finally:
+        if definitions:
+            started = time.perf_counter()
+            with engine.connect() as conn:
+                conn.execute(sa.text("SET maintenance_work_mem = '512MB'"))
+                for _, definition in definitions:
+                    conn.execute(sa.text(definition))
+                conn.execute(sa.text("ANALYZE executions"))
+            if on_rebuild is not None:
+                on_rebuild(time.perf_counter() - started, len(definitions))
+        engine.dispose()
+
+
 def generate(
     url: str,
     *,
@@ -95,14 +166,7 @@ def generate(
 ) -> dict[str, Any]:
     """Fill the database with generated data (replacing what is there). Idempotent: if the
     database already holds data generated with the same parameters, nothing is done."""
-    params = {
-        "executions": executions,
-        "workflows": workflows,
-        "days": days,
-        "seed": seed,
-        "organizations": organizations,
-        "reference_time": REFERENCE_TIME.isoformat(),
-    }
+    params = _params(executions, workflows, days, seed, organizations)
     import flowscope
 
     flowscope.connect(url, migrate=True).close()

@@ -16,6 +16,8 @@ Contenders (each run in a fresh subprocess; medians of ``--repeats`` interleaved
 Usage::
 
     python -m benchmarks.export --executions 1000000 --repeats 3
+    python -m benchmarks.export --executions 10000000 --repeats 1 \
+        --contenders flowscope,flowscope-adbc,adbc-stream,copy-binary-drain
     FLOWSCOPE_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1/bench python -m benchmarks.export
 """
 
@@ -139,10 +141,15 @@ def main() -> None:
         run_one(args.child, args.url, Path(args.out))
         return
 
-    from benchmarks.datagen import bench_url, generate
+    from benchmarks.datagen import bench_url, generate, without_secondary_indexes
 
-    url = args.url or bench_url()
-    generate(url, executions=args.executions)
+    # the embedded server keeps one database per size (regenerating 10M takes minutes)
+    url = args.url or bench_url(
+        "flowscope_bench" if args.executions == 1_000_000 else f"flowscope_bench_{args.executions}"
+    )
+    # past a few million rows, load without the secondary indexes and rebuild them after
+    with without_secondary_indexes(url, args.executions, enabled=args.executions > 2_000_000):
+        generate(url, executions=args.executions)
     contenders = [c for c in args.contenders.split(",") if c]
     with tempfile.TemporaryDirectory(prefix="flowscope-bench-") as tmp:
 

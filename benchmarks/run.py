@@ -7,7 +7,8 @@ Runs, in order, each printing its own table of medians, rows/s, peak RSS and rat
 3. ``export``    — Parquet export: flowscope vs pandas.read_sql+to_parquet vs ADBC vs raw binary COPY;
 4. ``ingest``    — 100k executions into a 1M-row table: flowscope vs SQLModel add_all vs raw COPY;
 5. ``audit``     — what the audit trigger costs a 100k-row bulk insert;
-6. ``scale``     — the 10M-execution check (only with ``--scale``: it takes about an hour on 2 cores).
+6. ``scale``     — the 10M-execution check (only with ``--scale``: it takes about an hour on 2 cores);
+7. ``export-10m`` — the export benchmark at 10M executions, streaming contenders (``--scale`` too).
 
 Data comes from ``benchmarks/datagen.py`` (deterministic, generated inside PostgreSQL) in the database
 named by ``FLOWSCOPE_BENCH_DATABASE_URL``, else the embedded server under ``benchmarks/.data``.
@@ -34,15 +35,29 @@ STEPS = {
     "audit": ["-m", "benchmarks.audit_cost"],
     "demo": ["-m", "benchmarks.demo_load", "--repeats", "3"],
     "scale": ["-m", "benchmarks.scale"],
+    # 10M: pandas.read_sql and ADBC's fetch_arrow_table hold the whole table (~28 GB for
+    # pandas, more than this 24 GiB machine), so only the streaming contenders run.
+    "export-10m": [
+        "-m",
+        "benchmarks.export",
+        "--executions",
+        "10000000",
+        "--repeats",
+        "1",
+        "--contenders",
+        "flowscope,flowscope-adbc,adbc-stream,copy-binary-drain",
+    ],
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run flowscope's benchmarks.")
     parser.add_argument("--only", choices=sorted(STEPS), action="append")
-    parser.add_argument("--scale", action="store_true", help="also run the 10M scale check")
+    parser.add_argument(
+        "--scale", action="store_true", help="also run the 10M scale check and 10M export"
+    )
     args = parser.parse_args()
-    names = args.only or [n for n in STEPS if n != "scale" or args.scale]
+    names = args.only or [n for n in STEPS if n not in ("scale", "export-10m") or args.scale]
     failed = []
     for name in names:
         print(f"\n=== {name}", flush=True)

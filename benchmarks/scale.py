@@ -45,7 +45,7 @@ from flowscope import _migrate
 from flowscope.models import EXECUTIONS as E
 from flowscope.models import TERMINAL_EXECUTION_STATUSES
 
-from benchmarks.datagen import REFERENCE_TIME, bench_url, generate
+from benchmarks.datagen import REFERENCE_TIME, bench_url, generate, without_secondary_indexes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -399,63 +399,6 @@ def prune_case(client: flowscope.Client, rows: int, out: Path, batch_size: int) 
     return row
 
 
-@contextlib.contextmanager
-def without_secondary_indexes(
-    url: str, table: list[Row], executions: int, *, enabled: bool
-) -> Iterator[None]:
-    """Drop executions' secondary indexes for a bulk load, then rebuild them (timed).
-
-    Only when the generator is going to load (its stored parameters differ); the
-    indexes are recreated from their own ``pg_get_indexdef``, so the schema ends identical.
-    """
-    from benchmarks.datagen import current_params
-
-    flowscope.connect(url, migrate=True).close()
-    expected = {
-        "executions": executions,
-        "workflows": 2000,
-        "days": 180,
-        "seed": 0,
-        "organizations": 20,
-        "reference_time": REFERENCE_TIME.isoformat(),
-    }
-    engine = sa.create_engine(
-        flowscope._db.normalize_url(url), poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT"
-    )
-    definitions: list[tuple[str, str]] = []
-    if enabled and current_params(url) != expected:
-        with engine.connect() as conn:
-            definitions = [
-                (name, definition)
-                for name, definition in conn.execute(
-                    sa.text(
-                        "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i"
-                        " JOIN pg_class c ON c.oid = i.indexrelid"
-                        " WHERE i.indrelid = 'executions'::regclass AND NOT i.indisprimary"
-                    )
-                )
-            ]
-            for name, _ in definitions:
-                conn.execute(sa.text(f'DROP INDEX "{name}"'))
-    try:
-        yield
-    finally:
-        if definitions:
-            started = time.perf_counter()
-            with engine.connect() as conn:
-                conn.execute(sa.text("SET maintenance_work_mem = '512MB'"))
-                for _, definition in definitions:
-                    conn.execute(sa.text(definition))
-                conn.execute(sa.text("ANALYZE executions"))
-            table.append(
-                Row(
-                    f"rebuild {len(definitions)} secondary indexes after the bulk load",
-                    time.perf_counter() - started,
-                )
-            )
-        engine.dispose()
-
-
 # -- main ---------------------------------------------------------------------------------
 
 
@@ -483,7 +426,13 @@ def main() -> None:
     table: list[Row] = []
     started = time.perf_counter()
     if not args.keep_data:
-        with without_secondary_indexes(url, table, args.executions, enabled=not args.indexed_load):
+
+        def rebuilt(seconds: float, count: int) -> None:
+            table.append(Row(f"rebuild {count} secondary indexes after the bulk load", seconds))
+
+        with without_secondary_indexes(
+            url, args.executions, enabled=not args.indexed_load, on_rebuild=rebuilt
+        ):
             generate(url, executions=args.executions)
         table.insert(
             0,

@@ -301,6 +301,21 @@ def test_parquet_round_trip_pyarrow_pandas_duckdb(
     assert duck == source
 
 
+def test_batches_are_gathered_into_row_groups(
+    seeded: flowscope.Client, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small batches do not make small row groups: they are gathered (~_ROW_GROUP_ROWS)."""
+    path = tmp_path / "rg.parquet"
+    seeded.export.parquet("executions", path, batch_size=3, progress=False)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1  # 40 rows < _ROW_GROUP_ROWS
+    monkeypatch.setattr(export, "_ROW_GROUP_ROWS", 16)
+    seeded.export.parquet("executions", path, batch_size=5, progress=False)
+    meta = pq.ParquetFile(path).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [20, 20]
+    got = _normalise(pq.read_table(path).sort_by("id").to_pylist(), "executions")
+    assert got == _source(engine, "executions")
+
+
 def test_workflows_parquet_lists_and_text(
     seeded: flowscope.Client, engine: sa.Engine, tmp_path: Path
 ) -> None:
