@@ -9,12 +9,9 @@ Example:
 
 from __future__ import annotations
 
+import typing
+
 from ._client import Client, connect
-from ._ingest import IngestResult, ingest
-from ._maintenance import MaintenanceReport
-from ._resources._base import Page
-from ._retention import PruneReport
-from .analytics import Analytics
 from .errors import (
     AccountLockedError,
     AuthenticationError,
@@ -48,7 +45,40 @@ from .models import (
     WorkflowUpdate,
 )
 
+if typing.TYPE_CHECKING:
+    from ._ingest import IngestResult, ingest
+    from ._maintenance import MaintenanceReport
+    from ._resources._base import Page
+    from ._retention import PruneReport
+    from .analytics import Analytics
+
 __version__ = "0.1.0"
+
+# Imported on first use, so `import flowscope` for a script that only exports or reads does
+# not load the analytics, ingest and maintenance modules (each client resource is lazy too).
+_LAZY = {
+    "Analytics": ".analytics",
+    "IngestResult": "._ingest",
+    "MaintenanceReport": "._maintenance",
+    "Page": "._resources._base",
+    "PruneReport": "._retention",
+    "ingest": "._ingest",
+}
+
+
+def __getattr__(name: str) -> typing.Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'flowscope' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "AccountLockedError",

@@ -444,7 +444,7 @@ def _check_storable(value: Any, where: str = "value") -> None:
 class _In(BaseModel):
     """Input models: unknown fields are errors, every value must be storable."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
     @model_validator(mode="after")
     def _storable(self) -> Any:
@@ -460,7 +460,7 @@ class _In(BaseModel):
 class _Out(BaseModel):
     """Public models: built from database rows; extra columns are ignored."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     @property
     def metadata_(self) -> Any:
