@@ -172,6 +172,21 @@ def test_bad_row_is_named_and_nothing_is_written(base: flowscope.Client, engine:
     assert [e["index"] for e in info.value.errors] == [2, 29]
 
 
+def test_error_count_says_when_checking_stopped(base: flowscope.Client, engine: sa.Engine) -> None:
+    rows = _historical(30)
+    bad = [dict(r) for r in rows]
+    bad[3]["status"] = "nope"
+    bad[4]["steps_total"] = "three"
+    with pytest.raises(flowscope.ValidationError) as info:
+        ingest(base, "executions", bad)
+    assert [e["index"] for e in info.value.errors] == [3, 4]
+    assert str(info.value).startswith("2 of 30 rows are invalid")
+    many = [dict(r, status="nope") for r in rows]  # checking stops at the 20th bad row
+    with pytest.raises(flowscope.ValidationError, match="at least 20 of 30 rows are invalid"):
+        ingest(base, "executions", many)
+    assert _executions(engine) == []
+
+
 def test_database_error_rolls_everything_back(base: flowscope.Client, engine: sa.Engine) -> None:
     ingest(base, "executions", _historical(3))
     before = _executions(engine)

@@ -273,3 +273,29 @@ def test_tag_and_search_filters_use_the_spec_indexes(
     assert "idx_workflows_tags" in plan(tags_all=["etl", "x"])
     assert "idx_workflows_search" in plan(search="nightly")
     assert client.workflows.count(tags_all=["etl", "x"], search="nightly") == 5
+
+
+def test_transactions_nest_as_savepoints(client: flowscope.Client) -> None:
+    """Writes inside client.transaction() join it: all or nothing, inner errors undo only
+    their own block."""
+    with client.transaction():
+        wf = client.workflows.create(name="both", owner="o")
+        client.executions.ingest([{"workflow_id": wf.id, "id": "ex_1"}])
+        # still one transaction: a second connection would not see the uncommitted workflow
+        with client.transaction() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM workflows")).scalar() == 1
+    assert client.workflows.count() == 1 and client.executions.count() == 1
+
+    with pytest.raises(RuntimeError, match="changed my mind"), client.transaction():
+        client.workflows.create(name="neither", owner="o", id="wf_neither")
+        client.executions.ingest([{"workflow_id": "wf_neither"}])
+        raise RuntimeError("changed my mind")
+    assert client.workflows.count() == 1 and client.executions.count() == 1
+
+    with client.transaction():
+        kept = client.workflows.create(name="kept", owner="o")
+        with pytest.raises(flowscope.ConflictError):  # the database refuses: a duplicate id
+            client.executions.ingest([{"workflow_id": kept.id, "id": "ex_1"}])
+        client.executions.ingest([{"workflow_id": kept.id, "id": "ex_2"}])
+    assert {w.name for w in client.workflows.iter()} == {"both", "kept"}
+    assert sorted(e.id for e in client.executions.iter()) == ["ex_1", "ex_2"]

@@ -91,11 +91,30 @@ class Client:
         Commits on success, rolls back on error; driver errors come out as
         :class:`flowscope.FlowscopeError` subclasses.
 
+        Transactions nest: inside a :meth:`transaction` of this client (same thread,
+        same scope) every write, resource calls included (``create``, ``update``,
+        ``ingest``...), joins the open transaction as a ``SAVEPOINT``. Everything
+        commits together when the outermost block ends; an error inside an inner
+        block undoes that block only, and propagates.
+
         Example:
             >>> with client.transaction() as conn:                     # doctest: +SKIP
             ...     conn.execute(sa.text("SELECT count(*) FROM workflows")).scalar()
             0
+            >>> with client.transaction():                             # doctest: +SKIP
+            ...     wf = client.workflows.create(name="nightly", nodes=[], edges=[])
+            ...     client.executions.ingest([{"workflow_id": wf.id}])  # both or neither
         """
+        current = _WRITE_TX.get()
+        if current is not None and current[:3] == (
+            self._engine,
+            self.organization_id,
+            self.user_id,
+        ):
+            conn = current[3]
+            with _db.translating(self.url), conn.begin_nested():
+                yield conn
+            return
         with _db.translating(self.url), self._engine.connect() as conn:
             with conn.begin():
                 _db.apply_scope(conn, self.organization_id, self.user_id)

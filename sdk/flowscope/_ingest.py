@@ -455,7 +455,8 @@ def ingest(client: Client, table: str, rows: Any) -> IngestResult:
                 if not errors:
                     write(values)
             if errors:
-                _raise(errors, len(records))  # aborts the COPY; the transaction rolls back
+                # aborts the COPY; the transaction rolls back
+                _raise(errors, len(records), stopped=len(errors) >= _MAX_ERRORS)
     return IngestResult(rows=len(records), seconds=time.perf_counter() - started)
 
 
@@ -473,15 +474,16 @@ def _check_scope(client: Client, records: list[Mapping[str, Any]]) -> None:
             )
 
 
-def _raise(errors: list[dict[str, Any]], total: int) -> None:
+def _raise(errors: list[dict[str, Any]], total: int, *, stopped: bool = False) -> None:
     def describe(e: dict[str, Any]) -> str:
         where = f"row {e['index']}"
         return f"{where}: {e['loc'][0]}: {e['msg']}" if e["loc"][0] else f"{where}: {e['msg']}"
 
     shown = "; ".join(describe(e) for e in errors[:5])
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    count = f"at least {len(errors)}" if stopped else str(len(errors))
     raise ValidationError(
-        f"{len(errors)} of {total} rows are invalid, nothing was written: {shown}{more}",
+        f"{count} of {total} rows are invalid, nothing was written: {shown}{more}",
         errors=errors,
     )
 
