@@ -324,3 +324,72 @@ def test_users_create_and_set_password(client: flowscope.Client, database_url: s
         "users", "set-password", "nobody", "--password", "whatever123", url=database_url
     )
     assert code == 1 and "not found" in err
+
+
+def test_filter_options_are_shared_and_mean_the_same(demo_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`executions list`, the analytics commands and `export` take one set of filter options."""
+    import pyarrow.parquet as pq
+
+    shared = {"since", "until", "workflow", "status", "organization", "owner", "tag", "any_tag"}
+    commands = {
+        "executions list": cli.executions_list,
+        "analytics durations": cli.analytics_durations,
+        "analytics status": cli.analytics_status,
+        "analytics tags": cli.analytics_tags,
+        "analytics failures": cli.analytics_failures,
+        "analytics compare": cli.analytics_compare,
+        "analytics summary": cli.analytics_summary,
+        "export": cli.export_command,
+    }
+    import inspect
+
+    for name, fn in commands.items():
+        params = set(inspect.signature(fn).parameters)
+        expected = shared - {"failures": {"status"}, "compare": {"since"}}.get(
+            name.split()[-1], set()
+        )
+        assert expected <= params and "filters" not in params, name
+    code, _, err = invoke("analytics", "failures", "--status", "failed", url=demo_url)
+    assert code == 2 and "--status" in err  # failures are failed by definition
+
+    args = ("--tag", "critical", "--status", "failed", "--since", "2026-06-01")
+    with flowscope.connect(demo_url) as client:
+        want = client.executions.count(tags_all=["critical"], status=["failed"], since="2026-06-01")
+    assert want > 0
+    code, out, err = invoke(
+        "executions", "list", *args, "--limit", "1000", "-f", "json", url=demo_url
+    )
+    assert code == 0, err
+    assert len(json.loads(out)) == want
+    target = tmp_path / "f.parquet"
+    code, out, err = invoke(
+        "export", "executions", str(target), *args, "--no-progress", url=demo_url
+    )
+    assert code == 0, err
+    assert pq.read_metadata(target).num_rows == want
+    code, out, err = invoke(
+        "analytics", "status", *args[:2], "--since", "2026-06-01", "-f", "json", url=demo_url
+    )
+    assert code == 0 and sum(r["total"] for r in json.loads(out)) == client_count(
+        demo_url, tags_all=["critical"], since="2026-06-01"
+    )
+    # workflows: --tag is ALL tags, --workflow picks ids
+    target = tmp_path / "w.parquet"
+    code, _, err = invoke(
+        "export", "workflows", str(target), "--tag", "critical", "--workflow", "wf_demo_0001",
+        "--workflow", "wf_demo_0002", "--no-progress", url=demo_url,
+    )  # fmt: skip
+    assert code == 0, err
+    with flowscope.connect(demo_url) as client:
+        ids = {
+            w.id
+            for w in client.workflows.iter(tags_all=["critical"])
+            if w.id in ("wf_demo_0001", "wf_demo_0002")
+        }
+    assert len(ids) == 1  # one of the two is tagged critical
+    assert set(pq.read_table(target).column("id").to_pylist()) == ids
+
+
+def client_count(url: str, **filters: object) -> int:
+    with flowscope.connect(url) as client:
+        return client.executions.count(**filters)

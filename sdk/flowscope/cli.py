@@ -151,6 +151,9 @@ By = Annotated[
 Freq = Annotated[
     str | None, typer.Option(help="Time buckets (UTC), pandas style: 15min, 1h, 1D, 1W, 1MS.")
 ]
+PeriodEnd = Annotated[
+    str | None, typer.Option("--until", help="End of the current period (default: now).")
+]
 Limit = Annotated[int, typer.Option(help="At most this many rows.")]
 After = Annotated[
     str | None, typer.Option(help="Continue after this cursor (from a previous page).")
@@ -498,6 +501,66 @@ def _execution_filter(
     )
 
 
+# The shared execution filter of the list, analytics and export commands: one definition of
+# each option (name, short flag, help), injected into each command's signature.
+_FILTER_OPTIONS: dict[str, Any] = {
+    "since": Since,
+    "until": Until,
+    "workflow": Workflow,
+    "status": Status,
+    "organization": Organization,
+    "owner": Owner,
+    "tag": Tag,
+    "any_tag": AnyTag,
+}
+_TRAILING = ("fmt", "database_url")  # injected options go before these
+
+
+def _with_filter_options(
+    *, omit: tuple[str, ...] = (), replace: dict[str, Any] | None = None
+) -> Callable[[Callable[..., _R]], Callable[..., _R]]:
+    """Give a command the shared filter options (``--since``, ``--until``, ``--workflow``,
+    ``--status``, ``--organization``, ``--owner``, ``--tag``, ``--any-tag``) minus ``omit``
+    (``replace`` swaps an option's annotation, e.g. for another help text). The command
+    declares a parameter ``filters`` and receives the options' values as a dict; typer sees
+    them as ordinary options."""
+    import inspect
+    import typing
+
+    names = [n for n in _FILTER_OPTIONS if n not in omit]
+    options = {**_FILTER_OPTIONS, **(replace or {})}
+
+    def decorate(fn: Callable[..., _R]) -> Callable[..., _R]:
+        hints = typing.get_type_hints(fn, include_extras=True)
+        own = [
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in inspect.signature(fn).parameters.values()
+            if p.name != "filters"
+        ]
+        injected = [
+            inspect.Parameter(
+                n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=options[n]
+            )
+            for n in names
+        ]
+        params = [
+            *(p for p in own if p.name not in _TRAILING),
+            *injected,
+            *(p for p in own if p.name in _TRAILING),
+        ]
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs: Any) -> _R:
+            filters = {n: kwargs.pop(n) for n in names}
+            return fn(filters=filters, **kwargs)
+
+        wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return decorate
+
+
 def _split(values: list[str] | None) -> list[str] | None:
     """``--by a --by b`` and ``--by a,b`` alike."""
     if not values:
@@ -628,32 +691,18 @@ _EXECUTION_COLUMNS = [
 
 @executions_app.command("list")
 @_command
+@_with_filter_options()
 def executions_list(
-    workflow: Workflow = None,
-    status: Status = None,
-    since: Since = None,
-    until: Until = None,
-    organization: Organization = None,
-    owner: Owner = None,
-    tag: Tag = None,
-    any_tag: AnyTag = None,
     order_by: OrderBy = None,
     limit: Limit = 20,
     after: After = None,
     fmt: Format = OutputFormat.table,
     database_url: DatabaseUrl = None,
+    *,
+    filters: dict[str, Any],
 ) -> None:
     """List executions (newest first), one page at a time."""
-    flt = _execution_filter(
-        since=since,
-        until=until,
-        workflow=workflow,
-        status=status,
-        organization=organization,
-        owner=owner,
-        tag=tag,
-        any_tag=any_tag,
-    )
+    flt = _execution_filter(**filters)
     with _connect(database_url) as client:
         page = client.executions.list(flt, order_by=order_by, limit=limit, after=after)
         _emit_page(page, _EXECUTION_COLUMNS, fmt)
@@ -675,22 +724,17 @@ def executions_show(
 # -- analytics ---------------------------------------------------------------------------
 @analytics_app.command("durations")
 @_command
+@_with_filter_options()
 def analytics_durations(
     by: By = None,
     freq: Freq = None,
     percentiles: Annotated[
         str, typer.Option(help="Comma-separated quantiles between 0 and 1.")
     ] = "0.5,0.9,0.95,0.99",
-    since: Since = None,
-    until: Until = None,
-    workflow: Workflow = None,
-    status: Status = None,
-    organization: Organization = None,
-    owner: Owner = None,
-    tag: Tag = None,
-    any_tag: AnyTag = None,
     fmt: Format = OutputFormat.table,
     database_url: DatabaseUrl = None,
+    *,
+    filters: dict[str, Any],
 ) -> None:
     """Duration percentiles (seconds) per group and/or time bucket."""
     from .errors import ValidationError
@@ -699,16 +743,7 @@ def analytics_durations(
         qs = tuple(float(q) for q in percentiles.split(",") if q.strip())
     except ValueError as exc:
         raise ValidationError(f"--percentiles: not a list of numbers: {percentiles!r}") from exc
-    flt = _execution_filter(
-        since=since,
-        until=until,
-        workflow=workflow,
-        status=status,
-        organization=organization,
-        owner=owner,
-        tag=tag,
-        any_tag=any_tag,
-    )
+    flt = _execution_filter(**filters)
     with _connect(database_url) as client:
         frame = client.analytics.durations(flt, by=_split(by), freq=freq, percentiles=qs)
     _emit(frame, fmt)
@@ -716,32 +751,18 @@ def analytics_durations(
 
 @analytics_app.command("status")
 @_command
+@_with_filter_options()
 def analytics_status(
     by: By = None,
     freq: Freq = None,
     normalize: Annotated[bool, typer.Option(help="Shares of the total instead of counts.")] = False,
-    since: Since = None,
-    until: Until = None,
-    workflow: Workflow = None,
-    status: Status = None,
-    organization: Organization = None,
-    owner: Owner = None,
-    tag: Tag = None,
-    any_tag: AnyTag = None,
     fmt: Format = OutputFormat.table,
     database_url: DatabaseUrl = None,
+    *,
+    filters: dict[str, Any],
 ) -> None:
     """Executions per status, with success and failure rates."""
-    flt = _execution_filter(
-        since=since,
-        until=until,
-        workflow=workflow,
-        status=status,
-        organization=organization,
-        owner=owner,
-        tag=tag,
-        any_tag=any_tag,
-    )
+    flt = _execution_filter(**filters)
     with _connect(database_url) as client:
         frame = client.analytics.status_breakdown(
             flt, by=_split(by), freq=freq, normalize=normalize
@@ -751,32 +772,18 @@ def analytics_status(
 
 @analytics_app.command("tags")
 @_command
+@_with_filter_options()
 def analytics_tags(
     pairs: Annotated[
         bool, typer.Option("--pairs", help="Pairs of tags that occur together.")
     ] = False,
-    since: Since = None,
-    until: Until = None,
-    workflow: Workflow = None,
-    status: Status = None,
-    organization: Organization = None,
-    owner: Owner = None,
-    tag: Tag = None,
-    any_tag: AnyTag = None,
     fmt: Format = OutputFormat.table,
     database_url: DatabaseUrl = None,
+    *,
+    filters: dict[str, Any],
 ) -> None:
     """Per tag (or tag pair): workflows, executions, failure rate, p50/p95 duration."""
-    flt = _execution_filter(
-        since=since,
-        until=until,
-        workflow=workflow,
-        status=status,
-        organization=organization,
-        owner=owner,
-        tag=tag,
-        any_tag=any_tag,
-    )
+    flt = _execution_filter(**filters)
     with _connect(database_url) as client:
         frame = client.analytics.tag_pairs(flt) if pairs else client.analytics.tags(flt)
     _emit(frame, fmt)
@@ -784,29 +791,17 @@ def analytics_tags(
 
 @analytics_app.command("failures")
 @_command
+@_with_filter_options(omit=("status",))
 def analytics_failures(
     by: By = None,
     top: Annotated[int, typer.Option(help="The most frequent signatures (per group).")] = 20,
-    since: Since = None,
-    until: Until = None,
-    workflow: Workflow = None,
-    organization: Organization = None,
-    owner: Owner = None,
-    tag: Tag = None,
-    any_tag: AnyTag = None,
     fmt: Format = OutputFormat.table,
     database_url: DatabaseUrl = None,
+    *,
+    filters: dict[str, Any],
 ) -> None:
     """Failures grouped by error signature, with where they stopped."""
-    flt = _execution_filter(
-        since=since,
-        until=until,
-        workflow=workflow,
-        organization=organization,
-        owner=owner,
-        tag=tag,
-        any_tag=any_tag,
-    )
+    flt = _execution_filter(**filters)
     with _connect(database_url) as client:
         frame = client.analytics.failures(flt, by=_split(by), top=top)
     _emit(frame, fmt)
@@ -814,31 +809,17 @@ def analytics_failures(
 
 @analytics_app.command("compare")
 @_command
+@_with_filter_options(omit=("since",), replace={"until": PeriodEnd})
 def analytics_compare(
     period: Annotated[str, typer.Option(help="Length of each period: 24h, 7D, 2W…")] = "7D",
     by: By = None,
-    until: Annotated[
-        str | None, typer.Option(help="End of the current period (default: now).")
-    ] = None,
-    workflow: Workflow = None,
-    status: Status = None,
-    organization: Organization = None,
-    owner: Owner = None,
-    tag: Tag = None,
-    any_tag: AnyTag = None,
     fmt: Format = OutputFormat.table,
     database_url: DatabaseUrl = None,
+    *,
+    filters: dict[str, Any],
 ) -> None:
     """The current period against the previous one: each metric, its previous value, the change."""
-    flt = _execution_filter(
-        until=until,
-        workflow=workflow,
-        status=status,
-        organization=organization,
-        owner=owner,
-        tag=tag,
-        any_tag=any_tag,
-    )
+    flt = _execution_filter(**filters)
     with _connect(database_url) as client:
         frame = client.analytics.compare(flt, period=period, by=_split(by))
     _emit(frame, fmt)
@@ -846,32 +827,18 @@ def analytics_compare(
 
 @analytics_app.command("summary")
 @_command
+@_with_filter_options()
 def analytics_summary(
     sort: Annotated[str, typer.Option(help="Sort by this column (descending).")] = "executions",
     ascending: Annotated[bool, typer.Option(help="Sort ascending instead.")] = False,
     limit: Annotated[int | None, typer.Option(help="At most this many workflows.")] = 20,
-    since: Since = None,
-    until: Until = None,
-    workflow: Workflow = None,
-    status: Status = None,
-    organization: Organization = None,
-    owner: Owner = None,
-    tag: Tag = None,
-    any_tag: AnyTag = None,
     fmt: Format = OutputFormat.table,
     database_url: DatabaseUrl = None,
+    *,
+    filters: dict[str, Any],
 ) -> None:
     """The leaderboard: one row per workflow (runs, failure rate, p50/p95, last run)."""
-    flt = _execution_filter(
-        since=since,
-        until=until,
-        workflow=workflow,
-        status=status,
-        organization=organization,
-        owner=owner,
-        tag=tag,
-        any_tag=any_tag,
-    )
+    flt = _execution_filter(**filters)
     with _connect(database_url) as client:
         frame = client.analytics.summary(flt, sort=sort, descending=not ascending, limit=limit)
     _emit(frame, fmt)
@@ -904,18 +871,12 @@ def analytics_refresh(concurrently: Concurrently = True, database_url: DatabaseU
 # -- export ----------------------------------------------------------------------------
 @app.command("export")
 @_command
+@_with_filter_options()
 def export_command(
     table: Annotated[
         str, typer.Argument(help="executions, workflows, users, organizations or audit_log.")
     ],
     path: Annotated[str, typer.Argument(help="Parquet file, or dataset directory.")],
-    status: Annotated[list[str] | None, typer.Option(help="Keep these statuses.")] = None,
-    since: Annotated[str | None, typer.Option(help="created_at >= (ISO 8601).")] = None,
-    until: Annotated[str | None, typer.Option(help="created_at < (ISO 8601).")] = None,
-    owner: Annotated[list[str] | None, typer.Option(help="Keep these owners.")] = None,
-    workflow_id: Annotated[list[str] | None, typer.Option(help="Executions of these.")] = None,
-    organization_id: Annotated[list[str] | None, typer.Option(help="These orgs.")] = None,
-    tag: Annotated[list[str] | None, typer.Option(help="Workflows tagged with any.")] = None,
     column: Annotated[list[str] | None, typer.Option(help="Only these columns.")] = None,
     flatten: Annotated[
         list[str] | None, typer.Option(help="JSON key to a column, e.g. parameters.lr")
@@ -929,48 +890,48 @@ def export_command(
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     database_url: DatabaseUrl = None,
+    *,
+    filters: dict[str, Any],
 ) -> None:
     """Export TABLE (optionally filtered) to Parquet at PATH, streaming and atomically.
+
+    The filter options are those of `executions list` and `analytics`; for workflows,
+    --since/--until bound created_at and --workflow picks ids.
 
     Example: flowscope export executions runs.parquet --status failed --since 2026-06-01
     """
     from .errors import ValidationError
 
-    filters: dict[str, Any] = {}
+    flt: Any = None
     if table == "executions":
-        filters = {
-            "status": status,
-            "since": since,
-            "until": until,
-            "owner": owner,
-            "workflow_ids": workflow_id,
-            "organization_id": organization_id,
-            "tags_any": tag,
-        }
+        flt = _execution_filter(**filters)
     elif table == "workflows":
-        filters = {
-            "status": status,
-            "created_after": since,
-            "created_before": until,
-            "owner": owner,
-            "organization_id": organization_id,
-            "tags_any": tag,
-        }
-        if workflow_id:
-            filters["ids"] = workflow_id
-    elif any((status, since, until, owner, workflow_id, organization_id, tag)):
+        from .filters import WorkflowFilter, coerce_filter
+
+        flt = coerce_filter(
+            WorkflowFilter,
+            ids=filters["workflow"] or None,
+            status=filters["status"] or None,
+            created_after=_parse_time(filters["since"], "--since"),
+            created_before=_parse_time(filters["until"], "--until"),
+            owner=filters["owner"] or None,
+            organization_id=filters["organization"] or None,
+            tags_all=filters["tag"] or None,
+            tags_any=filters["any_tag"] or None,
+        )
+    elif any(filters.values()):
         raise ValidationError(f"{table} takes no filters")
     with _connect(database_url) as client:
         result = client.export.parquet(
             table,
             path,
+            flt,
             columns=column or None,
             flatten=flatten or None,
             partition_by=partition_by or None,
             compression=compression,
             incremental=incremental,
             progress=progress,
-            **{k: v for k, v in filters.items() if v},
         )
     typer.echo(
         f"exported {result.rows:,} rows to {len(result.files)} file(s),"
