@@ -532,3 +532,30 @@ def test_scoped_client_sees_only_its_organization(seeded) -> None:
     assert sorted(tags["tag"]) == sorted(org_b["tag"].unique())
     # asking for another organization's rows through the filter yields nothing
     assert len(scoped.analytics.durations(by="workflow_id", organization_id="org_a")) == 0
+
+
+def test_analytics_run_with_their_own_work_mem(seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Percentiles sort each group: the analytics transaction raises work_mem (bound,
+    transaction-local), configurable, and the answers do not depend on it."""
+    from flowscope.analytics._base import tune
+
+    client, _ = seeded
+
+    def work_mem_in_analytics_tx() -> str:
+        with client.read_transaction() as conn:
+            tune(conn)
+            return str(conn.execute(sa.text("SHOW work_mem")).scalar())
+
+    assert work_mem_in_analytics_tx() == "64MB"
+    with client.read_transaction() as conn:  # transaction-local: the next one is untouched
+        server = str(conn.execute(sa.text("SHOW work_mem")).scalar())
+    assert server != "64MB"
+    default = client.analytics.durations(by="workflow_id")
+    monkeypatch.setenv("FLOWSCOPE_ANALYTICS_WORK_MEM", "256MB")
+    assert work_mem_in_analytics_tx() == "256MB"
+    monkeypatch.setenv("FLOWSCOPE_ANALYTICS_WORK_MEM", "server")
+    assert work_mem_in_analytics_tx() == server
+    pd.testing.assert_frame_equal(client.analytics.durations(by="workflow_id"), default)
+    monkeypatch.setenv("FLOWSCOPE_ANALYTICS_WORK_MEM", "64MB; RESET ALL")
+    with pytest.raises(flowscope.ConfigurationError, match="FLOWSCOPE_ANALYTICS_WORK_MEM"):
+        client.analytics.durations(by="workflow_id")

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement, Grouping
 
+from .._settings import analytics_work_mem
 from ..errors import ValidationError
 from ..filters import ExecutionFilter, coerce_filter
 from ..models import EXECUTIONS, WORKFLOWS
@@ -370,11 +371,20 @@ def typed(frame: pd.DataFrame, columns: Mapping[str, str]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=list(columns))
 
 
+def tune(conn: sa.Connection) -> None:
+    """Give this transaction's analytics queries their ``work_mem`` (bound, transaction-local;
+    :func:`flowscope._settings.analytics_work_mem`)."""
+    work_mem = analytics_work_mem()
+    if work_mem is not None:
+        conn.execute(sa.select(sa.func.set_config("work_mem", work_mem, True)))
+
+
 def run(client: Client, query: Query) -> pd.DataFrame:
     """Execute a query in the client's scope (RLS applies) and return its typed frame."""
     import pandas as pd
 
     with client.read_transaction() as conn:
+        tune(conn)
         result = conn.execute(query.select)
         names = list(result.keys())
         rows = result.fetchall()

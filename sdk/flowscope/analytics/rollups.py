@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql
 from ..filters import ExecutionFilter
 from ..models import EXECUTION_STATUSES
 from . import _base
-from ._base import FLOAT, FLT, INT, E, Freq, Measure, Query, W
+from ._base import FLOAT, FLT, INT, E, Freq, Measure, Query, W, tune
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -367,6 +367,7 @@ def _run(
     import pandas as pd
 
     with client.read_transaction() as conn:
+        tune(conn)
         refreshed = _refreshed_at(conn)
         reason = unsupported or fallback_reason(flt, freq, refreshed)
         cover = covered_range(flt, refreshed) if refreshed is not None and reason is None else None
