@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import flowscope
 import numpy as np
@@ -534,27 +535,36 @@ def test_scoped_client_sees_only_its_organization(seeded) -> None:
     assert len(scoped.analytics.durations(by="workflow_id", organization_id="org_a")) == 0
 
 
-def test_analytics_run_with_their_own_work_mem(seeded, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Percentiles sort each group: the analytics transaction raises work_mem (bound,
-    transaction-local), configurable, and the answers do not depend on it."""
+def test_percentile_queries_run_with_their_own_work_mem(
+    seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Percentiles sort each group: a query with one gets the analytics work_mem (bound,
+    transaction-local, configurable); other queries keep the server's; answers do not change."""
     from flowscope.analytics._base import tune
+    from flowscope.analytics.durations import durations_query
+    from flowscope.analytics.status import status_query
 
     client, _ = seeded
+    percentiles = durations_query(ExecutionFilter(), ["workflow_id"], None, (0.5, 0.95)).select
+    counts = status_query(ExecutionFilter(), ["workflow_id"], None, False).select
 
-    def work_mem_in_analytics_tx() -> str:
+    def work_mem_for(stmt: Any) -> str:
         with client.read_transaction() as conn:
-            tune(conn)
+            tune(conn, stmt)
             return str(conn.execute(sa.text("SHOW work_mem")).scalar())
 
-    assert work_mem_in_analytics_tx() == "64MB"
-    with client.read_transaction() as conn:  # transaction-local: the next one is untouched
+    with client.read_transaction() as conn:
         server = str(conn.execute(sa.text("SHOW work_mem")).scalar())
     assert server != "64MB"
+    assert work_mem_for(percentiles) == "64MB"
+    assert work_mem_for(counts) == server
+    with client.read_transaction() as conn:  # transaction-local: the next one is untouched
+        assert conn.execute(sa.text("SHOW work_mem")).scalar() == server
     default = client.analytics.durations(by="workflow_id")
     monkeypatch.setenv("FLOWSCOPE_ANALYTICS_WORK_MEM", "256MB")
-    assert work_mem_in_analytics_tx() == "256MB"
+    assert work_mem_for(percentiles) == "256MB"
     monkeypatch.setenv("FLOWSCOPE_ANALYTICS_WORK_MEM", "server")
-    assert work_mem_in_analytics_tx() == server
+    assert work_mem_for(percentiles) == server
     pd.testing.assert_frame_equal(client.analytics.durations(by="workflow_id"), default)
     monkeypatch.setenv("FLOWSCOPE_ANALYTICS_WORK_MEM", "64MB; RESET ALL")
     with pytest.raises(flowscope.ConfigurationError, match="FLOWSCOPE_ANALYTICS_WORK_MEM"):

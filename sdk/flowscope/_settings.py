@@ -45,7 +45,8 @@ def load() -> Settings:
 
 
 def analytics_work_mem() -> str | None:
-    """The ``work_mem`` the analytics queries run with, or None for the server's own.
+    """The ``work_mem`` of the analytics queries that compute percentiles, or None for the
+    server's own.
 
     ``FLOWSCOPE_ANALYTICS_WORK_MEM``: a size such as ``64MB`` (the default), ``256MB``,
     ``512kB``; ``server`` keeps the server's setting. Percentiles need the rows of a

@@ -367,11 +367,11 @@ def _run(
     import pandas as pd
 
     with client.read_transaction() as conn:
-        tune(conn)
         refreshed = _refreshed_at(conn)
         reason = unsupported or fallback_reason(flt, freq, refreshed)
         cover = covered_range(flt, refreshed) if refreshed is not None and reason is None else None
         query = build(cover) if reason is None else exact()
+        tune(conn, query.select)
         result = conn.execute(query.select)
         names = list(result.keys())
         rows = result.fetchall()
