@@ -20,7 +20,7 @@ from decimal import Decimal
 from html import escape
 from typing import Any
 
-__all__ = ["html_record", "html_rows", "summarize"]
+__all__ = ["html_record", "html_rows", "progress_bar", "summarize"]
 
 MAX_TEXT = 80
 MAX_ROWS = 50
@@ -98,3 +98,35 @@ def html_rows(
     table = f"<table{_STYLE}><caption>{escape(title)}</caption>"
     table += f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     return table + foot
+
+
+class _NoProgress:
+    """What a disabled progress bar is: no output, and no tqdm import."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, s: str = "") -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(enabled: bool, **kwargs: Any) -> Any:
+    """A ``tqdm.auto`` bar (a widget in Jupyter when ipywidgets is there, else text) with
+    ``kwargs``, or a no-op with the same ``update``/``set_postfix_str``/``close``.
+
+    Example:
+        >>> bar = progress_bar(False, total=10)
+        >>> bar.update(5); bar.close()
+    """
+    if not enabled:
+        return _NoProgress()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TqdmWarning: IProgress not found (no ipywidgets)
+        from tqdm.auto import tqdm
+
+    return tqdm(**kwargs)

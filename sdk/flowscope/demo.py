@@ -328,17 +328,9 @@ def generate(
 
 
 def _progress_bar(enabled: bool, **kwargs: Any) -> Any:
-    """A ``tqdm.auto`` bar (a widget in Jupyter when ipywidgets is there, else text), or a no-op."""
-    import warnings
+    from ._display import progress_bar
 
-    if not enabled:
-        from tqdm import tqdm
-
-        return tqdm(disable=True, **kwargs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TqdmWarning: IProgress not found (no ipywidgets)
-        from tqdm.auto import tqdm as auto_tqdm
-    return auto_tqdm(leave=False, **kwargs)
+    return progress_bar(enabled, leave=False, **kwargs)
 
 
 # -- arguments and the marker -----------------------------------------------------------

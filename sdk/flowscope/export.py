@@ -1179,26 +1179,11 @@ def _split_runs(
         yield values, start, end - start
 
 
-class _NoProgress:
-    """What ``progress=False`` gets: no bar, and no tqdm import on the export path."""
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _progress(enabled: bool, desc: str, total: int | None) -> Any:
-    if not enabled:
-        return _NoProgress()
-    import warnings
+    from ._display import progress_bar
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TqdmWarning: IProgress not found (no ipywidgets)
-        from tqdm.auto import tqdm
-
-    return tqdm(
+    return progress_bar(
+        enabled,
         total=total,
         desc=desc,
         unit=" rows",

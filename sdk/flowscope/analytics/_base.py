@@ -388,15 +388,14 @@ def tune(conn: sa.Connection, stmt: Any) -> None:
         conn.execute(sa.select(sa.func.set_config("work_mem", work_mem, True)))
 
 
-def run(client: Client, query: Query) -> pd.DataFrame:
-    """Execute a query in the client's scope (RLS applies) and return its typed frame."""
+def execute(conn: sa.Connection, query: Query) -> pd.DataFrame:
+    """Run a query on an open (scoped) transaction and return its typed frame."""
     import pandas as pd
 
-    with client.read_transaction() as conn:
-        tune(conn, query.select)
-        result = conn.execute(query.select)
-        names = list(result.keys())
-        rows = result.fetchall()
+    tune(conn, query.select)
+    result = conn.execute(query.select)
+    names = list(result.keys())
+    rows = result.fetchall()
     frame = pd.DataFrame.from_records(rows, columns=names) if rows else pd.DataFrame(columns=names)
     frame = frame.rename(columns=query.rename)
     if query.post is not None:
@@ -404,6 +403,12 @@ def run(client: Client, query: Query) -> pd.DataFrame:
     frame = typed(frame, query.columns) if len(frame) else empty_frame(query.columns)
     frame.attrs.update(query.attrs)
     return frame
+
+
+def run(client: Client, query: Query) -> pd.DataFrame:
+    """Execute a query in the client's scope (RLS applies) and return its typed frame."""
+    with client.read_transaction() as conn:
+        return execute(conn, query)
 
 
 def ratio(num: Any, den: Any) -> Any:

@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql
 from ..filters import ExecutionFilter
 from ..models import EXECUTION_STATUSES
 from . import _base
-from ._base import FLOAT, FLT, INT, E, Freq, Measure, Query, W, tune
+from ._base import FLOAT, FLT, INT, E, Freq, Measure, Query, W
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -364,23 +364,11 @@ def _run(
     unsupported: str | None = None,
 ) -> pd.DataFrame:
     """Read the refresh time and run the rollup query in the same transaction (or fall back)."""
-    import pandas as pd
-
     with client.read_transaction() as conn:
         refreshed = _refreshed_at(conn)
         reason = unsupported or fallback_reason(flt, freq, refreshed)
         cover = covered_range(flt, refreshed) if refreshed is not None and reason is None else None
-        query = build(cover) if reason is None else exact()
-        tune(conn, query.select)
-        result = conn.execute(query.select)
-        names = list(result.keys())
-        rows = result.fetchall()
-    frame = pd.DataFrame.from_records(rows, columns=names) if rows else pd.DataFrame(columns=names)
-    frame = frame.rename(columns=query.rename)
-    if query.post is not None:
-        frame = query.post(frame)
-    frame = _base.typed(frame, query.columns) if len(frame) else _base.empty_frame(query.columns)
-    frame.attrs.update(query.attrs)
+        frame = _base.execute(conn, build(cover) if reason is None else exact())
     frame.attrs.update(_attrs(refreshed, cover, reason, approx))
     return frame
 
