@@ -19,6 +19,7 @@ matches nothing. ``duration_seconds`` is filled by the spec's trigger when
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -166,11 +167,24 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
         check_id(id, self.noun)
         self._require(self.write_scope)
         sources, target = TRANSITIONS[verb]
+        return self._update_if_status(
+            id,
+            sources,
+            {"status": target, **values},
+            f"cannot {verb.replace('_', ' ')} execution {id!r}",
+            f" (allowed from {' or '.join(sources)})",
+        )
+
+    def _update_if_status(
+        self, id: str, allowed: Sequence[str], values: dict[str, Any], refusal: str, hint: str = ""
+    ) -> ExecutionPublic:
+        """One conditional ``UPDATE ... WHERE status IN (allowed) RETURNING``; when no row
+        matched, say why: no such execution, or ``ConflictError`` naming its status."""
         e = self.table.c
         stmt = (
             sa.update(self.table)
-            .where(e.id == id, e.status.in_(sources))
-            .values(status=target, **values)
+            .where(e.id == id, e.status.in_(allowed))
+            .values(**values)
             .returning(*self.columns)
         )
         with self._client.transaction() as conn:
@@ -179,10 +193,7 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
                 current = conn.execute(sa.select(e.status).where(e.id == id)).scalar_one_or_none()
                 if current is None:
                     raise self._not_found(id)
-                raise ConflictError(
-                    f"cannot {verb.replace('_', ' ')} execution {id!r}: it is {current}"
-                    f" (allowed from {' or '.join(sources)})"
-                )
+                raise ConflictError(f"{refusal}: it is {current}{hint}")
         return self._public(row)
 
     def start(self, id: str) -> ExecutionPublic:
@@ -274,18 +285,6 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
             raise ValidationError("steps_completed cannot exceed steps_total")
         assert max(values.get("steps_total", 0), values.get("steps_completed", 0)) <= INT4_MAX
         self._require(self.write_scope)
-        e = self.table.c
-        stmt = (
-            sa.update(self.table)
-            .where(e.id == id, e.status == "running")
-            .values(**values)
-            .returning(*self.columns)
+        return self._update_if_status(
+            id, ["running"], values, f"cannot record progress of execution {id!r}"
         )
-        with self._client.transaction() as conn:
-            row = conn.execute(stmt).first()
-            if row is None:
-                current = conn.execute(sa.select(e.status).where(e.id == id)).scalar_one_or_none()
-                if current is None:
-                    raise self._not_found(id)
-                raise ConflictError(f"cannot record progress of execution {id!r}: it is {current}")
-        return self._public(row)
