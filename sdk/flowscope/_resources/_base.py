@@ -469,7 +469,11 @@ class Resource(Generic[T]):
         check_id(id, self.noun)
         model = parse(self.update_model, data, changes, f"{self.noun} update")
         self._require_update(id, model)
-        values = self._update_values(model)
+        return self._update_row(id, self._update_values(model))
+
+    def _update_row(self, id: str, values: dict[str, Any]) -> T:
+        """``UPDATE`` the row ``update`` may change (``_update_where``) with ``values``; its
+        public model, or ``NotFoundError``."""
         stmt = (
             sa.update(self.table)
             .where(self._update_where(id))

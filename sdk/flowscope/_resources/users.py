@@ -181,17 +181,7 @@ class Users(Resource[UserPublic], TableIO):
         merged = sa.text(sql).bindparams(
             sa.bindparam("given", names, type_=postgresql.ARRAY(sa.Text))
         )
-        stmt = (
-            sa.update(self.table)
-            .where(self._update_where(id))
-            .values(scopes=merged)
-            .returning(*self.columns)
-        )
-        with self._client.transaction() as conn:
-            row = conn.execute(stmt).first()
-        if row is None:
-            raise self._not_found(id)
-        return self._public(row)
+        return self._update_row(id, {"scopes": merged})
 
     def grant(self, id: str, *scopes: str) -> UserPublic:
         """Add scopes to a user (atomic; duplicates ignored).
