@@ -8,6 +8,14 @@ import flowscope
 import sqlalchemy as sa
 
 
+def acting_as(client: flowscope.Client, user_id: str) -> flowscope.Client:
+    """The same admin login and pool, with ``user_id`` as the acting user."""
+    from flowscope._session import Session
+
+    session = Session(client.engine, url=client.url, user_id=user_id, owns_engine=False)
+    return flowscope.Client(session)
+
+
 def make_workflow(client: flowscope.Client, **fields: Any) -> flowscope.WorkflowPublic:
     values: dict[str, Any] = {"name": "wf", "owner": "ana", "nodes": [], "edges": []}
     values.update(fields)

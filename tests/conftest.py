@@ -71,10 +71,25 @@ def create_database(server_url: str) -> Iterator[Callable[[], str]]:
         return _with_database(server_url, name)
 
     yield make
+    for name in created:
+        drop_identities(_with_database(server_url, name))
     with engine.connect() as conn:
         for name in created:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     engine.dispose()
+
+
+def drop_identities(url: str) -> None:
+    """Drop the tenant login roles of a database (roles are cluster-wide: they would outlive it)."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            if conn.execute(sa.text("SELECT to_regproc('flowscope_drop_identities')")).scalar():
+                conn.execute(sa.text("SELECT flowscope_drop_identities()"))
+    except sa.exc.OperationalError:
+        pass  # the database is already gone
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +105,10 @@ def database_url(create_database: Callable[[], str]) -> str:
 
 
 def _truncate(url: str) -> None:
-    """Empty every table that holds rows (TRUNCATE of untouched tables is skipped: it is the slow part)."""
+    """Empty every table that holds rows (TRUNCATE of untouched tables is skipped: it is the slow part).
+
+    Tenant login roles are dropped first (their identities go with them)."""
+    drop_identities(url)
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:
         tables = (

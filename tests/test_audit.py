@@ -6,14 +6,14 @@ import flowscope
 import pytest
 import sqlalchemy as sa
 
-from ._helpers import make_workflow
+from ._helpers import acting_as, make_workflow
 
 
 @pytest.fixture
 def acting(client: flowscope.Client, engine: sa.Engine) -> flowscope.Client:
     """The same database, with an acting admin user recorded as the actor."""
     client.users.create(id="usr_root", username="root", email="root@example.com", is_admin=True)
-    return flowscope.Client(client.engine, url=client.url, user_id="usr_root", _owns_engine=False)
+    return acting_as(client, "usr_root")
 
 
 def _actions(client: flowscope.Client, table: str, row_id: str) -> list[str]:

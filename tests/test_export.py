@@ -603,7 +603,7 @@ def test_adbc_is_used_without_parameters_and_copy_with_them(
     assert got.column("duration_seconds").to_pylist() == [
         None if r["duration_seconds"] is None else float(r["duration_seconds"]) for r in rows
     ]
-    # scoped (user and organization set by bound parameters, SET LOCAL ROLE): same RLS
+    # scoped: ADBC logs in as the tenant's own role, so the same RLS applies
     scoped = seeded.scoped("org_a", user_id="usr_1")
     mine = export.read_arrow(scoped, "executions").column("organization_id").to_pylist()
     assert mine == ["org_a"] * sum(r["organization_id"] == "org_a" for r in rows) and mine
@@ -619,7 +619,9 @@ def test_adbc_is_used_without_parameters_and_copy_with_them(
         r["id"] for r in rows if r["status"] in ("failed", "completed") and r["created_at"] >= since
     ]
     assert (
-        export._adbc_query(seeded, export._plan("executions", filter_fields={"status": "failed"}))
+        export._adbc_query(
+            seeded._session, export._plan("executions", filter_fields={"status": "failed"})
+        )
         is not None
     )
 
@@ -632,7 +634,12 @@ def test_adbc_is_used_without_parameters_and_copy_with_them(
     failed = seeded.executions.to_arrow(status=["failed"], tags_any=["etl"])
     assert failed.num_rows > 0 and set(failed.column("status").to_pylist()) == {"failed"}
     query = sa.select(sa.literal_column("'$1'", sa.Text).label("dollar"))
-    assert export._adbc_query(seeded, export._plan_query(seeded, query, decimal="float64")) is None
+    assert (
+        export._adbc_query(
+            seeded._session, export._plan_query(seeded._session, query, decimal="float64")
+        )
+        is None
+    )
 
 
 def test_adbc_decimal_cast_is_exact() -> None:

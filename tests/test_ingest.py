@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from flowscope._ingest import ingest
 from flowscope.models import EXECUTIONS, ORGANIZATIONS, USERS, WORKFLOWS, Execution
 
+from ._helpers import acting_as
+
 T0 = datetime(2026, 5, 1, 8, 0, 0, 250_000, tzinfo=UTC)
 
 
@@ -128,7 +130,7 @@ def test_ingest_dicts_computes_duration_and_version(
 
 
 def test_missing_values_get_defaults_and_ids(base: flowscope.Client, engine: sa.Engine) -> None:
-    scoped_user = flowscope.Client(base.engine, url=base.url, user_id="usr_me", _owns_engine=False)
+    scoped_user = acting_as(base, "usr_me")
     ingest(scoped_user, "executions", [{"workflow_id": "wf_b"}, {"workflow_id": "wf_a"}])
     stored = _executions(engine)
     assert len(stored) == 2

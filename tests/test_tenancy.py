@@ -1,4 +1,4 @@
-"""Tenancy enforced by PostgreSQL (RLS under SET LOCAL ROLE) and scope checks on writes.
+"""Tenancy enforced by PostgreSQL (a login role per identity, RLS) and scope checks on writes.
 
 ``REFUSED`` counts every cross-tenant attempt made here that was refused (an
 error, or no row seen/changed); the total is printed at the end of the module
@@ -16,6 +16,7 @@ import flowscope
 import pytest
 import sqlalchemy as sa
 from flowscope import _db
+from flowscope._session import Session
 
 from ._helpers import make_workflow
 
@@ -177,17 +178,14 @@ def test_raw_sql_through_a_scoped_client(
         ),
         flowscope.PermissionDeniedError,
     )
-    # attempts to leave the role or the organization setting
+    # attempts to leave the login or the organization: no text guard stops them any more;
+    # the login's identity does (tests/test_tenancy_attacks.py tries many more)
     escapes = [
-        "RESET ROLE",
         "SET ROLE postgres",
-        "SELECT set_config('role', current_user, true)",
-        "SELECT set_config('flowscope.organization_id', :o, true)",
-        "SELECT pg_catalog.set_config('flowscope.organization_id', :o, true) AS s,"
-        " (SELECT count(*) FROM workflows) AS n",
+        "SELECT set_config('role', 'postgres', true)",
         "SELECT U&\"set\\005fconfig\"('role', 'postgres', true)",
         "SELECT 1; SELECT count(*) FROM workflows",
-        "DO $$ BEGIN PERFORM 1; END $$",
+        "DO $$ BEGIN EXECUTE 'ALTER TABLE workflows DISABLE ROW LEVEL SECURITY'; END $$",
         "ALTER TABLE workflows DISABLE ROW LEVEL SECURITY",
         "SET SESSION AUTHORIZATION postgres",
         "TRUNCATE workflows",
@@ -195,14 +193,23 @@ def test_raw_sql_through_a_scoped_client(
     for statement in escapes:
         refused(
             "sql escape",
-            lambda s=statement: scoped.sql(s, {"o": b["org"].id} if ":o" in s else None),
+            lambda s=statement: scoped.sql(s),
             flowscope.PermissionDeniedError,
+            flowscope.DatabaseError,
         )
-    # the boundary check also holds for SQLAlchemy constructs
+    # a changed setting changes nothing: the organization is the login's
+    rows = scoped.sql(
+        "SELECT set_config('flowscope.organization_id', :o, true) AS s,"
+        " (SELECT count(*) FROM workflows WHERE organization_id = :o) AS n",
+        {"o": b["org"].id},
+    )
+    assert rows[0]["n"] == 0
+    REFUSED["sql escape"] += 1
     refused(
         "sql escape",
         lambda: scoped.sql(sa.select(sa.func.set_config("role", "postgres", True))),
         flowscope.PermissionDeniedError,
+        flowscope.DatabaseError,
     )
     # nothing of B's changed, A's rows are as they were
     with engine.connect() as conn:
@@ -213,15 +220,13 @@ def test_raw_sql_through_a_scoped_client(
     assert users == 1 and execs == 2  # A deleted its own user; B's untouched
 
 
-def test_verify_scope_catches_a_changed_setting(
-    client: flowscope.Client, world: dict[str, Any]
-) -> None:
+def test_a_scoped_client_is_its_own_login(client: flowscope.Client, world: dict[str, Any]) -> None:
     scoped = client.scoped(world["a"]["org"].id)
     with scoped.transaction() as conn:
-        _db.verify_scope(conn, world["a"]["org"].id)
-    with pytest.raises(flowscope.PermissionDeniedError), scoped.transaction() as conn:
+        who = conn.execute(sa.text("SELECT session_user::text, current_user::text")).one()
         conn.execute(sa.text("SELECT set_config('flowscope.organization_id', 'org_other', true)"))
-        _db.verify_scope(conn, world["a"]["org"].id)
+        org = conn.execute(sa.text("SELECT flowscope_current_organization()")).scalar()
+    assert who[0] == who[1] == scoped.role and org == world["a"]["org"].id
     REFUSED["sql escape"] += 1
 
 
@@ -230,7 +235,13 @@ def test_alternating_tenants_over_a_small_pool(
     database_url: str, world: dict[str, Any], pool_size: int
 ) -> None:
     engine = _db.create_engine(database_url, pool_size=pool_size, max_overflow=0)
-    root = flowscope.Client(engine, url=database_url)
+    root = flowscope.Client(
+        Session(
+            engine,
+            url=database_url,
+            engine_options={"pool_size": pool_size, "max_overflow": 0},
+        )
+    )
     errors: list[str] = []
     checks = Counter[str]()
 
@@ -267,7 +278,7 @@ def test_alternating_tenants_over_a_small_pool(
         t.start()
     for t in threads:
         t.join()
-    engine.dispose()
+    root.close()
     assert errors == []
     assert checks["rounds"] == 80
     REFUSED["pool get"] += checks["refused"]

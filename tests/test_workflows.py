@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from flowscope.models import WORKFLOWS
 
-from ._helpers import explain, make_workflow, row_counts
+from ._helpers import acting_as, explain, make_workflow, row_counts
 
 
 def test_create_defaults_and_ids(client: flowscope.Client) -> None:
@@ -39,8 +39,7 @@ def test_owner_defaults_to_acting_user(client: flowscope.Client) -> None:
     with pytest.raises(flowscope.ValidationError, match="owner"):
         client.workflows.create(name="x")
     client.users.create(id="usr_bo", username="bo", email="bo@example.com", is_admin=True)
-    client.user_id = "usr_bo"
-    wf = client.workflows.create(name="mine")
+    wf = acting_as(client, "usr_bo").workflows.create(name="mine")
     assert (wf.owner, wf.created_by, wf.updated_by) == ("usr_bo", "usr_bo", "usr_bo")
 
 

@@ -1,22 +1,24 @@
-"""The client object returned by :func:`flowscope.connect`."""
+"""The client object returned by :func:`flowscope.connect`: it assembles the parts.
+
+Connections, transactions, replica routing, tenancy and scope checks live in the
+session layer (:mod:`flowscope._session`); the resources, analytics, export,
+retention and maintenance are built on a session and never import this module.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import time
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from . import _db, _migrate, _settings
-from .errors import ConfigurationError, ReplicaUnavailableWarning
+from ._session import Session
+from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from ._maintenance import Maintenance
@@ -30,12 +32,6 @@ if TYPE_CHECKING:
     from .export import Export
 
 __all__ = ["Client", "connect"]
-
-# The write transaction open in this thread/task: (engine, organization_id, user_id, connection).
-# Reads inside it run on that same connection, so they see its uncommitted writes.
-_WRITE_TX: contextvars.ContextVar[tuple[Engine, str | None, str | None, Connection] | None] = (
-    contextvars.ContextVar("flowscope_write_transaction", default=None)
-)
 
 
 class Client:
@@ -56,43 +52,62 @@ class Client:
     """
 
     def __init__(
-        self,
-        engine: Engine,
-        *,
-        url: str,
-        organization_id: str | None = None,
-        user_id: str | None = None,
-        embedded: bool = False,
-        replicas: _db.ReplicaSet | None = None,
-        read_your_writes: bool = False,
-        replica_wait_timeout: float = 2.0,
-        _owns_engine: bool = True,
+        self, session: Session, *, embedded: bool = False, owner: Session | None = None
     ) -> None:
-        self._engine = engine
-        self.url = url
-        self.organization_id = organization_id
-        self.user_id = user_id
+        self._session = session
         self.embedded = embedded
-        self._replicas = replicas
-        self.read_your_writes = read_your_writes
-        self.replica_wait_timeout = replica_wait_timeout
-        self._owns_engine = _owns_engine
+        self._owner = owner  # the admin session a connect(organization_id=...) made
+
+    # -- the session's identity, for reading ----------------------------------------------
+    @property
+    def url(self) -> str:
+        """The database URL this client was given (the admin login's, for a scoped client)."""
+        return self._session.url
+
+    @property
+    def organization_id(self) -> str | None:
+        """The organization a scoped client is confined to (None: not scoped)."""
+        return self._session.organization_id
+
+    @property
+    def user_id(self) -> str | None:
+        """The acting user (scopes, audit actor), or None."""
+        return self._session.user_id
+
+    @property
+    def read_your_writes(self) -> bool:
+        """Whether replica reads wait for this client's writes by default."""
+        return self._session.read_your_writes
+
+    @property
+    def replica_wait_timeout(self) -> float:
+        """Seconds a read-your-writes read waits for a replica before using the primary."""
+        return self._session.replica_wait_timeout
 
     # -- connections -----------------------------------------------------------------
     @property
     def engine(self) -> Engine:
-        """The SQLAlchemy engine (primary). Prefer the resources; this is for advanced use."""
-        return self._engine
+        """The SQLAlchemy engine (primary) of this client's login. Prefer the resources."""
+        return self._session.engine
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """A connection inside one transaction, with this client's scope applied.
+    @property
+    def role(self) -> str | None:
+        """The PostgreSQL login role of a scoped client (None for an admin client).
+
+        Example:
+            >>> client.scoped("org_acme").role      # doctest: +SKIP
+            'fs_1f0c...'
+        """
+        return self._session.role
+
+    def transaction(self) -> contextlib.AbstractContextManager[Connection]:
+        """A connection inside one transaction, as this client's identity.
 
         Commits on success, rolls back on error; driver errors come out as
         :class:`flowscope.FlowscopeError` subclasses.
 
         Transactions nest: inside a :meth:`transaction` of this client (same thread,
-        same scope) every write, resource calls included (``create``, ``update``,
+        same identity) every write, resource calls included (``create``, ``update``,
         ``ingest``...), joins the open transaction as a ``SAVEPOINT``. Everything
         commits together when the outermost block ends; an error inside an inner
         block undoes that block only, and propagates.
@@ -105,40 +120,18 @@ class Client:
             ...     wf = client.workflows.create(name="nightly", nodes=[], edges=[])
             ...     client.executions.ingest([{"workflow_id": wf.id}])  # both or neither
         """
-        current = _WRITE_TX.get()
-        if current is not None and current[:3] == (
-            self._engine,
-            self.organization_id,
-            self.user_id,
-        ):
-            conn = current[3]
-            with _db.translating(self.url), conn.begin_nested():
-                yield conn
-            return
-        with _db.translating(self.url), self._engine.connect() as conn:
-            with conn.begin():
-                _db.apply_scope(conn, self.organization_id, self.user_id)
-                token = _WRITE_TX.set((self._engine, self.organization_id, self.user_id, conn))
-                try:
-                    yield conn
-                finally:
-                    _WRITE_TX.reset(token)
-            if self._replicas is not None:
-                # where the primary's WAL stands after this commit: reads that must see
-                # this write wait until a replica has replayed up to here
-                self._replicas.note_write(_db.current_wal_lsn(conn))
-                conn.rollback()
+        return self._session.transaction()
 
     @property
     def read_urls(self) -> tuple[str, ...]:
         """The read replicas' URLs (empty without replicas)."""
-        return self._replicas.urls if self._replicas is not None else ()
+        replicas = self._session.replicas
+        return replicas.urls if replicas is not None else ()
 
-    @contextlib.contextmanager
     def read_transaction(
         self, *, read_your_writes: bool | None = None, timeout: float | None = None
-    ) -> Iterator[Connection]:
-        """A READ ONLY transaction on a read replica when there is one, with this client's scope.
+    ) -> contextlib.AbstractContextManager[Connection]:
+        """A READ ONLY transaction on a read replica when there is one, as this client's identity.
 
         Use it for every query that only reads and may see data a moment old:
         analytics, exports, ``list()``/``count()``. Writes, and reads that must see
@@ -146,7 +139,7 @@ class Client:
 
         Routing, in order:
 
-        1. Inside a :meth:`transaction` of this client (same thread, same scope):
+        1. Inside a :meth:`transaction` of this client (same thread, same identity):
            that transaction's own connection, on the primary, so the read sees
            the transaction's uncommitted writes.
         2. No replicas configured (``read_url`` / ``FLOWSCOPE_READ_URL``): the primary.
@@ -163,9 +156,8 @@ class Client:
            goes to the primary.
 
         The transaction is ``READ ONLY`` wherever it runs (a write raises
-        :class:`flowscope.DatabaseError` even on the primary), and the tenancy
-        settings (role, organization, user) are applied on the replica exactly as
-        on the primary, so row-level security confines a scoped client there too.
+        :class:`flowscope.DatabaseError` even on the primary). A scoped client logs in
+        to the replica as its own role too, so row-level security confines it there.
 
         Example:
             >>> client = flowscope.connect(primary_url, read_url=[replica_a, replica_b])  # doctest: +SKIP
@@ -176,134 +168,47 @@ class Client:
             >>> with client.read_transaction(read_your_writes=True) as conn:     # doctest: +SKIP
             ...     ...   # sees the workflow just created
         """
-        current = _WRITE_TX.get()
-        if current is not None and current[:3] == (
-            self._engine,
-            self.organization_id,
-            self.user_id,
-        ):
-            yield current[3]
-            return
-        wanted = self.read_your_writes if read_your_writes is None else read_your_writes
-        wait = self.replica_wait_timeout if timeout is None else timeout
-        if wait < 0:
-            raise ConfigurationError("timeout must be >= 0 seconds")
-        with _db.translating(self.url):
-            conn = self._read_connection(wanted, wait, inside_write=current is not None)
-            with conn, conn.begin():
-                conn.execute(sa.text("SET TRANSACTION READ ONLY"))
-                _db.apply_scope(conn, self.organization_id, self.user_id)
-                yield conn
-
-    def _read_connection(
-        self, read_your_writes: bool, wait: float, *, inside_write: bool
-    ) -> Connection:
-        replicas = self._replicas
-        if replicas is None or inside_write:
-            return self._engine.connect()
-        target = replicas.last_write_lsn if read_your_writes else None
-        for index in replicas.candidates():
-            try:
-                conn = replicas.engines[index].connect()
-                if target is None:
-                    return conn
-                try:
-                    caught_up = _wait_for_replay(conn, target, wait)
-                except BaseException:
-                    conn.close()
-                    raise
-            except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-                replicas.mark_down(index)
-                first = (str(getattr(exc, "orig", exc)).strip().splitlines() or [""])[0]
-                warnings.warn(
-                    ReplicaUnavailableWarning(
-                        f"read replica {_db.describe_host(replicas.urls[index])} is unreachable"
-                        f" ({first}); skipping it for {replicas.retry_after:g} s,"
-                        " reading from another replica or the primary"
-                    ),
-                    stacklevel=4,
-                )
-                continue
-            if caught_up:
-                return conn
-            conn.close()
-            break  # lagging behind our write: the primary has it
-        return self._engine.connect()
+        return self._session.read_transaction(read_your_writes=read_your_writes, timeout=timeout)
 
     def sql(
         self, statement: str | sa.Executable, params: Mapping[str, Any] | None = None
     ) -> list[dict[str, Any]]:
-        """Run one SQL statement in this client's scope and return the rows as dicts.
+        """Run one SQL statement as this client's identity and return the rows as dicts.
 
         Values go in ``params`` as bound parameters (``:name``), never formatted
-        into the text. Row-level security applies to a scoped client's SQL too:
-        each call is one transaction running as the tenant role, its text is sent
-        as a single prepared statement (so it cannot ``RESET ROLE`` first), it may
-        not mention roles, ``set_config`` or utility statements
-        (:class:`PermissionDeniedError`), and the role and organization are
-        re-checked before any row is returned.
+        into the text. A scoped client's SQL runs as its organization's own login
+        role: row-level security and the role's privileges (its user's scopes)
+        decide what it reads and writes, whatever the statement does, and nothing
+        it changes on the session outlives the call.
 
         Example:
             >>> client.sql("SELECT count(*) AS n FROM workflows WHERE owner = :o", {"o": "ana"})  # doctest: +SKIP
             [{'n': 3}]
         """
-        stmt = sa.text(statement) if isinstance(statement, str) else statement
-        if self.organization_id is not None:
-            _db.guard_tenant_sql(
-                statement if isinstance(statement, str) else str(stmt.compile(self._engine))  # type: ignore[attr-defined]
-            )
-        with self.transaction() as conn:
-            if self.organization_id is None:
-                result = conn.execute(stmt, dict(params or {}))
-                if not result.returns_rows:
-                    return []
-                return [dict(row) for row in result.mappings()]
-            # Scoped: send it as ONE prepared statement (extended protocol), so a text such as
-            # "RESET ROLE; SELECT ..." is refused by the server instead of leaving the tenant role.
-            compiled = stmt.compile(dialect=conn.dialect)  # type: ignore[attr-defined]
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.execute(
-                    str(compiled), compiled.construct_params(dict(params or {})), prepare=True
-                )
-                rows: list[dict[str, Any]] = []
-                if cursor.description is not None:
-                    names = [column.name for column in cursor.description]
-                    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-            finally:
-                cursor.close()
-            # a function call could still have changed role or organization mid-statement
-            _db.verify_scope(conn, self.organization_id)
-            return rows
+        return self._session.sql(statement, params)
 
     def scoped(self, organization_id: str, user_id: str | None = None) -> Client:
-        """A client sharing this one's pool, confined to one organization by RLS.
+        """A client confined to one organization, logging in as that organization's own role.
+
+        The role (one per organization and acting user) is created on first use by
+        this client's admin login, which needs ``CREATEROLE``; its privileges are the
+        user's scopes, and row-level security keys on the login, so no SQL the
+        scoped client runs can leave the organization. Each identity has its own
+        connection pool, shared by every scoped client of that identity.
 
         Example:
             >>> acme = client.scoped("org_acme", user_id="usr_alice")  # doctest: +SKIP
             >>> acme.workflows.count()   # only org_acme's workflows   # doctest: +SKIP
             12
         """
-        if not organization_id or not isinstance(organization_id, str):
-            raise ConfigurationError("scoped() needs an organization id (a non-empty string)")
-        return type(self)(
-            self._engine,
-            url=self.url,
-            organization_id=organization_id,
-            user_id=user_id if user_id is not None else self.user_id,
-            embedded=self.embedded,
-            replicas=self._replicas,
-            read_your_writes=self.read_your_writes,
-            replica_wait_timeout=self.replica_wait_timeout,
-            _owns_engine=False,
-        )
+        user = user_id if user_id is not None else self.user_id
+        return type(self)(self._session.scoped(organization_id, user), embedded=self.embedded)
 
     def close(self) -> None:
-        """Close the connection pools (a scoped client leaves its parent's pools open)."""
-        if self._owns_engine:
-            self._engine.dispose()
-            if self._replicas is not None:
-                self._replicas.dispose()
+        """Close the connection pools this client owns (a scoped client leaves its parent's open)."""
+        self._session.close()
+        if self._owner is not None:
+            self._owner.close()
 
     def __enter__(self) -> Client:
         return self
@@ -314,7 +219,8 @@ class Client:
     def __repr__(self) -> str:
         where = "embedded" if self.embedded else _db.describe_host(self.url)
         scope = f", organization_id={self.organization_id!r}" if self.organization_id else ""
-        reads = f", replicas={len(self._replicas)}" if self._replicas is not None else ""
+        replicas = self._session._replicas
+        reads = f", replicas={len(replicas)}" if replicas is not None else ""
         return f"<flowscope.Client {where}{scope}{reads}>"
 
     # -- resources -------------------------------------------------------------------
@@ -323,78 +229,63 @@ class Client:
         """Workflows: CRUD, list/count with :class:`WorkflowFilter`, soft delete."""
         from ._resources.workflows import Workflows
 
-        return Workflows(self)
+        return Workflows(self._session)
 
     @cached_property
     def executions(self) -> Executions:
         """Executions: CRUD and the lifecycle (start, complete, fail, cancel, time_out)."""
         from ._resources.executions import Executions
 
-        return Executions(self)
+        return Executions(self._session)
 
     @cached_property
     def users(self) -> Users:
         """Users: accounts, argon2id passwords, authentication with lockout, scopes."""
         from ._resources.users import Users
 
-        return Users(self)
+        return Users(self._session)
 
     @cached_property
     def organizations(self) -> Organizations:
         """Organizations (tenants)."""
         from ._resources.organizations import Organizations
 
-        return Organizations(self)
+        return Organizations(self._session)
 
     @cached_property
     def audit(self) -> Audit:
         """The audit log: who changed what, when."""
         from ._resources.audit import Audit
 
-        return Audit(self)
+        return Audit(self._session)
 
     @cached_property
     def analytics(self) -> Analytics:
         """Analytics computed in PostgreSQL, as typed pandas DataFrames (durations, statuses, tags…)."""
         from .analytics import Analytics
 
-        return Analytics(self)
+        return Analytics(self._session)
 
     @cached_property
     def maintenance(self) -> Maintenance:
         """Housekeeping: audit-log partitions ahead and past retention (admin client)."""
         from ._maintenance import Maintenance
 
-        return Maintenance(self)
+        return Maintenance(self._session)
 
     @cached_property
     def retention(self) -> Retention:
         """Retention: archive old rows to Parquet, then delete them (``prune``)."""
         from ._retention import Retention
 
-        return Retention(self)
+        return Retention(self._session)
 
     @cached_property
     def export(self) -> Export:
         """Parquet export: ``client.export.parquet("executions", "runs.parquet", status="failed")``."""
         from .export import Export
 
-        return Export(self)
-
-
-def _wait_for_replay(conn: Connection, lsn: int, timeout: float) -> bool:
-    """Poll the replica behind ``conn`` until it has replayed ``lsn`` or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    pause = 0.005
-    while True:
-        done = _db.replica_caught_up(conn, lsn)
-        conn.rollback()
-        if done:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(min(pause, max(deadline - time.monotonic(), 0)))
-        pause = min(pause * 2, 0.1)
+        return Export(self._session)
 
 
 def connect(
@@ -409,6 +300,7 @@ def connect(
     data_dir: str | Path | None = None,
     echo: bool = False,
     pool_size: int = 5,
+    statement_timeout: float | None = None,
 ) -> Client:
     """Connect to a flowscope database and return a :class:`Client`.
 
@@ -417,14 +309,20 @@ def connect(
             (the psycopg 3 driver is used). Defaults to ``FLOWSCOPE_DATABASE_URL``;
             with neither, flowscope starts (or reuses) its embedded PostgreSQL in
             ``FLOWSCOPE_DATA_DIR`` or the user data directory.
-        organization_id: confine the client to one organization (row-level security).
-        user_id: the acting user, recorded in the audit log.
+        organization_id: confine the client to one organization: it logs in as that
+            organization's own role (created on first use by the login of ``url``,
+            which needs ``CREATEROLE``), and row-level security keys on that login.
+        user_id: the acting user: its scopes are the login's privileges, and it is
+            the audit actor.
         migrate: bring the schema to the latest revision. Default: True for the
             embedded database, False for a server, where an out-of-date schema
             raises :class:`SchemaOutOfDateError` naming ``flowscope db upgrade``.
         data_dir: where the embedded database lives (overrides ``FLOWSCOPE_DATA_DIR``).
         echo: log SQL statements (SQLAlchemy's ``echo``).
-        pool_size: connections kept in the pool.
+        pool_size: connections kept in the pool (each tenant identity has a pool of its own).
+        statement_timeout: seconds a statement may run before PostgreSQL cancels it
+            (:class:`QueryTimeoutError`); default ``FLOWSCOPE_STATEMENT_TIMEOUT``, else
+            no limit.
 
     Raises:
         ConnectionFailedError: the server cannot be reached (the message names the host).
@@ -436,6 +334,9 @@ def connect(
         >>> client = flowscope.connect("postgresql://me@db.internal:5432/orchestrator")  # doctest: +SKIP
     """
     settings = _settings.load()
+    timeout = _db.parse_timeout(
+        statement_timeout if statement_timeout is not None else settings.statement_timeout
+    )
     embedded = False
     if url is None:
         url = settings.database_url
@@ -454,8 +355,9 @@ def connect(
         read_urls = settings.read_urls
     if replica_wait_timeout < 0:
         raise ConfigurationError("replica_wait_timeout must be >= 0 seconds")
-    replicas = _db.ReplicaSet(read_urls, echo=echo, pool_size=pool_size) if read_urls else None
-    engine = _db.create_engine(url, echo=echo, pool_size=pool_size)
+    options: dict[str, Any] = {"echo": echo, "pool_size": pool_size, "statement_timeout": timeout}
+    replicas = _db.ReplicaSet(read_urls, **options) if read_urls else None
+    engine = _db.create_engine(url, **options)
     do_migrate = embedded if migrate is None else migrate
     with _db.translating(url):
         try:
@@ -466,17 +368,15 @@ def connect(
             if replicas is not None:
                 replicas.dispose()
             raise
-    client = Client(
+    admin = Session(
         engine,
         url=url,
-        embedded=embedded,
+        user_id=user_id,
         replicas=replicas,
         read_your_writes=read_your_writes,
         replica_wait_timeout=replica_wait_timeout,
+        engine_options=options,
     )
     if organization_id is not None:
-        scoped = client.scoped(organization_id, user_id)
-        scoped._owns_engine = True
-        return scoped
-    client.user_id = user_id
-    return client
+        return Client(admin.scoped(organization_id, user_id), embedded=embedded, owner=admin)
+    return Client(admin, embedded=embedded)

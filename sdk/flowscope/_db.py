@@ -19,10 +19,9 @@ from .errors import (
     FlowscopeError,
     NotFoundError,
     PermissionDeniedError,
+    QueryTimeoutError,
     ValidationError,
 )
-
-TENANT_ROLE = "flowscope_tenant"
 
 
 def normalize_url(url: str | URL) -> str:
@@ -62,13 +61,77 @@ def describe_host(url: str | URL) -> str:
     return f"{host}{port}/{u.database or ''}"
 
 
-def create_engine(url: str | URL, **kwargs: Any) -> Engine:
-    """Create an engine for a flowscope database (psycopg 3, pre-ping, short connect timeout)."""
+def create_engine(
+    url: str | URL, *, statement_timeout: float | None = None, **kwargs: Any
+) -> Engine:
+    """Create an engine for a flowscope database (psycopg 3, pre-ping, short connect timeout).
+
+    Every connection is reset when it goes back to the pool: the transaction is rolled
+    back, then ``DISCARD ALL`` drops whatever the last user left on the session (settings,
+    temporary objects, prepared statements, advisory locks, ``LISTEN``s), so nothing
+    crosses from one call to the next. ``statement_timeout`` (seconds) becomes the
+    session default of every connection.
+
+    Example:
+        >>> engine = create_engine("postgresql://me@db:5432/x", statement_timeout=30)  # doctest: +SKIP
+    """
     kwargs.setdefault("pool_pre_ping", True)
-    connect_args = kwargs.pop("connect_args", {})
+    kwargs.setdefault("pool_reset_on_return", None)  # replaced by _reset_session below
+    connect_args = dict(kwargs.pop("connect_args", {}))
     connect_args.setdefault("connect_timeout", 10)
     connect_args.setdefault("application_name", "flowscope")
-    return sa.create_engine(normalize_url(url), connect_args=connect_args, **kwargs)
+    # psycopg prepares a statement after 5 runs; DISCARD ALL at check-in ends every prepared
+    # statement, so they would never be reused: only prepare when asked (prepare=True; None
+    # would turn that off too)
+    connect_args.setdefault("prepare_threshold", 2**31 - 1)
+    if statement_timeout is not None:
+        ms = int(round(statement_timeout * 1000))
+        options = connect_args.get("options", "")
+        connect_args["options"] = f"{options} -c statement_timeout={ms}".strip()
+    engine = sa.create_engine(normalize_url(url), connect_args=connect_args, **kwargs)
+    sa.event.listen(engine, "reset", _reset_session)
+    return engine
+
+
+def _reset_session(dbapi_connection: Any, record: Any, reset_state: Any) -> None:
+    """Pool check-in: roll back, then ``DISCARD ALL`` (the session starts over as if new)."""
+    if reset_state.terminate_only:
+        return
+    dbapi_connection.rollback()
+    if getattr(dbapi_connection, "closed", False):
+        return
+    previous = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True  # DISCARD ALL cannot run inside a transaction block
+    try:
+        dbapi_connection.execute("DISCARD ALL", prepare=False)
+    finally:
+        dbapi_connection.autocommit = previous
+    # the server forgot every prepared statement: so must psycopg's cache of their names
+    prepared = getattr(dbapi_connection, "_prepared", None)
+    for part in ("_names", "_counts", "_to_flush"):
+        getattr(prepared, part, {}).clear()
+
+
+def parse_timeout(value: Any, name: str = "statement_timeout") -> float | None:
+    """A timeout in seconds from a number or a numeric string; None or 0 means no limit.
+
+    Example:
+        >>> parse_timeout("2.5")
+        2.5
+        >>> parse_timeout(0) is None
+        True
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}") from exc
+    if seconds != seconds or seconds < 0 or seconds > 86_400 * 365:
+        raise ConfigurationError(f"{name} must be between 0 and one year, not {value!r}")
+    return seconds or None
 
 
 # SQLSTATE classes → flowscope errors. https://www.postgresql.org/docs/current/errcodes-appendix.html
@@ -79,6 +142,7 @@ _CHECK = "23514"
 _NOT_NULL = "23502"
 _INSUFFICIENT_PRIVILEGE = "42501"
 _SERIALIZATION = ("40001", "40P01")
+_TIMEOUT = ("57014", "55P03")  # query_canceled (statement_timeout), lock_not_available
 
 
 def translate(exc: BaseException, *, url: str | URL | None = None) -> FlowscopeError:
@@ -101,6 +165,8 @@ def translate(exc: BaseException, *, url: str | URL | None = None) -> FlowscopeE
         return ValidationError(message + (f" ({constraint})" if constraint else ""))
     if sqlstate == _INSUFFICIENT_PRIVILEGE or (sqlstate == "42501"):
         return PermissionDeniedError(message)
+    if sqlstate in _TIMEOUT:
+        return QueryTimeoutError(message)
     if sqlstate in _SERIALIZATION:
         return ConflictError(f"concurrent update, try again: {message}")
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) and sqlstate in (
@@ -145,65 +211,6 @@ def translating(url: str | URL | None = None) -> Iterator[None]:
         if type(exc).__module__.startswith("psycopg"):
             raise translate(exc, url=url) from exc
         raise
-
-
-# Raw SQL from a scoped client may not change who it runs as or which organization it
-# sees: role and setting changes (SET/RESET ROLE, set_config('role'|'flowscope.*')),
-# DO blocks and other utility statements, several statements at once, Unicode-escaped
-# identifiers. This is a first line; ``verify_scope`` re-checks after the statement.
-_TENANT_SQL_REFUSED = re.compile(
-    r"\bset_config\b|\brole\b|\bauthorization\b|\bu&|"
-    r"^\s*(set|reset|do|call|execute|prepare|deallocate|copy|listen|notify|load|discard|"
-    r"begin|commit|rollback|savepoint|release|start|end|abort|lock|grant|revoke|alter|"
-    r"create|drop|truncate|vacuum|analyze|cluster|reindex|comment|security|import)\b",
-    re.IGNORECASE,
-)
-
-
-def guard_tenant_sql(statement: str) -> None:
-    """Refuse raw SQL that could leave a scoped client's role or organization.
-
-    Example:
-        >>> guard_tenant_sql("SELECT count(*) FROM workflows")
-        >>> guard_tenant_sql("RESET ROLE")
-        Traceback (most recent call last):
-        ...
-        flowscope.errors.PermissionDeniedError: a scoped client's SQL may not ...
-    """
-    body = statement.strip().rstrip(";")
-    if ";" in body or _TENANT_SQL_REFUSED.search(body):
-        raise PermissionDeniedError(
-            "a scoped client's SQL may not change roles or settings, run utility statements"
-            " or several statements at once (use an unscoped client for that)"
-        )
-
-
-def verify_scope(conn: Connection, organization_id: str) -> None:
-    """Raise PermissionDeniedError if this transaction no longer runs as the tenant of ``organization_id``."""
-    row = conn.execute(
-        sa.text(
-            "SELECT current_user::text AS role,"
-            " current_setting('flowscope.organization_id', true) AS org"
-        )
-    ).one()
-    if row.role != TENANT_ROLE or row.org != organization_id:
-        raise PermissionDeniedError("the statement tried to leave the client's organization scope")
-
-
-def apply_scope(conn: Connection, organization_id: str | None, user_id: str | None) -> None:
-    """Confine this transaction to one organization (RLS) and record the acting user.
-
-    Both settings are transaction-local (``set_config(..., true)``) so nothing
-    leaks to the next user of a pooled connection.
-    """
-    if user_id is not None:
-        conn.execute(sa.text("SELECT set_config('flowscope.user_id', :u, true)"), {"u": user_id})
-    if organization_id is not None:
-        conn.execute(
-            sa.text("SELECT set_config('flowscope.organization_id', :o, true)"),
-            {"o": organization_id},
-        )
-        conn.execute(sa.text(f"SET LOCAL ROLE {TENANT_ROLE}"))
 
 
 # -- read replicas -------------------------------------------------------------------

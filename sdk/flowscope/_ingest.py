@@ -37,11 +37,12 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from ._session import EXECUTE, WRITE, session_of
 from .errors import PermissionDeniedError, ValidationError
 from .models import EXECUTION_STATUSES, WORKFLOW_STATUSES
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._session import Session
 
 __all__ = ["INGESTABLE", "IngestResult", "ingest"]
 
@@ -391,7 +392,7 @@ def _parse_json_text(records: list[dict[str, Any]], fields: list[str]) -> list[d
 
 
 # -- ingest -------------------------------------------------------------------------------
-def ingest(client: Client, table: str, rows: Any) -> IngestResult:
+def ingest(client: Any, table: str, rows: Any) -> IngestResult:
     """Validate ``rows`` and load them into ``table`` with one binary COPY, all or nothing.
 
     ``rows``: an iterable of dicts or models, a pandas DataFrame or an Arrow
@@ -423,26 +424,26 @@ def ingest(client: Client, table: str, rows: Any) -> IngestResult:
         IngestResult(rows=1, seconds=0.01)
     """
     started = time.perf_counter()
+    session = session_of(client)
     if table not in _FIELDS:
         raise ValidationError(f"ingest supports {', '.join(INGESTABLE)}, not {table!r}")
     fields = _FIELDS[table]
-    from ._resources._base import EXECUTE, WRITE, require_scope
-
-    require_scope(client, EXECUTE if table == "executions" else WRITE)
+    session.require(EXECUTE if table == "executions" else WRITE)
     records = _records(table, rows)
     if not records:
         return IngestResult(rows=0, seconds=time.perf_counter() - started)
-    _check_scope(client, records)
+    _check_scope(session, records)
     errors: list[dict[str, Any]] = []
-    with client.transaction() as conn:
+    with session.transaction() as conn:
         now = conn.execute(sa.text("SELECT now()")).scalar_one()
         complete: Callable[[list[Any]], None]
         if table == "executions":
-            complete = _ExecutionDefaults(client, conn, records, now)
+            complete = _ExecutionDefaults(session, conn, records, now)
         else:
-            complete = _WorkflowDefaults(client, records, now)
+            complete = _WorkflowDefaults(session, records, now)
         convert = _row_converter(fields)
-        with _copier(conn, table, fields, via_temp=client.organization_id is not None) as write:
+        loader = _json_loader if session.is_tenant else _copier
+        with loader(conn, table, fields) as write:
             for index, record in enumerate(records):
                 try:
                     values = convert(record)
@@ -460,9 +461,9 @@ def ingest(client: Client, table: str, rows: Any) -> IngestResult:
     return IngestResult(rows=len(records), seconds=time.perf_counter() - started)
 
 
-def _check_scope(client: Client, records: list[Mapping[str, Any]]) -> None:
+def _check_scope(session: Session, records: list[Mapping[str, Any]]) -> None:
     """A scoped client ingests into its own organization only (RLS is the backstop)."""
-    scope = client.organization_id
+    scope = session.organization_id
     if scope is None:
         return
     for index, record in enumerate(records):
@@ -563,7 +564,7 @@ class _ExecutionDefaults:
     """Defaults, workflow references, ``workflow_version`` and duration for execution rows."""
 
     def __init__(
-        self, client: Client, conn: Any, records: list[Mapping[str, Any]], now: datetime
+        self, session: Session, conn: Any, records: list[Mapping[str, Any]], now: datetime
     ) -> None:
         from .models import WORKFLOWS
 
@@ -578,8 +579,8 @@ class _ExecutionDefaults:
                 sa.select(w.id, w.version, w.owner, w.organization_id).where(w.id.in_(chunk))
             ):
                 self.workflows[row.id] = row
-        self.user = client.user_id
-        self.org = client.organization_id
+        self.user = session.user_id
+        self.org = session.organization_id
         self.now = now
         self.ids: Iterator[str] = iter(())
 
@@ -636,9 +637,9 @@ class _ExecutionDefaults:
 
 
 class _WorkflowDefaults:
-    def __init__(self, client: Client, records: list[Mapping[str, Any]], now: datetime) -> None:
-        self.user = client.user_id
-        self.org = client.organization_id
+    def __init__(self, session: Session, records: list[Mapping[str, Any]], now: datetime) -> None:
+        self.user = session.user_id
+        self.org = session.organization_id
         self.now = now
         self.ids: Iterator[str] = iter(())
 
@@ -691,7 +692,7 @@ assert _W["created_by"] == 14 and _W["tags"] == 9 and _W["is_public"] == 11
 
 @contextlib.contextmanager
 def _copier(
-    conn: Any, table: str, fields: Sequence[_Field], *, via_temp: bool
+    conn: Any, table: str, fields: Sequence[_Field]
 ) -> Iterator[Callable[[Sequence[Any]], None]]:
     """A binary ``COPY ... FROM STDIN`` with explicit types; yields ``write_row``."""
     from psycopg import sql
@@ -714,23 +715,61 @@ def _copier(
                 return b"\x01" + obj.encode()
 
         cur.adapters.register_dumper(_Json, JsonbText)
-        target = sql.Identifier(table)
-        if via_temp:
-            # COPY FROM is refused on a table with row-level security: stage the rows.
-            target = sql.Identifier("flowscope_ingest")
-            cur.execute(
-                sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
-                    target, sql.Identifier(table)
-                )
-            )
-        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(target, columns)
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
+            sql.Identifier(table), columns
+        )
         with cur.copy(statement) as copy:
             copy.set_types([f.sql_type for f in fields])
             yield copy.write_row
-        if via_temp:
-            cur.execute(
-                sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
-                    sql.Identifier(table), columns, columns, target
-                )
-            )
-            cur.execute(sql.SQL("DROP TABLE {}").format(target))
+
+
+_JSON_CHUNK = 5_000
+
+
+@contextlib.contextmanager
+def _json_loader(
+    conn: Any, table: str, fields: Sequence[_Field]
+) -> Iterator[Callable[[Sequence[Any]], None]]:
+    """For a tenant login: ``INSERT ... SELECT FROM jsonb_to_recordset(...)`` in chunks.
+
+    PostgreSQL refuses ``COPY FROM`` into a table with row-level security, and a
+    tenant may not create the temporary table a COPY could be staged in; one JSON
+    parameter per chunk of rows is the next fastest single statement.
+    """
+    from psycopg import sql
+
+    names = [f.name for f in fields]
+    columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    record = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(f.sql_type)) for f in fields
+    )
+    statement = sql.SQL(
+        "INSERT INTO {} ({}) SELECT {} FROM jsonb_to_recordset(%s::jsonb) AS r({})"
+    ).format(sql.Identifier(table), columns, columns, record)
+    raw = conn.connection.driver_connection
+    pending: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            with raw.cursor() as cur:
+                cur.execute(statement, ("[" + ",".join(pending) + "]",))
+            pending.clear()
+
+    def write(values: Sequence[Any]) -> None:
+        parts = []
+        for name, value in zip(names, values, strict=True):
+            if isinstance(value, _Json):
+                text = str(value)
+            elif isinstance(value, datetime):
+                text = _dumps(value.isoformat())
+            elif isinstance(value, Decimal):
+                text = str(value)
+            else:
+                text = _dumps(value)
+            parts.append(f"{_dumps(name)}:{text}")
+        pending.append("{" + ",".join(parts) + "}")
+        if len(pending) >= _JSON_CHUNK:
+            flush()
+
+    yield write
+    flush()

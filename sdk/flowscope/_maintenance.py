@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .errors import ConfigurationError, ValidationError
+from .errors import ConfigurationError, QueryTimeoutError, ValidationError
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._session import Session
 
 __all__ = ["Maintenance", "MaintenanceReport"]
 
@@ -72,8 +72,8 @@ class Maintenance:
         ['audit_log_2027_03']
     """
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, session: Session) -> None:
+        self._session = session
 
     def partitions(self) -> list[str]:
         """Names of the audit log's partitions, oldest month first, the default last.
@@ -82,7 +82,7 @@ class Maintenance:
             >>> client.maintenance.partitions()[-2:]        # doctest: +SKIP
             ['audit_log_2027_02', 'audit_log_default']
         """
-        with self._client.transaction() as conn:
+        with self._session.transaction() as conn:
             return _partitions(conn)
 
     def maintain(
@@ -93,6 +93,7 @@ class Maintenance:
         drop: bool = True,
         dry_run: bool = False,
         today: date | None = None,
+        lock_timeout: float = 30.0,
     ) -> MaintenanceReport:
         """Create the audit log's partitions for the coming months and retire old ones.
 
@@ -116,6 +117,8 @@ class Maintenance:
             drop: drop detached partitions (default) or keep them as tables.
             dry_run: report what would be done, change nothing.
             today: the reference day (default: today in UTC); for tests and backfills.
+            lock_timeout: seconds to wait for the maintenance lock and each table lock
+                before giving up with :class:`QueryTimeoutError`.
 
         Raises:
             ValidationError: a bad argument.
@@ -135,15 +138,33 @@ class Maintenance:
             or retention_months < 1
         ):
             raise ValidationError("retention_months must be a positive integer or None")
-        if self._client.organization_id is not None:
+        if self._session.organization_id is not None:
             raise ConfigurationError("maintenance needs an unscoped (admin) client")
+        if (
+            isinstance(lock_timeout, bool)
+            or not isinstance(lock_timeout, int | float)
+            or not 0 < lock_timeout <= 3600
+        ):
+            raise ValidationError("lock_timeout must be a number of seconds in (0, 3600]")
+        wait = f"{max(1, round(lock_timeout * 1000))}ms"
         this_month = (today or datetime.now(UTC).date()).replace(day=1)
         created: list[str] = []
         dropped: list[str] = []
         moved = deleted = 0
-        with self._client.transaction() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-            conn.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
+        with self._session.transaction() as conn:
+            # lock_timeout first: any session can take an advisory lock (a tenant too), so the
+            # wait for it is bounded and ends in QueryTimeoutError, never a hang
+            conn.execute(sa.text("SELECT set_config('lock_timeout', :t, true)"), {"t": wait})
+            try:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+            except sa.exc.OperationalError as exc:
+                if getattr(exc.orig, "sqlstate", None) != "55P03":
+                    raise
+                raise QueryTimeoutError(
+                    f"another session holds the maintenance lock (advisory lock {_LOCK_KEY})"
+                    f" for more than {lock_timeout:g} s: another maintenance run, or a session"
+                    " holding that lock; see pg_locks WHERE locktype = 'advisory'"
+                ) from exc
             existing = set(_partitions(conn))
             if PARENT not in _partitioned_tables(conn):
                 raise ConfigurationError(

@@ -40,7 +40,7 @@ from .errors import ConfigurationError, ConflictError, DatabaseError, Validation
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ._client import Client
+    from ._session import Session
 
 __all__ = ["PruneReport", "Retention", "parse_age"]
 
@@ -101,8 +101,8 @@ class Retention:
         (1000000, 100)
     """
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, session: Session) -> None:
+        self._session = session
 
     def prune(
         self,
@@ -193,14 +193,14 @@ class Retention:
                 if not dry_run:
                     self._recover(manifest, run, directory)
             else:
-                with self._client.transaction() as conn:
+                with self._session.transaction() as conn:
                     now = conn.execute(sa.text("SELECT now()")).scalar_one()
                 cutoff = (now - age).astimezone(UTC)
 
             t = EXECUTIONS
             where = sa.and_(t.c.created_at < cutoff, t.c.status.in_(wanted))
             if dry_run:
-                with self._client.read_transaction() as conn:
+                with self._session.read_transaction() as conn:
                     count = conn.execute(
                         sa.select(sa.func.count()).select_from(t).where(where)
                     ).scalar_one()
@@ -254,7 +254,7 @@ class Retention:
         number = len(run["batches"]) + 1
         name = f"{run['table']}-{run['id']}-{number:06d}.parquet"
         path = directory / name
-        with self._client.transaction() as conn:
+        with self._session.transaction() as conn:
             rows = conn.execute(
                 sa.select(*archive_columns())
                 .where(where)
@@ -321,12 +321,12 @@ class Retention:
     def _vacuum(self, table: str) -> None:
         from . import _db
 
-        engine = self._client.engine.execution_options(isolation_level="AUTOCOMMIT")
-        with _db.translating(self._client.url), engine.connect() as conn:
+        engine = self._session.engine.execution_options(isolation_level="AUTOCOMMIT")
+        with _db.translating(self._session.url), engine.connect() as conn:
             conn.execute(sa.text(f"VACUUM (ANALYZE) {TABLES[TABLES.index(table)]}"))
 
     def _xact_status(self, xid: str) -> str | None:
-        with self._client.transaction() as conn:
+        with self._session.transaction() as conn:
             try:
                 return conn.execute(
                     sa.text("SELECT pg_xact_status(CAST(:x AS xid8))"), {"x": xid}
@@ -342,7 +342,7 @@ class Retention:
         if not path.exists():
             return True  # never written durably: the delete cannot have happened
         ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
-        with self._client.transaction() as conn:
+        with self._session.transaction() as conn:
             found = conn.execute(
                 sa.select(sa.func.count()).select_from(t).where(t.c.id.in_(ids))
             ).scalar_one()

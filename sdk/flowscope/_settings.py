@@ -12,6 +12,7 @@ ENV_READ_URL = "FLOWSCOPE_READ_URL"
 ENV_DATA_DIR = "FLOWSCOPE_DATA_DIR"
 ENV_ADMIN_PASSWORD = "FLOWSCOPE_ADMIN_PASSWORD"  # read by the first migration only
 ENV_ANALYTICS_WORK_MEM = "FLOWSCOPE_ANALYTICS_WORK_MEM"
+ENV_STATEMENT_TIMEOUT = "FLOWSCOPE_STATEMENT_TIMEOUT"
 
 #: ``work_mem`` for the analytics queries (per sort or hash, transaction-local); see
 #: :func:`analytics_work_mem`.
@@ -24,6 +25,7 @@ class Settings:
     database_url: str | None
     read_urls: tuple[str, ...]
     data_dir: Path
+    statement_timeout: str | None = None
 
 
 def default_data_dir() -> Path:
@@ -41,6 +43,7 @@ def load() -> Settings:
         database_url=url,
         read_urls=tuple(u.strip() for u in read.split(",") if u.strip()),
         data_dir=Path(data_dir).expanduser() if data_dir else default_data_dir(),
+        statement_timeout=os.environ.get(ENV_STATEMENT_TIMEOUT) or None,
     )
 
 

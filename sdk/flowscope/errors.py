@@ -16,6 +16,7 @@ boundary (``flowscope._db``) with ``raise ... from exc`` so the cause stays visi
     ├── ConfigurationError         bad settings (URL, data directory, options)
     └── DatabaseError              anything else the database refused
         ├── ConnectionFailedError  the server cannot be reached (names the host)
+        ├── QueryTimeoutError      the statement (or a lock wait) ran past its time limit
         └── SchemaOutOfDateError   the database is not at the migrations' head
 
 Warnings (``warnings.warn``; nothing failed, but you should know)::
@@ -48,6 +49,7 @@ __all__ = [
     "FlowscopeWarning",
     "NotFoundError",
     "PermissionDeniedError",
+    "QueryTimeoutError",
     "ReplicaUnavailableWarning",
     "SchemaOutOfDateError",
     "ValidationError",
@@ -104,6 +106,17 @@ class DatabaseError(FlowscopeError):
 
 class ConnectionFailedError(DatabaseError, ConnectionError):
     """The database server cannot be reached."""
+
+
+class QueryTimeoutError(DatabaseError, TimeoutError):
+    """A statement ran past the client's ``statement_timeout``, or waited too long for a lock.
+
+    Example:
+        >>> client = flowscope.connect(statement_timeout=5)               # doctest: +SKIP
+        >>> client.sql("SELECT pg_sleep(60)")                             # doctest: +SKIP
+        Traceback (most recent call last):
+        flowscope.errors.QueryTimeoutError: canceling statement due to statement timeout ...
+    """
 
 
 class SchemaOutOfDateError(DatabaseError):

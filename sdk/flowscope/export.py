@@ -31,9 +31,8 @@ The faster transport, used when ``adbc-driver-postgresql`` is installed: ADBC's
 streaming reader (libpq binary COPY decoded in C++), each batch then cast to
 the same explicit schema (NUMERIC text → ``decimal128`` by an exact, safe cast or
 float64; JSON text wrapped as ``pa.json_()`` without parsing; TEXT[] read natively
-as lists). It runs in one transaction with the client's scope applied as
-:func:`flowscope._db.apply_scope` does (settings by bound parameters, ``SET LOCAL
-ROLE``, checked before the query), so row-level security is the same. ADBC holds the
+as lists). It runs in one transaction, logged in as the session's own identity (a
+tenant's role), so row-level security is the same. ADBC holds the
 whole result of a query with bound parameters in memory, so the filter's values are
 bound to transaction-local settings (``set_config($1, $2, true)``) that the query reads
 back with a cast; values of other kinds (arrays, NULL, Decimal) keep the query on COPY.
@@ -67,11 +66,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from . import _db
+from ._session import session_of
 from .errors import (
     ConfigurationError,
     DatabaseError,
     FlowscopeError,
-    PermissionDeniedError,
     ValidationError,
 )
 from .filters import (
@@ -88,7 +87,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from ._client import Client
+    from ._session import Session
 
 __all__ = [
     "TABLES",
@@ -365,13 +364,13 @@ _OID_TYPES: dict[int, Any] = {
 }
 
 
-def _plan_query(client: Client, query: sa.Select[Any], *, decimal: Decimal) -> _Plan:
+def _plan_query(session: Session, query: sa.Select[Any], *, decimal: Decimal) -> _Plan:
     """A plan for any SELECT: column types come from the server's result description."""
     sub = query.subquery("q")
     names = [c.name for c in sub.c]
     if len(set(names)) != len(names):
         raise ValidationError(f"the query's column names repeat: {names}")
-    with client.read_transaction() as conn:
+    with session.read_transaction() as conn:
         result = conn.execute(sa.select(sub).limit(0))
         description = result.cursor.description if result.cursor is not None else None
         result.close()
@@ -612,7 +611,7 @@ def _parse_json_lists(array: pa.Array, type_: pa.DataType) -> pa.Array:
 
 
 def _copy_batches(
-    client: Client, plan: _Plan, *, batch_size: int, max_bytes: int = _MAX_BATCH_BYTES
+    session: Session, plan: _Plan, *, batch_size: int, max_bytes: int = _MAX_BATCH_BYTES
 ) -> Iterator[list[Any]]:
     """Run ``COPY (plan) TO STDOUT (FORMAT binary)`` in the client's scope and yield the
     rows (one CopyData message each) in lists of at most ``batch_size`` rows / ``max_bytes``.
@@ -623,7 +622,7 @@ def _copy_batches(
     """
     sql, params = _compile(plan.select)
     copy_sql = "COPY (" + sql + ") TO STDOUT (FORMAT binary)"
-    with client.read_transaction() as conn:
+    with session.read_transaction() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None
         with raw.cursor() as cur, cur.copy(copy_sql, params) as copy:
@@ -654,23 +653,23 @@ def _copy_batches(
 
 
 def _stream_plan(
-    client: Client, plan: _Plan, *, batch_size: int | None = _DEFAULT_BATCH
+    session: Session, plan: _Plan, *, batch_size: int | None = _DEFAULT_BATCH
 ) -> Iterator[pa.RecordBatch]:
     """The plan's rows as RecordBatches of at most ``batch_size`` rows; ``None``: each
     transport's own size (ADBC's 4 MB batches as they come, the COPY decoder's
     :data:`_COPY_BATCH` rows), which the Parquet export uses."""
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValidationError(f"batch_size must be a positive integer, got {batch_size!r}")
-    from ._resources._base import READ, require_scope
+    from ._session import READ
 
-    require_scope(client, READ)
-    adbc = _adbc_query(client, plan)
+    session.require(READ)
+    adbc = _adbc_query(session, plan)
     if adbc is not None:
-        yield from _adbc_batches(client, plan, adbc, batch_size=batch_size or sys.maxsize)
+        yield from _adbc_batches(session, plan, adbc, batch_size=batch_size or sys.maxsize)
         return
     decode = _Decoder(plan)
-    with _db.translating(client.url):
-        for chunks in _copy_batches(client, plan, batch_size=batch_size or _COPY_BATCH):
+    with _db.translating(session.url):
+        for chunks in _copy_batches(session, plan, batch_size=batch_size or _COPY_BATCH):
             yield decode(chunks)
 
 
@@ -688,7 +687,7 @@ def _transport() -> str:
     return value
 
 
-def adbc_uri(url: str | sa.URL) -> str | None:
+def adbc_uri(url: str | sa.URL, *, statement_timeout: float | None = None) -> str | None:
     """The libpq URI ADBC connects with, for a flowscope database URL (None: not expressible).
 
     Example:
@@ -714,17 +713,19 @@ def adbc_uri(url: str | sa.URL) -> str | None:
     database = quote(u.database or "", safe="")
     query = dict(u.query)
     query.setdefault("application_name", "flowscope")
+    if statement_timeout is not None:
+        query["options"] = f"-c statement_timeout={round(statement_timeout * 1000)}"
     return f"postgresql://{auth}{host}{port}/{database}?" + urllib.parse.urlencode(query)
 
 
-def _adbc_query(client: Client, plan: _Plan) -> tuple[str, str, list[tuple[str, str]]] | None:
+def _adbc_query(session: Session, plan: _Plan) -> tuple[str, str, list[tuple[str, str]]] | None:
     """(uri, SQL, settings it reads) when this plan can go through ADBC, else None."""
     choice = _transport()
     if choice == "copy":
         return None
-    from ._client import _WRITE_TX
+    from ._session import _WRITE_TX
 
-    if client.read_urls or _WRITE_TX.get() is not None:
+    if session.replicas is not None or _WRITE_TX.get() is not None:
         # read_transaction() decides where reads go (a replica, read-your-writes waits, the
         # open write transaction's own connection): the COPY decoder runs inside it.
         return None
@@ -749,7 +750,7 @@ def _adbc_query(client: Client, plan: _Plan) -> tuple[str, str, list[tuple[str, 
     )
     positions = compiled.positiontup or []
     params = [compiled.params[name] for name in positions]
-    uri = adbc_uri(client.url)
+    uri = adbc_uri(session.login_url, statement_timeout=session.statement_timeout)
     if uri is None:
         return None
     # ADBC (1.13) runs a query with bound parameters as a prepared statement and hands back
@@ -826,11 +827,10 @@ class _AdbcCaster:
 
 
 def _adbc_batches(
-    client: Client, plan: _Plan, query: tuple[str, str, list[tuple[str, str]]], *, batch_size: int
+    session: Session, plan: _Plan, query: tuple[str, str, list[tuple[str, str]]], *, batch_size: int
 ) -> Iterator[pa.RecordBatch]:
-    """Stream the plan through ADBC (libpq binary COPY in C++), in one transaction with
-    the client's scope applied as :func:`flowscope._db.apply_scope` does: the settings by
-    bound parameters, then ``SET LOCAL ROLE``, checked before the query runs."""
+    """Stream the plan through ADBC (libpq binary COPY in C++), in one transaction, logged
+    in as the session's own identity (a tenant's role: row-level security applies)."""
     import adbc_driver_manager
     import adbc_driver_postgresql.dbapi as adbc
     import pyarrow as pa
@@ -841,7 +841,7 @@ def _adbc_batches(
 
     def fail(exc: BaseException) -> FlowscopeError:
         if isinstance(exc, adbc_driver_manager.Error):
-            return _db.translate(exc, url=client.url)
+            return _db.translate(exc, url=session.url)
         return DatabaseError(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
 
     try:
@@ -852,20 +852,6 @@ def _adbc_batches(
     try:
         with conn.cursor() as cur:
             try:
-                org, user = client.organization_id, client.user_id
-                if user is not None:
-                    cur.execute("SELECT set_config('flowscope.user_id', $1, true)", (user,))
-                    cur.fetchall()
-                if org is not None:
-                    cur.execute("SELECT set_config('flowscope.organization_id', $1, true)", (org,))
-                    cur.fetchall()
-                    cur.execute(f"SET LOCAL ROLE {_db.TENANT_ROLE}")
-                    cur.execute(
-                        "SELECT current_user::text,"
-                        " current_setting('flowscope.organization_id', true)"
-                    )
-                    if cur.fetchall() != [(_db.TENANT_ROLE, org)]:  # pragma: no cover - defence
-                        raise PermissionDeniedError("could not scope the ADBC connection")
                 for name, value in settings:  # the query's values, bound (see _adbc_query)
                     cur.execute("SELECT set_config($1, $2, true)", (name, value))
                     cur.fetchall()
@@ -898,7 +884,7 @@ def _adbc_batches(
 
 
 def iter_batches(
-    client: Client,
+    client: Any,
     table: str,
     filter: Any = None,
     /,
@@ -920,6 +906,7 @@ def iter_batches(
         ...     print(batch.num_rows)
         65536
     """
+    session = session_of(client)
     plan = _plan(
         table,
         filter,
@@ -928,11 +915,11 @@ def iter_batches(
         decimal=decimal,
         filter_fields=filter_fields,
     )
-    return _stream_plan(client, plan, batch_size=batch_size)
+    return _stream_plan(session, plan, batch_size=batch_size)
 
 
 def read_arrow(
-    client: Client,
+    client: Any,
     table: str,
     filter: Any = None,
     /,
@@ -960,6 +947,7 @@ def read_arrow(
     """
     import pyarrow as pa
 
+    session = session_of(client)
     plan = _plan(
         table,
         filter,
@@ -968,7 +956,7 @@ def read_arrow(
         decimal=decimal,
         filter_fields=filter_fields,
     )
-    batches = list(_stream_plan(client, plan, batch_size=batch_size))
+    batches = list(_stream_plan(session, plan, batch_size=batch_size))
     return pa.Table.from_batches(batches, schema=plan.schema)
 
 
@@ -998,7 +986,7 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
 
 
 def read_pandas(
-    client: Client,
+    client: Any,
     table: str,
     filter: Any = None,
     /,
@@ -1280,11 +1268,11 @@ class Export:
         (1000000, 180)
     """
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, session: Session) -> None:
+        self._session = session
 
     def __repr__(self) -> str:
-        return f"<flowscope.Export of {self._client!r}>"
+        return f"<flowscope.Export of {self._session!r}>"
 
     def parquet(
         self,
@@ -1357,7 +1345,7 @@ class Export:
                 raise ValidationError("incremental export needs a table name, not a query")
             if filter is not None or filter_fields or columns or flatten:
                 raise ValidationError("filters/columns/flatten apply to table exports only")
-            plan = _plan_query(self._client, table_or_query, decimal=decimal)
+            plan = _plan_query(self._session, table_or_query, decimal=decimal)
             missing = [k for k in keys if k not in {c.name for c in plan.columns}]
             if missing:
                 raise ValidationError(f"the query has no column(s) {missing} to partition by")
@@ -1433,7 +1421,7 @@ class Export:
         rows = 0
         hwm: datetime | None = None
         total = (
-            _estimate_rows(self._client, name)
+            _estimate_rows(self._session, name)
             if (progress and filter is None and not filter_fields)
             else None
         )
@@ -1445,7 +1433,7 @@ class Export:
         try:
             with ThreadPoolExecutor(1, thread_name_prefix="flowscope-parquet") as pool:
                 try:
-                    for batch in _stream_plan(self._client, plan, batch_size=batch_size):
+                    for batch in _stream_plan(self._session, plan, batch_size=batch_size):
                         if time_col is not None and incremental and batch.num_rows:
                             import pyarrow.compute as pc
 
@@ -1488,11 +1476,11 @@ class Export:
         )
 
 
-def _estimate_rows(client: Client, name: str) -> int | None:
+def _estimate_rows(session: Session, name: str) -> int | None:
     if name not in TABLES:
         return None
     try:
-        rows = client.sql(
+        rows = session.sql(
             "SELECT reltuples::bigint AS n FROM pg_class WHERE oid = to_regclass(:t)",
             {"t": name},
         )

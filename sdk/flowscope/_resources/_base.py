@@ -48,22 +48,18 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from .. import _db
 from ..errors import NotFoundError, PermissionDeniedError, ValidationError
 from ..filters import coerce_filter
-from ..models import USERS, new_id
+from ..models import new_id
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from .._client import Client
+    from .._session import Session
 
 __all__ = ["ADMIN", "EXECUTE", "READ", "WRITE", "Page", "Resource"]
 
-READ = "workflow:read"
-WRITE = "workflow:write"
-EXECUTE = "workflow:execute"
-ADMIN = "admin"
+from .._session import ADMIN, EXECUTE, READ, WRITE
 
 MAX_LIMIT = 10_000
 
@@ -182,8 +178,8 @@ class Resource(Generic[T]):
     read_scope: ClassVar[str] = READ
     write_scope: ClassVar[str] = WRITE
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, session: Session) -> None:
+        self._session = session
 
     # -- helpers for subclasses and mixins ---------------------------------------------------
     @property
@@ -204,21 +200,21 @@ class Resource(Generic[T]):
         return coerce_filter(self.filter_class, filter, **fields)
 
     def _tenant_org(self) -> str | None:
-        return self._client.organization_id
+        return self._session.organization_id
 
     def _require(self, scope: str, *, self_service: str | None = None) -> None:
         """Raise PermissionDeniedError unless the acting user may do a ``scope`` action.
 
         ``self_service``: the target user id; a user may act on their own account.
         """
-        require_scope(self._client, scope, self_service=self_service)
+        require_scope(self._session, scope, self_service=self_service)
 
     def _point_read(self, read_your_writes: bool | None) -> AbstractContextManager[Connection]:
         """The transaction for a read by id (``get``): see the module docstring."""
-        wanted = self._client.read_your_writes if read_your_writes is None else read_your_writes
+        wanted = self._session.read_your_writes if read_your_writes is None else read_your_writes
         if wanted:
-            return self._client.read_transaction(read_your_writes=True)
-        return self._client.transaction()
+            return self._session.read_transaction(read_your_writes=True)
+        return self._session.transaction()
 
     def _by_id(self, id: str) -> sa.ColumnElement[bool]:
         return self.table.c.id == id
@@ -306,7 +302,7 @@ class Resource(Generic[T]):
         stmt, spec, column, limit = self._keyset_select(
             where, order_by=order_by, limit=limit, after=after
         )
-        with self._client.read_transaction(read_your_writes=read_your_writes) as conn:
+        with self._session.read_transaction(read_your_writes=read_your_writes) as conn:
             rows = conn.execute(stmt).all()
         has_more = len(rows) > limit
         rows = rows[:limit]
@@ -416,7 +412,7 @@ class Resource(Generic[T]):
         f = self._filter(filter, **filter_fields)
         self._require(self.read_scope)
         stmt = sa.select(sa.func.count()).select_from(self.table).where(f.clause())
-        with self._client.read_transaction(read_your_writes=read_your_writes) as conn:
+        with self._session.read_transaction(read_your_writes=read_your_writes) as conn:
             return int(conn.execute(stmt).scalar_one())
 
     def _insert_values(self, data: BaseModel) -> dict[str, Any]:
@@ -439,7 +435,7 @@ class Resource(Generic[T]):
         self._require(self.write_scope)
         values = self._insert_values(model)
         stmt = sa.insert(self.table).values(**values).returning(*self.columns)
-        with self._client.transaction() as conn:
+        with self._session.transaction() as conn:
             row = conn.execute(stmt).one()
         return self._public(row)
 
@@ -480,7 +476,7 @@ class Resource(Generic[T]):
             .values(**values)
             .returning(*self.columns)
         )
-        with self._client.transaction() as conn:
+        with self._session.transaction() as conn:
             row = conn.execute(stmt).first()
         if row is None:
             raise self._not_found(id)
@@ -507,7 +503,7 @@ class Resource(Generic[T]):
             .values(deleted_at=sa.func.now())
             .returning(t.c.id)
         )
-        with self._client.transaction() as conn:
+        with self._session.transaction() as conn:
             if conn.execute(stmt).first() is None:
                 raise self._not_found(id)
         return None
@@ -529,7 +525,7 @@ class Resource(Generic[T]):
             .values(deleted_at=None)
             .returning(*self.columns)
         )
-        with self._client.transaction() as conn:
+        with self._session.transaction() as conn:
             row = conn.execute(stmt).first()
             if row is None:
                 row = conn.execute(sa.select(*self.columns).where(self._by_id(id))).first()
@@ -546,38 +542,12 @@ class Resource(Generic[T]):
         check_id(id, self.noun)
         self._require(self.write_scope)
         stmt = sa.delete(self.table).where(self._by_id(id)).returning(self.table.c.id)
-        with self._client.transaction() as conn:
+        with self._session.transaction() as conn:
             if conn.execute(stmt).first() is None:
                 raise self._not_found(id)
 
 
-def require_scope(client: Client, scope: str, *, self_service: str | None = None) -> None:
-    """Raise PermissionDeniedError unless the client's acting user may do a ``scope`` action.
-
-    See the module docstring for the rule. The lookup runs on its own short
-    connection as the login role (not the tenant role), before the operation's
-    transaction, so a pool of one connection is enough.
-    """
-    user_id = client.user_id
-    if user_id is None:
-        return
-    u = USERS.c
-    stmt = sa.select(u.is_admin, u.scopes, u.is_active, u.organization_id).where(
-        u.id == user_id, u.deleted_at.is_(None)
-    )
-    with _db.translating(client.url), client.engine.connect() as conn:
-        row = conn.execute(stmt).first()
-        conn.rollback()
-    if row is None or row.is_active is False:
-        raise PermissionDeniedError(f"acting user {user_id!r} is unknown, deleted or inactive")
-    scopes = set(row.scopes or [])
-    if row.is_admin or ADMIN in scopes:
-        return
-    if client.organization_id is not None and row.organization_id != client.organization_id:
-        raise PermissionDeniedError(
-            f"user {user_id!r} does not belong to organization {client.organization_id!r}"
-        )
-    if self_service is not None and self_service == user_id:
-        return
-    if scope not in scopes:
-        raise PermissionDeniedError(f"user {user_id!r} lacks the scope {scope!r}")
+def require_scope(session: Session, scope: str, *, self_service: str | None = None) -> None:
+    """Raise PermissionDeniedError unless the session's acting user may do a ``scope`` action
+    (:meth:`flowscope._session.Session.require`)."""
+    session.require(scope, self_service=self_service)

@@ -1,7 +1,7 @@
 """Data in and out for the resources: ``to_arrow``/``to_pandas``/``iter_batches`` and ``ingest``.
 
 Mixed into the resource classes (``client.executions``, ``client.workflows``, ...),
-which carry ``self._client`` and their table (``table`` or ``_table_name``).
+which carry ``self._session`` and their table (``table`` or ``_table_name``).
 
 Example:
     >>> client.executions.to_arrow(status="failed", flatten={"parameters.lr": "float64"})  # doctest: +SKIP
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from .._client import Client
     from .._ingest import IngestResult
+    from .._session import Session
     from ..export import Decimal
 
 __all__ = ["IngestMixin", "TableIO"]
@@ -39,7 +39,7 @@ def _table_name(resource: Any) -> str:
 class TableIO:
     """Arrow/pandas reads of one table with its explicit schema (see :mod:`flowscope.export`)."""
 
-    _client: Client
+    _session: Session
 
     def to_arrow(
         self,
@@ -63,7 +63,7 @@ class TableIO:
         from ..export import read_arrow
 
         return read_arrow(
-            self._client,
+            self._session,
             _table_name(self),
             filter,
             columns=columns,
@@ -94,7 +94,7 @@ class TableIO:
         from ..export import read_pandas
 
         return read_pandas(
-            self._client,
+            self._session,
             _table_name(self),
             filter,
             columns=columns,
@@ -124,7 +124,7 @@ class TableIO:
         from ..export import iter_batches
 
         return iter_batches(
-            self._client,
+            self._session,
             _table_name(self),
             filter,
             columns=columns,
@@ -138,7 +138,7 @@ class TableIO:
 class IngestMixin:
     """Bulk load through one validated binary COPY (see :func:`flowscope._ingest.ingest`)."""
 
-    _client: Client
+    _session: Session
 
     def ingest(self, rows: Any, /) -> IngestResult:
         """Validate every row, then load them all in one transaction (all or nothing).
@@ -153,4 +153,4 @@ class IngestMixin:
         """
         from .._ingest import ingest
 
-        return ingest(self._client, _table_name(self), rows)
+        return ingest(self._session, _table_name(self), rows)

@@ -70,7 +70,7 @@ class Audit(Resource[AuditLogEntryPublic], TableIO):
         stmt = (
             sa.select(*self.columns).where(a.table_name == table, a.row_id == row_id).order_by(a.id)
         )
-        with self._client.read_transaction() as conn:
+        with self._session.read_transaction() as conn:
             return [self._public(r) for r in conn.execute(stmt)]
 
     def to_frame(self, filter: Any = None, **filter_fields: Any) -> pd.DataFrame:
@@ -84,7 +84,7 @@ class Audit(Resource[AuditLogEntryPublic], TableIO):
         f = self._filter(filter, **filter_fields)
         self._require(self.read_scope)
         stmt = sa.select(*self.columns).where(f.clause()).order_by(self.table.c.id)
-        with self._client.read_transaction() as conn:
+        with self._session.read_transaction() as conn:
             rows = [dict(r._mapping) for r in conn.execute(stmt)]
         frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
         return frame.astype(FRAME_COLUMNS)

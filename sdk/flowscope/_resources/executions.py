@@ -116,7 +116,7 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
             sa.literal_column("'{workflow_version}'::text[]"),
             sa.func.to_jsonb(w.version),
         )
-        owner = v.get("owner") or self._client.user_id
+        owner = v.get("owner") or self._session.user_id
         select = sa.select(
             sa.literal(v.get("id") or new_id("executions"), EXECUTIONS.c.id.type),
             w.id,
@@ -144,7 +144,7 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
             )
             .returning(*self.columns)
         )
-        with self._client.transaction() as conn:
+        with self._session.transaction() as conn:
             row = conn.execute(stmt).first()
             if row is None and org is not None:
                 actual = conn.execute(
@@ -187,7 +187,7 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
             .values(**values)
             .returning(*self.columns)
         )
-        with self._client.transaction() as conn:
+        with self._session.transaction() as conn:
             row = conn.execute(stmt).first()
             if row is None:
                 current = conn.execute(sa.select(e.status).where(e.id == id)).scalar_one_or_none()

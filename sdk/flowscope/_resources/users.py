@@ -154,7 +154,7 @@ class Users(Resource[UserPublic], TableIO):
         # admins change anyone; a user may change their own self-service fields
         given = set(model.model_fields_set)
         require_scope(
-            self._client,
+            self._session,
             ADMIN,
             self_service=id if given and given <= SELF_SERVICE_FIELDS else None,
         )
@@ -176,7 +176,7 @@ class Users(Resource[UserPublic], TableIO):
         if not names:
             raise ValidationError("name at least one scope")
         parse(UserUpdate, None, {"scopes": names}, "scopes")
-        require_scope(self._client, ADMIN)
+        require_scope(self._session, ADMIN)
         sql = _GRANT_SQL if grant else _REVOKE_SQL
         merged = sa.text(sql).bindparams(
             sa.bindparam("given", names, type_=postgresql.ARRAY(sa.Text))
@@ -228,7 +228,11 @@ class Users(Resource[UserPublic], TableIO):
             sa.or_(u.username == username_or_email, u.email.in_(_email_forms(username_or_email))),
             u.deleted_at.is_(None),
         )
-        with self._client.transaction() as conn:
+        if self._session.organization_id is not None:
+            # a tenant login may not read password hashes: the check runs on the admin login
+            # behind the session (fixed statements only), limited to the tenant's organization
+            lookup = lookup.where(u.organization_id == self._session.organization_id)
+        with self._session.admin_transaction() as conn:
             found = conn.execute(lookup.order_by(u.username != username_or_email)).first()
         if found is None:
             _verify(password, None)
@@ -255,7 +259,7 @@ class Users(Resource[UserPublic], TableIO):
                 .values(**values)
                 .returning(*self.columns)
             )
-            with self._client.transaction() as conn:
+            with self._session.admin_transaction() as conn:
                 row = conn.execute(stmt).first()
             if row is None:
                 raise self._locked_now(found.id)
@@ -278,7 +282,7 @@ class Users(Resource[UserPublic], TableIO):
             )
             .returning(u.failed_login_attempts, u.locked_until)
         )
-        with self._client.transaction() as conn:
+        with self._session.admin_transaction() as conn:
             counted = conn.execute(stmt).first()
         if counted is None:
             raise self._locked_now(found.id)
@@ -291,7 +295,7 @@ class Users(Resource[UserPublic], TableIO):
 
     def _locked_now(self, id: str) -> AuthenticationError:
         u = self.table.c
-        with self._client.transaction() as conn:
+        with self._session.admin_transaction() as conn:
             until = conn.execute(sa.select(u.locked_until).where(u.id == id)).scalar_one_or_none()
         if until is None:
             return AuthenticationError("invalid username/email or password")

@@ -44,7 +44,7 @@ class Workflows(Resource[WorkflowPublic], TableIO, IngestMixin):
 
     def _insert_values(self, data: BaseModel) -> dict[str, Any]:
         values = super()._insert_values(data)
-        actor = self._client.user_id
+        actor = self._session.user_id
         owner = values.get("owner") or actor
         if owner is None:
             raise ValidationError("invalid new workflow: owner is required (no acting user_id)")
@@ -84,8 +84,8 @@ class Workflows(Resource[WorkflowPublic], TableIO, IngestMixin):
         model = parse(self.update_model, data, changes, "workflow update")
         self._require(self.write_scope)
         values = self._update_values(model)
-        if self._client.user_id is not None:
-            values.setdefault("updated_by", self._client.user_id)
+        if self._session.user_id is not None:
+            values.setdefault("updated_by", self._session.user_id)
         w = self.table.c
         where = self._update_where(id)
         if expected_version is not None:
@@ -96,7 +96,7 @@ class Workflows(Resource[WorkflowPublic], TableIO, IngestMixin):
             .values(**values, version=w.version + 1)
             .returning(*self.columns)
         )
-        with self._client.transaction() as conn:
+        with self._session.transaction() as conn:
             row = conn.execute(stmt).first()
             if row is None and expected_version is not None:
                 current = conn.execute(

@@ -38,7 +38,7 @@ from . import _base
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .._client import Client
+    from .._session import Session
 
 __all__ = ["GROUP_KEYS", "Analytics"]
 
@@ -57,12 +57,12 @@ class Analytics:
         >>> frame.sort_values("failure_rate", ascending=False).head()       # doctest: +SKIP
     """
 
-    def __init__(self, client: Client, *, use_rollups: bool = False) -> None:
-        self._client = client
+    def __init__(self, session: Session, *, use_rollups: bool = False) -> None:
+        self._session = session
         self.use_rollups = use_rollups
 
     def __repr__(self) -> str:
-        return f"<flowscope.Analytics of {self._client!r}>"
+        return f"<flowscope.Analytics of {self._session!r}>"
 
     # -- distributions -----------------------------------------------------------------
     def durations(
@@ -95,10 +95,10 @@ class Analytics:
         if self._rollups(use_rollups):
             from . import rollups
 
-            return rollups.durations(self._client, flt, keys, fq, percentiles)
+            return rollups.durations(self._session, flt, keys, fq, percentiles)
         from .durations import durations_query
 
-        return _base.run(self._client, durations_query(flt, keys, fq, percentiles))
+        return _base.run(self._session, durations_query(flt, keys, fq, percentiles))
 
     def queue_wait(
         self,
@@ -123,7 +123,7 @@ class Analytics:
 
         flt = _base.as_filter(filter, filter_fields)
         query = queue_wait_query(flt, _base.parse_by(by), _base.parse_freq(freq), percentiles)
-        return _base.run(self._client, query)
+        return _base.run(self._session, query)
 
     # -- statuses ----------------------------------------------------------------------
     def status_breakdown(
@@ -155,10 +155,10 @@ class Analytics:
         if self._rollups(use_rollups):
             from . import rollups
 
-            return rollups.status_breakdown(self._client, flt, keys, fq, bool(normalize))
+            return rollups.status_breakdown(self._session, flt, keys, fq, bool(normalize))
         from .status import status_query
 
-        return _base.run(self._client, status_query(flt, keys, fq, bool(normalize)))
+        return _base.run(self._session, status_query(flt, keys, fq, bool(normalize)))
 
     # -- tags --------------------------------------------------------------------------
     def tags(self, filter: ExecutionFilter | None = None, /, **filter_fields: Any) -> pd.DataFrame:
@@ -173,7 +173,7 @@ class Analytics:
         """
         from .tags import tags_query
 
-        return _base.run(self._client, tags_query(_base.as_filter(filter, filter_fields)))
+        return _base.run(self._session, tags_query(_base.as_filter(filter, filter_fields)))
 
     def tag_pairs(
         self, filter: ExecutionFilter | None = None, /, **filter_fields: Any
@@ -186,7 +186,7 @@ class Analytics:
         """
         from .tags import tag_pairs_query
 
-        return _base.run(self._client, tag_pairs_query(_base.as_filter(filter, filter_fields)))
+        return _base.run(self._session, tag_pairs_query(_base.as_filter(filter, filter_fields)))
 
     # -- time lines --------------------------------------------------------------------
     def throughput(
@@ -216,10 +216,10 @@ class Analytics:
         if self._rollups(use_rollups):
             from . import rollups
 
-            return rollups.throughput(self._client, flt, keys, fq)
+            return rollups.throughput(self._session, flt, keys, fq)
         from .timeline import throughput_query
 
-        return _base.run(self._client, throughput_query(flt, keys, fq))
+        return _base.run(self._session, throughput_query(flt, keys, fq))
 
     def concurrency(
         self, filter: ExecutionFilter | None = None, /, *, freq: str = "1h", **filter_fields: Any
@@ -240,7 +240,7 @@ class Analytics:
         fq = _base.parse_freq(freq)
         if fq is None:
             raise ValidationError("concurrency() needs a freq such as '1h'")
-        return _base.run(self._client, concurrency_query(flt, fq))
+        return _base.run(self._session, concurrency_query(flt, fq))
 
     # -- failures ----------------------------------------------------------------------
     def failures(
@@ -270,7 +270,7 @@ class Analytics:
         if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
             raise ValidationError(f"top must be a positive integer or None, not {top!r}")
         flt = _base.as_filter(filter, filter_fields)
-        return _base.run(self._client, failures_query(flt, _base.parse_by(by), top))
+        return _base.run(self._session, failures_query(flt, _base.parse_by(by), top))
 
     # -- comparisons -------------------------------------------------------------------
     def compare(
@@ -306,7 +306,7 @@ class Analytics:
                 "compare() derives both periods from until and period; drop since"
             )
         end = flt.until or datetime.now(UTC)
-        return _base.run(self._client, compare_query(flt, _base.parse_by(by), fq.fixed, end))
+        return _base.run(self._session, compare_query(flt, _base.parse_by(by), fq.fixed, end))
 
     def summary(
         self,
@@ -336,7 +336,7 @@ class Analytics:
         ):
             raise ValidationError(f"limit must be a positive integer or None, not {limit!r}")
         flt = _base.as_filter(filter, filter_fields)
-        return _base.run(self._client, summary_query(flt, sort, bool(descending), limit))
+        return _base.run(self._session, summary_query(flt, sort, bool(descending), limit))
 
     # -- rollups -----------------------------------------------------------------------
     def refresh_rollups(self, *, concurrently: bool = True) -> datetime:
@@ -353,7 +353,7 @@ class Analytics:
         """
         from . import rollups
 
-        return rollups.refresh(self._client, concurrently=concurrently)
+        return rollups.refresh(self._session, concurrently=concurrently)
 
     def rollups_refreshed_at(self) -> datetime | None:
         """When the rollups were last refreshed (None: never).
@@ -363,7 +363,7 @@ class Analytics:
         """
         from . import rollups
 
-        return rollups.refreshed_at(self._client)
+        return rollups.refreshed_at(self._session)
 
     def _rollups(self, use_rollups: bool | None) -> bool:
         return self.use_rollups if use_rollups is None else bool(use_rollups)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -32,7 +32,7 @@ from ..models import EXECUTIONS, WORKFLOWS
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .._client import Client
+    from .._session import Session
 
 E = EXECUTIONS
 W = WORKFLOWS
@@ -231,8 +231,43 @@ def rows_cte(
     return stmt.cte(name)
 
 
+#: The most time buckets one analytics call may build (per group). A grid of ``freq`` over
+#: ``since``..``until`` above it is refused before anything is sent.
+MAX_BUCKETS = 100_000
+
+
+def check_grid(freq: Freq | None, flt: ExecutionFilter) -> None:
+    """Raise ValidationError when ``freq`` over the filter's range needs more than
+    :data:`MAX_BUCKETS` buckets (``until`` defaults to now; without ``since`` the grid
+    starts at the first matching execution, so only the data bounds it).
+
+    Example:
+        >>> from flowscope.filters import ExecutionFilter
+        >>> f = ExecutionFilter(since="1900-01-01", until="2200-01-01")
+        >>> check_grid(parse_freq("1min"), f)
+        Traceback (most recent call last):
+        ...
+        flowscope.errors.ValidationError: freq='1min' from 1900-01-01 00:00 to 2200-01-01 00:00 needs 157,785,120 time buckets, more than the limit of 100,000: use a coarser freq or a shorter since/until range
+    """
+    if freq is None or flt.since is None:
+        return
+    since = flt.since
+    until = flt.until or max(datetime.now(UTC), since)
+    if freq.fixed is not None:
+        count = (until - since) / freq.fixed
+    else:
+        count = ((until.year - since.year) * 12 + until.month - since.month + 1) / freq.n
+    if count > MAX_BUCKETS:
+        raise ValidationError(
+            f"freq={freq.text!r} from {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} needs"
+            f" {int(count):,} time buckets, more than the limit of {MAX_BUCKETS:,}: use a"
+            " coarser freq or a shorter since/until range"
+        )
+
+
 def series(freq: Freq, flt: ExecutionFilter, lo: Any, hi: Any, name: str = "buckets") -> sa.CTE:
     """Every bucket from the filter's ``since`` (or ``lo``) to its ``until`` (or ``hi``), inclusive."""
+    check_grid(freq, flt)
     start: Any = (
         freq.floor(utc_naive(sa.literal(flt.since, sa.DateTime(timezone=True))))
         if flt.since
@@ -405,9 +440,9 @@ def execute(conn: sa.Connection, query: Query) -> pd.DataFrame:
     return frame
 
 
-def run(client: Client, query: Query) -> pd.DataFrame:
+def run(session: Session, query: Query) -> pd.DataFrame:
     """Execute a query in the client's scope (RLS applies) and return its typed frame."""
-    with client.read_transaction() as conn:
+    with session.read_transaction() as conn:
         return execute(conn, query)
 
 

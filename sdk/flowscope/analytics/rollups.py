@@ -35,7 +35,7 @@ from ._base import FLOAT, FLT, INT, E, Freq, Measure, Query, W
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .._client import Client
+    from .._session import Session
 
 GAMMA = 1.01 / 0.99
 LN_GAMMA = math.log(GAMMA)
@@ -103,10 +103,10 @@ REFRESHES = sa.table(
 # -- refreshing ----------------------------------------------------------------------
 
 
-def refresh(client: Client, concurrently: bool = True) -> datetime:
+def refresh(session: Session, concurrently: bool = True) -> datetime:
     """REFRESH (CONCURRENTLY) both views and record the transaction's start time."""
     how = "CONCURRENTLY " if concurrently else ""
-    with client.transaction() as conn:
+    with session.transaction() as conn:
         conn.execute(sa.text("SET LOCAL work_mem = '256MB'"))  # aggregate in memory
         for view in VIEWS:  # constant names, not input
             conn.execute(sa.text(f"REFRESH MATERIALIZED VIEW {how}{view}"))
@@ -128,8 +128,8 @@ def _refreshed_at(conn: Any) -> datetime | None:
     return when.astimezone(UTC) if when is not None else None
 
 
-def refreshed_at(client: Client) -> datetime | None:
-    with client.read_transaction() as conn:
+def refreshed_at(session: Session) -> datetime | None:
+    with session.read_transaction() as conn:
         return _refreshed_at(conn)
 
 
@@ -355,7 +355,7 @@ def _attrs(
 
 
 def _run(
-    client: Client,
+    session: Session,
     flt: ExecutionFilter,
     freq: Freq | None,
     build: Callable[[tuple[datetime, datetime] | None], Query],
@@ -364,7 +364,7 @@ def _run(
     unsupported: str | None = None,
 ) -> pd.DataFrame:
     """Read the refresh time and run the rollup query in the same transaction (or fall back)."""
-    with client.read_transaction() as conn:
+    with session.read_transaction() as conn:
         refreshed = _refreshed_at(conn)
         reason = unsupported or fallback_reason(flt, freq, refreshed)
         cover = covered_range(flt, refreshed) if refreshed is not None and reason is None else None
@@ -374,7 +374,7 @@ def _run(
 
 
 def status_breakdown(
-    client: Client, flt: ExecutionFilter, keys: Sequence[str], freq: Freq | None, normalize: bool
+    session: Session, flt: ExecutionFilter, keys: Sequence[str], freq: Freq | None, normalize: bool
 ) -> pd.DataFrame:
     from .status import add_rates, status_query
 
@@ -408,11 +408,11 @@ def status_breakdown(
             post=lambda f: add_rates(f, normalize),
         )
 
-    return _run(client, flt, freq, build, lambda: status_query(flt, keys, freq, normalize))
+    return _run(session, flt, freq, build, lambda: status_query(flt, keys, freq, normalize))
 
 
 def durations(
-    client: Client,
+    session: Session,
     flt: ExecutionFilter,
     keys: Sequence[str],
     freq: Freq | None,
@@ -498,12 +498,17 @@ def durations(
         )
 
     return _run(
-        client, flt, freq, build, lambda: durations_query(flt, keys, freq, percentiles), approx=True
+        session,
+        flt,
+        freq,
+        build,
+        lambda: durations_query(flt, keys, freq, percentiles),
+        approx=True,
     )
 
 
 def throughput(
-    client: Client, flt: ExecutionFilter, keys: Sequence[str], freq: Freq
+    session: Session, flt: ExecutionFilter, keys: Sequence[str], freq: Freq
 ) -> pd.DataFrame:
     from .timeline import _KINDS, throughput_query
 
@@ -554,7 +559,12 @@ def throughput(
         else "throughput rollups are per organization, status and day (no workflow-level keys)"
     )
     return _run(
-        client, flt, freq, build, lambda: throughput_query(flt, keys, freq), unsupported=unsupported
+        session,
+        flt,
+        freq,
+        build,
+        lambda: throughput_query(flt, keys, freq),
+        unsupported=unsupported,
     )
 
 
