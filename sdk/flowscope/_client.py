@@ -39,9 +39,9 @@ class Client:
 
     Create one with :func:`flowscope.connect`. A client owns a SQLAlchemy engine
     (a connection pool); it is safe to share between threads. A *scoped* client
-    (``organization_id=...``) runs every transaction as the ``flowscope_tenant``
-    role with the organization set transaction-locally, so PostgreSQL's
-    row-level security confines it to that organization's rows.
+    (``organization_id=...``) logs in as its organization's own PostgreSQL role,
+    so row-level security and the role's privileges (its user's scopes) confine
+    it, whatever SQL it runs (README: *Tenancy and threat model*).
 
     Example:
         >>> import flowscope

@@ -184,6 +184,21 @@ class Session:
             self._logins[key] = login
             return login
 
+    def forget_logins(self, organization_id: str) -> None:
+        """Close and forget the pools of an organization's logins (before its roles go).
+
+        Example:
+            >>> admin.forget_logins("org_acme")    # doctest: +SKIP
+        """
+        admin = self._admin if self._admin is not None else self
+        with admin._lock:
+            gone = [k for k in admin._logins if k[0] == organization_id]
+            logins = [admin._logins.pop(k) for k in gone]
+        for login in logins:
+            login.engine.dispose()
+            if login.replicas is not None:
+                login.replicas.dispose()
+
     def scoped(self, organization_id: str, user_id: str | None = None) -> Session:
         """A tenant session of ``organization_id`` (acting as ``user_id``), logging in as its role.
 

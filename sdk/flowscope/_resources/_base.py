@@ -30,6 +30,8 @@ everything; otherwise a scoped client's user must belong to the client's
 organization and hold the verb's scope: ``workflow:read`` for get/list/count,
 ``workflow:write`` for changing workflows, ``workflow:execute`` for creating
 and driving executions, ``admin`` for managing users and organizations.
+The check is for a clear, early error; for a scoped client PostgreSQL enforces the
+same rule (its login's privileges are its user's scopes, see :mod:`flowscope._session`).
 """
 
 from __future__ import annotations

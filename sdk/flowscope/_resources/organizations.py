@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from pydantic import BaseModel
 
 from ..errors import PermissionDeniedError
@@ -14,7 +15,7 @@ from ..models import (
     OrganizationPublic,
     OrganizationUpdate,
 )
-from ._base import ADMIN, READ, Resource
+from ._base import ADMIN, READ, Resource, check_id
 from ._io import TableIO
 
 __all__ = ["Organizations"]
@@ -52,3 +53,22 @@ class Organizations(Resource[OrganizationPublic], TableIO):
                 f"this client is scoped to organization {tenant!r}; cannot create another"
             )
         return values
+
+    def purge(self, id: str) -> None:
+        """Delete an organization for good, with its tenant logins (roles).
+
+        Refused with :class:`flowscope.ConflictError` while it still owns rows; then
+        nothing is dropped.
+
+        Example:
+            >>> client.organizations.purge("org_01J...")      # doctest: +SKIP
+        """
+        check_id(id, self.noun)
+        self._require(self.write_scope)
+        stmt = sa.delete(self.table).where(self._by_id(id)).returning(self.table.c.id)
+        with self._session.transaction() as conn:
+            if not self._session.is_tenant:
+                self._session.forget_logins(id)
+                conn.execute(sa.text("SELECT flowscope_drop_identities(:o)"), {"o": id})
+            if conn.execute(stmt).first() is None:
+                raise self._not_found(id)
