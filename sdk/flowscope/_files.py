@@ -11,18 +11,19 @@ created, committed or left behind.
 
 ``flock`` is local to one machine (on NFS it is emulated with byte-range locks and
 may be refused on a directory); :func:`directory_lock` then falls back to a lock file
-that it removes when the run ends.
+that it removes when the run ends. Where there is no ``fcntl`` (Windows), nothing is
+locked and no leftover is swept (a leftover cannot be told from a live file there).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import ConflictError
 
@@ -40,6 +41,11 @@ __all__ = [
 #: is refused); removed when the run ends.
 LOCK_FILE = ".flowscope.lock"
 _BUSY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES)
+fcntl: Any
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 
 def fsync_dir(path: Path) -> None:
@@ -53,6 +59,8 @@ def fsync_dir(path: Path) -> None:
 
 
 def _try_flock(fd: int) -> bool:
+    if fcntl is None:  # pragma: no cover - Windows: cannot tell, so never "free"
+        return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -77,7 +85,8 @@ def owned_temp_file(path: Path) -> int:
     :func:`release` once the file is renamed into place or removed.
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
     if not _still_named(fd, path):  # a sweeper removed it between create and lock
         os.close(fd)
         raise FileExistsError(errno.EEXIST, "temporary file was swept", str(path))
@@ -87,6 +96,8 @@ def owned_temp_file(path: Path) -> int:
 def owned_temp_dir(path: Path) -> int:
     """Create the directory ``path`` and hold an ``flock`` on it: returns the fd."""
     path.mkdir()
+    if fcntl is None:  # pragma: no cover - Windows
+        return -1
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     fcntl.flock(fd, fcntl.LOCK_EX)
     if not _still_named(fd, path):
@@ -96,7 +107,7 @@ def owned_temp_dir(path: Path) -> int:
 
 
 def release(fd: int | None) -> None:
-    if fd is not None:
+    if fd is not None and fd >= 0:
         with contextlib.suppress(OSError):
             os.close(fd)
 
@@ -114,7 +125,9 @@ def sweep_stale(candidates: Iterator[Path] | list[Path]) -> list[Path]:
 
     Returns what was removed. A candidate whose lock is held is left alone.
     """
-    removed = []
+    removed: list[Path] = []
+    if fcntl is None:  # pragma: no cover - Windows
+        return removed
     for path in candidates:
         try:
             flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
@@ -138,6 +151,9 @@ def directory_lock(directory: Path, what: str) -> Iterator[None]:
     Nothing is written: the lock is an ``flock`` on the directory itself. Where the file
     system refuses that (NFS), a lock file ``.flowscope.lock`` is used and removed at the end.
     """
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:
