@@ -293,9 +293,10 @@ def test_a_run_leaves_no_lock_and_excludes_another(
 def test_ages_too_long_are_validation_errors(client: flowscope.Client, tmp_path: Path) -> None:
     from datetime import timedelta
 
+    archive = tmp_path / "archive"
     for age in ("99999999999D", "999999999W", "999999D", timedelta.max):
         with pytest.raises(flowscope.ValidationError, match="older_than"):
-            client.retention.prune(older_than=age, archive_to=tmp_path, dry_run=True)
+            client.retention.prune(older_than=age, archive_to=archive, dry_run=True)
         with pytest.raises(flowscope.ValidationError, match="older_than"):
-            client.retention.prune(older_than=age, archive_to=tmp_path)
-    assert list(tmp_path.iterdir()) == []
+            client.retention.prune(older_than=age, archive_to=archive)
+    assert list(tmp_path.iterdir()) == []  # refused before anything was created

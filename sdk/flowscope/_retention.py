@@ -171,6 +171,12 @@ class Retention:
         if table not in TABLES:
             raise ValidationError(f"prune supports the tables {', '.join(TABLES)}; got {table!r}")
         age = parse_age(older_than)
+        try:  # before anything is created: an age that reaches before the year 1
+            datetime.now(UTC) - age - timedelta(days=2)
+        except OverflowError:
+            raise ValidationError(
+                f"older_than {older_than!r} reaches before the year 1: give a shorter age"
+            ) from None
         if isinstance(batch_size, bool) or not isinstance(batch_size, int):
             raise ValidationError("batch_size must be an integer")
         if not 1 <= batch_size <= 1_000_000:
