@@ -16,6 +16,7 @@ from logging.config import fileConfig
 from alembic import context
 from flowscope import models  # noqa: F401  (registers every table on SQLModel.metadata)
 from flowscope._db import normalize_url
+from flowscope._migrate import run_with_lock_timeout
 from sqlalchemy import Connection, Engine, create_engine, pool
 from sqlmodel import SQLModel
 
@@ -65,8 +66,14 @@ def _run(connection: Connection) -> None:
         compare_type=True,
         compare_server_default=True,
     )
-    with context.begin_transaction():
-        context.run_migrations()
+
+    def migrate() -> None:
+        with context.begin_transaction():
+            context.run_migrations()
+
+    # Every statement waits for locks at most FLOWSCOPE_MIGRATION_LOCK_TIMEOUT; a pass
+    # that timed out is retried, then fails naming the blocking sessions (never hangs).
+    run_with_lock_timeout(connection, migrate)
 
 
 def run_migrations_online() -> None:

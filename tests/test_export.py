@@ -4,6 +4,7 @@ DuckDB, atomic files, partitioned and incremental datasets, tenancy."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -530,6 +531,47 @@ def test_incremental_appends_only_new_rows(
     flat = tmp_path / "flat"
     seeded.export.parquet("audit_log", flat, incremental=True, progress=False)
     assert len(list(flat.glob("part-*.parquet"))) == 1
+
+
+def test_query_of_text_columns_exports_what_it_returns(
+    seeded: flowscope.Client, engine: sa.Engine, tmp_path: Path
+) -> None:
+    """``select(text("organization_id"))``: SQLAlchemy knows no column of it; the server does."""
+    query = sa.select(sa.text("organization_id")).select_from(sa.text("executions"))
+    target = tmp_path / "orgs.parquet"
+    result = seeded.export.parquet(query, target, progress=False)
+    got = pq.read_table(target)
+    assert result.rows == got.num_rows == 40
+    assert got.schema.names == ["organization_id"]
+    with engine.connect() as conn:
+        expected = conn.execute(sa.text("SELECT organization_id FROM executions")).scalars()
+        assert sorted(got.column(0).to_pylist(), key=str) == sorted(expected, key=str)
+    mixed = sa.select(EXECUTIONS.c.id, sa.text("status AS s")).order_by(EXECUTIONS.c.id)
+    seeded.export.parquet(mixed, target, progress=False)
+    assert pq.read_table(target).slice(0, 2).to_pylist() == [
+        {"id": "ex_0000", "s": "completed"},
+        {"id": "ex_0001", "s": "failed"},
+    ]
+    with pytest.raises(flowscope.ValidationError, match="repeat"):
+        seeded.export.parquet(sa.select(sa.text("id, id FROM executions")), target, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["file", "partitioned", "incremental"])
+def test_unwritable_paths_are_flowscope_errors_naming_the_path(
+    seeded: flowscope.Client, tmp_path: Path, kind: str
+) -> None:
+    a_file = tmp_path / "plain.txt"
+    a_file.write_text("not a directory")
+    options: dict[str, Any] = {
+        "file": {},
+        "partitioned": {"partition_by": ["day"]},
+        "incremental": {"incremental": True},
+    }[kind]
+    for where in (Path("/proc/nope/x.parquet"), a_file / "x.parquet", a_file / "deeper" / "x"):
+        with pytest.raises(flowscope.ConfigurationError, match=re.escape(str(where))):
+            seeded.export.parquet("workflows", where, progress=False, **options)
+    assert [p.name for p in tmp_path.iterdir()] == ["plain.txt"]
+    assert a_file.read_text() == "not a directory"
 
 
 def test_scoped_client_exports_only_its_organization(

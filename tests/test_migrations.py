@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
+import flowscope
 import pytest
 import sqlalchemy as sa
 from flowscope import _migrate
@@ -140,3 +142,55 @@ def test_admin_password_from_environment(create_database: Callable[[], str], mon
     hasher = PasswordHash.recommended()
     assert hasher.verify("correct horse battery staple", stored)
     assert not hasher.verify("wrong", stored)
+
+
+def test_a_revision_blocked_by_a_table_lock_gives_up_and_rolls_back(
+    create_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Revision 0002 alters executions (ACCESS EXCLUSIVE): a session idle in a transaction
+    that read the table blocks it. The upgrade stops, names the session, leaves the database
+    at 0001, and succeeds once the session is gone."""
+    monkeypatch.setenv("FLOWSCOPE_MIGRATION_LOCK_TIMEOUT", "100ms")
+    monkeypatch.setenv("FLOWSCOPE_MIGRATION_LOCK_RETRIES", "1")
+    url = create_database()
+    engine = _fresh(lambda: url)
+    with engine.connect() as conn:
+        _migrate.upgrade(conn, "0001")
+        conn.commit()
+    other = sa.create_engine(
+        url, poolclass=sa.pool.NullPool, connect_args={"application_name": "report-tool"}
+    )
+    with other.connect() as stuck, engine.connect() as conn:
+        stuck.execute(sa.text("SELECT count(*) FROM executions")).scalar_one()
+        pid = stuck.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        started = time.monotonic()
+        with pytest.raises(flowscope.DatabaseError, match=f"pid {pid} ") as caught:
+            _migrate.upgrade(conn, "head")
+        assert time.monotonic() - started < 5
+        assert "'report-tool'" in str(caught.value)
+        assert "'idle in transaction'" in str(caught.value)
+        assert _migrate.stamped_revision(conn) == "0001"  # all or nothing
+        conn.rollback()
+        stuck.rollback()
+        _migrate.upgrade(conn, "head")
+        conn.commit()
+        assert _migrate.stamped_revision(conn) == _migrate.HEAD_REVISION
+    engine.dispose()
+    other.dispose()
+
+
+def test_migration_lock_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowscope import _settings
+
+    assert (_settings.migration_lock_timeout(), _settings.migration_lock_retries()) == ("5s", 3)
+    for name, bad in (
+        ("FLOWSCOPE_MIGRATION_LOCK_TIMEOUT", "0"),
+        ("FLOWSCOPE_MIGRATION_LOCK_TIMEOUT", "5; DROP TABLE x"),
+        ("FLOWSCOPE_MIGRATION_LOCK_RETRIES", "-1"),
+        ("FLOWSCOPE_MIGRATION_LOCK_RETRIES", "100"),
+    ):
+        with monkeypatch.context() as m:
+            m.setenv(name, bad)
+            with pytest.raises(flowscope.ConfigurationError, match=name):
+                _settings.migration_lock_timeout()
+                _settings.migration_lock_retries()

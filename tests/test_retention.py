@@ -247,3 +247,56 @@ def test_cli_prune(client: flowscope.Client, tmp_path: Path, database_url: str) 
     assert len(_archived(tmp_path)) == len(expected)
     missing = runner.invoke(app, base)
     assert missing.exit_code == 1
+
+
+def test_dry_run_writes_nothing(
+    client: flowscope.Client, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _seed(client, 30)
+    expected = _expected_pruned(client)
+    missing = tmp_path / "not" / "yet"
+    report = client.retention.prune(archive_to=missing, dry_run=True)
+    assert report.dry_run and report.rows == len(expected)
+    assert list(tmp_path.iterdir()) == []  # no archive directory, no lock file
+    existing = tmp_path / "archive"
+    existing.mkdir()
+    client.retention.prune(archive_to=existing, dry_run=True)
+    assert list(existing.iterdir()) == []
+    # the CLI's dry run defaults the archive to the working directory: nothing lands there
+    from flowscope.cli import app
+    from typer.testing import CliRunner
+
+    monkeypatch.chdir(existing)
+    dry = CliRunner().invoke(app, ["prune", "--dry-run", "--database-url", database_url])
+    assert dry.exit_code == 0, dry.output
+    assert list(existing.iterdir()) == []
+
+
+def test_a_run_leaves_no_lock_and_excludes_another(
+    client: flowscope.Client, tmp_path: Path
+) -> None:
+    from flowscope._files import directory_lock
+
+    _seed(client, 30)
+    report = client.retention.prune(archive_to=tmp_path, batch_size=5)
+    assert report.rows > 0
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {MANIFEST} | {f.name for f in report.files}  # no lock file, no temp file
+    with (
+        directory_lock(tmp_path, "a prune"),
+        pytest.raises(flowscope.ConflictError, match="running"),
+    ):
+        client.retention.prune(archive_to=tmp_path)
+    assert client.retention.prune(archive_to=tmp_path).rows == 0  # the lock went with its holder
+
+
+def test_ages_too_long_are_validation_errors(client: flowscope.Client, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    archive = tmp_path / "archive"
+    for age in ("99999999999D", "999999999W", "999999D", timedelta.max):
+        with pytest.raises(flowscope.ValidationError, match="older_than"):
+            client.retention.prune(older_than=age, archive_to=archive, dry_run=True)
+        with pytest.raises(flowscope.ValidationError, match="older_than"):
+            client.retention.prune(older_than=age, archive_to=archive)
+    assert list(tmp_path.iterdir()) == []  # refused before anything was created

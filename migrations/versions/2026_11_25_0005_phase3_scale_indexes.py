@@ -22,6 +22,13 @@ They are built ``CONCURRENTLY`` (outside a transaction, in
 that failed leaves an INVALID index behind; each build first drops such a
 half-built index, and checks afterwards that the new one is valid.
 
+A concurrent build waits for every transaction that writes the table or holds
+an older snapshot, so one session left idle in a transaction used to stall this
+revision indefinitely. The migration environment (``env.py``) runs every statement
+with a ``lock_timeout`` (``FLOWSCOPE_MIGRATION_LOCK_TIMEOUT``, 5 s): a build that
+times out leaves its INVALID index, the upgrade is retried (the retry drops and
+rebuilds it), and after the last retry it fails naming the blocking sessions.
+
 Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-25

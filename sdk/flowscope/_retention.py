@@ -16,17 +16,20 @@ directory: a ``pending`` batch whose transaction committed
 are still in the table) and redone; files the manifest never recorded are
 removed. So the archive plus the table always equals the data before, with no
 row in both and none in neither.
+
+One prune runs per archive directory at a time: an ``flock`` on the directory
+itself (:func:`flowscope._files.directory_lock`), so no lock file is created or
+left behind. ``dry_run`` only reads: it creates no directory, lock or file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from ._files import directory_lock, fsync_dir
 from .errors import ConfigurationError, ConflictError, DatabaseError, ValidationError
 
 if TYPE_CHECKING:
@@ -45,7 +49,6 @@ if TYPE_CHECKING:
 __all__ = ["PruneReport", "Retention", "parse_age"]
 
 MANIFEST = "prune-manifest.json"
-_LOCK_FILE = ".prune.lock"
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 TABLES = ("executions",)
@@ -81,7 +84,12 @@ def parse_age(older_than: str | timedelta) -> timedelta:
     if isinstance(older_than, timedelta):
         age = older_than
     elif isinstance(older_than, str) and (m := _AGE.match(older_than)):
-        age = timedelta(**{_UNITS[m.group(2).lower()]: int(m.group(1))})
+        try:
+            age = timedelta(**{_UNITS[m.group(2).lower()]: int(m.group(1))})
+        except OverflowError:
+            raise ValidationError(
+                f"older_than {older_than!r} is too long an age (at most {timedelta.max.days:,} days)"
+            ) from None
     else:
         raise ValidationError(
             f"older_than must look like '90D', '12H', '2W', '30M' or '45S'; got {older_than!r}"
@@ -163,6 +171,12 @@ class Retention:
         if table not in TABLES:
             raise ValidationError(f"prune supports the tables {', '.join(TABLES)}; got {table!r}")
         age = parse_age(older_than)
+        try:  # before anything is created: an age that reaches before the year 1
+            datetime.now(UTC) - age - timedelta(days=2)
+        except OverflowError:
+            raise ValidationError(
+                f"older_than {older_than!r} reaches before the year 1: give a shorter age"
+            ) from None
         if isinstance(batch_size, bool) or not isinstance(batch_size, int):
             raise ValidationError("batch_size must be an integer")
         if not 1 <= batch_size <= 1_000_000:
@@ -174,12 +188,36 @@ class Retention:
                 f"statuses must be among {EXECUTION_STATUSES}; got {bad or wanted}"
             )
         directory = Path(archive_to)
+        if dry_run:  # count only: no directory, lock or file is created
+            manifest = _Manifest.load(directory)
+            run = manifest.unfinished()
+            if run is not None and (run["table"] != table or run["statuses"] != list(wanted)):
+                raise ConflictError(
+                    f"{directory} holds an unfinished prune of {run['table']!r}"
+                    f" (statuses {run['statuses']}): finish it with the same arguments first"
+                )
+            cutoff = datetime.fromisoformat(run["cutoff"]) if run is not None else self._cutoff(age)
+            t = EXECUTIONS
+            where = sa.and_(t.c.created_at < cutoff, t.c.status.in_(wanted))
+            with self._session.read_transaction() as conn:
+                count = conn.execute(
+                    sa.select(sa.func.count()).select_from(t).where(where)
+                ).scalar_one()
+            return PruneReport(
+                table=table,
+                cutoff=cutoff,
+                rows=int(count),
+                batches=-(-int(count) // batch_size),
+                resumed=run is not None,
+                dry_run=True,
+                seconds=time.perf_counter() - started,
+            )
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigurationError(f"cannot create archive directory {directory}: {exc}") from exc
 
-        with _exclusive(directory):
+        with directory_lock(directory, "a prune"):
             manifest = _Manifest.load(directory)
             run = manifest.unfinished()
             resumed = run is not None
@@ -190,30 +228,12 @@ class Retention:
                         f" (statuses {run['statuses']}): finish it with the same arguments first"
                     )
                 cutoff = datetime.fromisoformat(run["cutoff"])
-                if not dry_run:
-                    self._recover(manifest, run, directory)
+                self._recover(manifest, run, directory)
             else:
-                with self._session.transaction() as conn:
-                    now = conn.execute(sa.text("SELECT now()")).scalar_one()
-                cutoff = (now - age).astimezone(UTC)
+                cutoff = self._cutoff(age)
 
             t = EXECUTIONS
             where = sa.and_(t.c.created_at < cutoff, t.c.status.in_(wanted))
-            if dry_run:
-                with self._session.read_transaction() as conn:
-                    count = conn.execute(
-                        sa.select(sa.func.count()).select_from(t).where(where)
-                    ).scalar_one()
-                return PruneReport(
-                    table=table,
-                    cutoff=cutoff,
-                    rows=int(count),
-                    batches=-(-int(count) // batch_size),
-                    resumed=resumed,
-                    dry_run=True,
-                    seconds=time.perf_counter() - started,
-                )
-
             if run is None:
                 run = manifest.new_run(table=table, cutoff=cutoff, statuses=wanted)
                 manifest.save()
@@ -238,6 +258,17 @@ class Retention:
                 resumed=resumed,
                 seconds=time.perf_counter() - started,
             )
+
+    def _cutoff(self, age: timedelta) -> datetime:
+        """The database's ``now()`` minus ``age``, in UTC."""
+        with self._session.read_transaction() as conn:
+            now = conn.execute(sa.text("SELECT now()")).scalar_one()
+        try:
+            return (now - age).astimezone(UTC)
+        except OverflowError:
+            raise ValidationError(
+                f"older_than {age} reaches before the year 1: give a shorter age"
+            ) from None
 
     # -- one batch -------------------------------------------------------------------
     def _one_batch(
@@ -430,17 +461,7 @@ def write_archive(table: pa.Table, path: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    if os.name != "posix":  # pragma: no cover
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 # -- manifest ----------------------------------------------------------------------------
@@ -489,20 +510,4 @@ class _Manifest:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        _fsync_dir(self.directory)
-
-
-@contextlib.contextmanager
-def _exclusive(directory: Path) -> Iterator[None]:
-    """One prune at a time per archive directory (an advisory file lock)."""
-    import fcntl
-
-    with open(directory / _LOCK_FILE, "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise ConflictError(f"another prune is running on {directory}") from exc
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+        fsync_dir(self.directory)

@@ -13,11 +13,18 @@ ENV_DATA_DIR = "FLOWSCOPE_DATA_DIR"
 ENV_ADMIN_PASSWORD = "FLOWSCOPE_ADMIN_PASSWORD"  # read by the first migration only
 ENV_ANALYTICS_WORK_MEM = "FLOWSCOPE_ANALYTICS_WORK_MEM"
 ENV_STATEMENT_TIMEOUT = "FLOWSCOPE_STATEMENT_TIMEOUT"
+ENV_MIGRATION_LOCK_TIMEOUT = "FLOWSCOPE_MIGRATION_LOCK_TIMEOUT"
+ENV_MIGRATION_LOCK_RETRIES = "FLOWSCOPE_MIGRATION_LOCK_RETRIES"
 
 #: ``work_mem`` for the analytics queries (per sort or hash, transaction-local); see
 #: :func:`analytics_work_mem`.
 DEFAULT_ANALYTICS_WORK_MEM = "64MB"
 _MEMORY = re.compile(r"^[1-9][0-9]{0,6}(kB|MB|GB)$")
+#: How long one migration statement waits for a lock before it gives up (and how many times
+#: the migration is retried after that); see :func:`migration_lock_timeout`.
+DEFAULT_MIGRATION_LOCK_TIMEOUT = "5s"
+DEFAULT_MIGRATION_LOCK_RETRIES = 3
+_DURATION = re.compile(r"^[1-9][0-9]{0,8}(ms|s|min)$")
 
 
 @dataclass(frozen=True)
@@ -76,3 +83,47 @@ def analytics_work_mem() -> str | None:
             " or 'server'"
         )
     return value
+
+
+def migration_lock_timeout() -> str:
+    """``lock_timeout`` of every migration statement: a duration such as ``5s`` (the default),
+    ``500ms`` or ``2min`` (``FLOWSCOPE_MIGRATION_LOCK_TIMEOUT``).
+
+    ``CREATE INDEX CONCURRENTLY`` waits for every transaction older than it, and
+    ``ALTER TABLE`` for every session holding a lock on the table: without a limit an
+    idle-in-transaction session makes the upgrade wait forever. With one, the attempt
+    fails, the migration is retried (:func:`migration_lock_retries`) and then stops with
+    the blocking sessions named.
+
+    Example:
+        >>> import os
+        >>> os.environ["FLOWSCOPE_MIGRATION_LOCK_TIMEOUT"] = "250ms"
+        >>> migration_lock_timeout()
+        '250ms'
+        >>> del os.environ["FLOWSCOPE_MIGRATION_LOCK_TIMEOUT"]
+        >>> migration_lock_timeout()
+        '5s'
+    """
+    from .errors import ConfigurationError
+
+    value = (os.environ.get(ENV_MIGRATION_LOCK_TIMEOUT) or DEFAULT_MIGRATION_LOCK_TIMEOUT).strip()
+    if not _DURATION.match(value):
+        raise ConfigurationError(
+            f"{ENV_MIGRATION_LOCK_TIMEOUT}={value!r}: expected a duration such as 5s, 500ms, 2min"
+        )
+    return value
+
+
+def migration_lock_retries() -> int:
+    """How many times a migration that timed out waiting for a lock is tried again
+    (``FLOWSCOPE_MIGRATION_LOCK_RETRIES``, 0 to 20; default 3, after 1, 2 and 4 seconds)."""
+    from .errors import ConfigurationError
+
+    value = (os.environ.get(ENV_MIGRATION_LOCK_RETRIES) or "").strip()
+    if not value:
+        return DEFAULT_MIGRATION_LOCK_RETRIES
+    if not value.isdigit() or int(value) > 20:
+        raise ConfigurationError(
+            f"{ENV_MIGRATION_LOCK_RETRIES}={value!r}: expected a whole number from 0 to 20"
+        )
+    return int(value)

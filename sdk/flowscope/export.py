@@ -50,9 +50,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import glob
 import json
 import os
 import re
+import shutil
 import sys
 import time
 import urllib.parse
@@ -66,6 +69,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from . import _db
+from ._files import (
+    directory_lock,
+    fsync_dir,
+    owned_temp_dir,
+    owned_temp_file,
+    release,
+    sweep_stale,
+)
 from ._session import session_of
 from .errors import (
     ConfigurationError,
@@ -367,17 +378,23 @@ _OID_TYPES: dict[int, Any] = {
 def _plan_query(session: Session, query: sa.Select[Any], *, decimal: Decimal) -> _Plan:
     """A plan for any SELECT: column types come from the server's result description."""
     sub = query.subquery("q")
-    names = [c.name for c in sub.c]
-    if len(set(names)) != len(names):
-        raise ValidationError(f"the query's column names repeat: {names}")
+    # The server names the columns: a query of text() columns (``select(text("id"))``)
+    # has none SQLAlchemy knows of, and ``SELECT q.*`` still returns them all.
     with session.read_transaction() as conn:
-        result = conn.execute(sa.select(sub).limit(0))
+        every: sa.Select[Any] = sa.select(sa.literal_column("q.*")).select_from(sub)
+        result = conn.execute(every.limit(0))
         description = result.cursor.description if result.cursor is not None else None
         result.close()
     assert description is not None
+    names = [str(d[0]) for d in description]
+    if not names:
+        raise ValidationError("the query returns no columns: select at least one")
+    if len(set(names)) != len(names):
+        raise ValidationError(f"the query's column names repeat: {names}")
     cols = []
-    for column, desc_tuple in zip(sub.c, description, strict=True):
-        desc: Any = desc_tuple  # psycopg's Column: type_code, precision, scale
+    for name, desc_tuple in zip(names, description, strict=True):
+        desc: Any = desc_tuple  # psycopg's Column: name, type_code, precision, scale
+        column = sub.c[name] if name in sub.c else sa.column(name)
         sa_type = _OID_TYPES.get(desc.type_code)
         expr: Any = column
         if desc.type_code == 1700:
@@ -1051,17 +1068,18 @@ class ExportResult:
         return self.rows / self.seconds if self.seconds > 0 else float("inf")
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _step(name: str) -> None:
+    """A named point of the write protocol (``files-ready``, ``intent-written``, ``renamed``,
+    ``before-manifest``, ``after-manifest``, ``batch``): nothing happens here. The crash
+    tests replace it in a child process to kill that process at exactly this point."""
 
 
 class _AtomicFile:
-    """A Parquet file written beside its destination and renamed into place on commit."""
+    """A Parquet file written beside its destination and renamed into place on commit.
+
+    The temp file (``.name.<random>.tmp``) is ``flock``-ed while it exists, so a later run
+    can tell a leftover of a killed process (sweep it) from a file being written now.
+    """
 
     def __init__(
         self,
@@ -1076,15 +1094,23 @@ class _AtomicFile:
         final.parent.mkdir(parents=True, exist_ok=True)
         self.temp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
         self.rows = 0
-        self._writer: Any = pq.ParquetWriter(
-            self.temp, schema, compression=compression, use_dictionary=dictionary
-        )
+        self._writer: Any = None
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = self._pending_bytes = 0
+        self._lock: int | None = owned_temp_file(self.temp)
+        try:
+            self._writer = pq.ParquetWriter(
+                self.temp, schema, compression=compression, use_dictionary=dictionary
+            )
+        except BaseException:
+            self.abort()
+            raise
 
     def write(self, batch: pa.RecordBatch) -> None:
         # pyarrow starts a row group per write call: batches are gathered (not copied) into
         # row groups of ~_ROW_GROUP_ROWS, as Parquet readers (DuckDB, Spark) expect.
+        if batch.num_rows == 0:
+            return
         self._pending.append(batch)
         self._pending_rows += batch.num_rows
         self._pending_bytes += batch.nbytes
@@ -1095,7 +1121,7 @@ class _AtomicFile:
     def _flush(self) -> None:
         import pyarrow as pa
 
-        if self._pending:
+        if self._pending_rows:
             self._writer.write_table(
                 pa.Table.from_batches(self._pending), row_group_size=self._pending_rows
             )
@@ -1105,6 +1131,8 @@ class _AtomicFile:
         """Close, check and fsync the temp file (it is renamed later by ``commit``)."""
         import pyarrow.parquet as pq
 
+        if self._writer is None:
+            return
         self._flush()
         self._writer.close()
         self._writer = None
@@ -1116,6 +1144,8 @@ class _AtomicFile:
 
     def commit(self) -> int:
         os.replace(self.temp, self.final)
+        release(self._lock)
+        self._lock = None
         return self.final.stat().st_size
 
     def abort(self) -> None:
@@ -1124,8 +1154,11 @@ class _AtomicFile:
             with contextlib.suppress(Exception):
                 self._writer.close()
             self._writer = None
-        with contextlib.suppress(FileNotFoundError):
-            self.temp.unlink()
+        if self._lock is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.temp.unlink()
+            release(self._lock)
+            self._lock = None
 
 
 def _partition_dir(keys: Sequence[str], values: Sequence[Any]) -> str:
@@ -1222,12 +1255,15 @@ class _Sink:
         return self.current
 
     def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
         if not self.keys:
             current = self.current
             if current is None:
                 final = self.single or self.root / f"{self.name}-0.parquet"
                 current = self._open(final)
             current.write(batch)
+            _step("batch")
             return
         for values, offset, length in _split_runs(batch, self.keys):
             if values != self.current_key or self.current is None:
@@ -1238,20 +1274,30 @@ class _Sink:
                 self._open(self.root / _partition_dir(self.keys, values) / f"{self.name}.parquet")
             assert self.current is not None
             self.current.write(batch.slice(offset, length).drop_columns(self.keys))
+        _step("batch")
 
     @property
     def paths(self) -> tuple[Path, ...]:
         return tuple(f.final for f in self.files)
 
-    def commit(self) -> list[int]:
+    def finish(self) -> None:
+        """Close, check and fsync every temp file (nothing is renamed yet)."""
         if not self.files and self.single is not None:
             self._open(self.single)  # an empty result is still a (valid, empty) file
         if self.current is not None:
             self.current.finish()
             self.current = None
-        sizes = [f.commit() for f in self.files]
+
+    def commit(self, *, announce: bool = False) -> list[int]:
+        """Rename every finished temp file into place; the directories are fsynced.
+        ``announce``: pass the ``renamed`` step after each file (a dataset's own files)."""
+        sizes = []
+        for f in self.files:
+            sizes.append(f.commit())
+            if announce:
+                _step("renamed")
         for parent in {f.final.parent for f in self.files}:
-            _fsync_dir(parent)
+            fsync_dir(parent)
         return sizes
 
     def abort(self) -> None:
@@ -1304,12 +1350,34 @@ class Export:
           (``_flowscope_manifest.json``) holding the high-water mark of the time
           column; each run appends only newer rows as new files.
 
-        Files are written beside their destination (``.name.*.tmp``), checked,
-        fsynced and renamed into place only when every batch succeeded; on any
-        error or interrupt no partial or temp file is left. ``progress`` shows a
-        ``tqdm.auto`` bar with rows/s. ``batch_size`` caps the rows read per batch
-        (default: the transport's own size, which keeps memory flat); batches are
-        gathered into row groups of ~65,536 rows either way.
+        What a crash (even ``kill -9``) leaves, and what the next run does with it:
+
+        * one file: written beside ``path`` (``.name.*.tmp``), checked, fsynced and
+          renamed over it: ``path`` holds the old file or the new one, never a part.
+        * a partitioned dataset: built in a hidden sibling directory
+          (``.name.*.tmp``) and renamed into place as a whole: ``path`` is absent
+          (or empty) or complete.
+        * an incremental run: its files are written as hidden temp files inside the
+          dataset; once all are complete the manifest records them as ``pending``
+          (with the new high-water mark), then they are renamed into place and the
+          manifest marks the run done. The next run first settles a pending run
+          (renames what is left and records it), and removes temp files, files no
+          manifest run lists (their rows are exported again) and empty partition
+          directories. Rows are never in the dataset twice. One incremental run at
+          a time per dataset (an ``flock`` on its directory; another gets
+          :class:`ConflictError`).
+
+        Leftover temp files and directories of killed runs are removed by the next
+        export to the same path; on an ordinary error nothing is left at all.
+        ``progress`` shows a ``tqdm.auto`` bar with rows/s. ``batch_size`` caps the
+        rows read per batch (default: the transport's own size, which keeps memory
+        flat); batches are gathered into row groups of ~65,536 rows either way.
+
+        Raises:
+            ValidationError: bad arguments, a non-empty target for a partitioned export.
+            ConfigurationError: ``path`` cannot be written (its parent is a file, no
+                permission, no space left...); the message names the path.
+            ConflictError: another incremental export is writing the same dataset.
 
         Example:
             >>> client.export.parquet("executions", "failed.parquet", status="failed")  # doctest: +SKIP
@@ -1318,10 +1386,12 @@ class Export:
             ...                       partition_by=["organization_id", "day"], progress=False)
         """
         started = time.perf_counter()
+        if path is None or not isinstance(path, str | os.PathLike):
+            raise ValidationError(f"path must be a file or directory path, got {path!r}")
         target = Path(path)
-        keys = list(partition_by or [])
         if isinstance(partition_by, str):
             raise ValidationError("partition_by is a list, e.g. ['day']")
+        keys = list(partition_by or [])
         bad = [k for k in keys if k not in _PARTITIONS]
         if bad or len(set(keys)) != len(keys):
             raise ValidationError(
@@ -1336,15 +1406,65 @@ class Export:
             "none",
         ):
             raise ValidationError(f"unknown compression {compression!r}")
-        manifest: dict[str, Any] | None = None
-        extra: list[tuple[str, Any, Any]] = []
-        extra_where = None
-        hwm_before: datetime | None = None
         if isinstance(table_or_query, sa.Select):
             if incremental:
                 raise ValidationError("incremental export needs a table name, not a query")
             if filter is not None or filter_fields or columns or flatten:
                 raise ValidationError("filters/columns/flatten apply to table exports only")
+        else:
+            _table(table_or_query)
+        try:
+            with contextlib.ExitStack() as stack:
+                if incremental:
+                    if target.exists() and not target.is_dir():
+                        raise ValidationError(f"{target} exists and is not a directory")
+                    target.mkdir(parents=True, exist_ok=True)
+                    stack.enter_context(directory_lock(target, "an incremental export"))
+                    manifest = _settle(target)
+                else:
+                    manifest = None
+                    _prepare_target(target, dataset=bool(keys))
+                return self._write(
+                    table_or_query,
+                    target,
+                    filter,
+                    manifest,
+                    started=started,
+                    keys=keys,
+                    columns=columns,
+                    flatten=flatten,
+                    compression=compression,
+                    decimal=decimal,
+                    progress=progress,
+                    incremental=incremental,
+                    batch_size=batch_size,
+                    filter_fields=filter_fields,
+                )
+        except OSError as exc:
+            raise _path_error(target, exc) from exc
+
+    def _write(
+        self,
+        table_or_query: str | sa.Select[Any],
+        target: Path,
+        filter: Any,
+        manifest: dict[str, Any] | None,
+        *,
+        started: float,
+        keys: list[str],
+        columns: Sequence[str] | None,
+        flatten: Sequence[str] | Mapping[str, Any] | None,
+        compression: str | None,
+        decimal: Decimal,
+        progress: bool,
+        incremental: bool,
+        batch_size: int | None,
+        filter_fields: dict[str, Any],
+    ) -> ExportResult:
+        extra: list[tuple[str, Any, Any]] = []
+        extra_where = None
+        hwm_before: datetime | None = None
+        if isinstance(table_or_query, sa.Select):
             plan = _plan_query(self._session, table_or_query, decimal=decimal)
             missing = [k for k in keys if k not in {c.name for c in plan.columns}]
             if missing:
@@ -1357,17 +1477,15 @@ class Export:
             time_col = _TIME_COLUMN[name]
             if "organization_id" in keys and "organization_id" not in table.c:
                 raise ValidationError(f"{name} has no organization_id to partition by")
-            if incremental:
-                manifest = _read_manifest(target)
-                if manifest is not None:
-                    if manifest.get("table") != name or manifest.get("partition_by") != keys:
-                        raise ValidationError(
-                            f"{target} holds an export of {manifest.get('table')!r} partitioned by"
-                            f" {manifest.get('partition_by')}, not {name!r} by {keys}"
-                        )
-                    if manifest.get("high_water_mark"):
-                        hwm_before = datetime.fromisoformat(manifest["high_water_mark"])
-                        extra_where = table.c[time_col] > hwm_before
+            if manifest is not None:
+                if manifest.get("table") != name or manifest.get("partition_by") != keys:
+                    raise ValidationError(
+                        f"{target} holds an export of {manifest.get('table')!r} partitioned by"
+                        f" {manifest.get('partition_by')}, not {name!r} by {keys}"
+                    )
+                if manifest.get("high_water_mark"):
+                    hwm_before = datetime.fromisoformat(manifest["high_water_mark"])
+                    extra_where = table.c[time_col] > hwm_before
             for key in keys:
                 if key == "day":
                     day = sa.cast(sa.func.timezone("UTC", table.c[time_col]), sa.Date)
@@ -1391,27 +1509,21 @@ class Export:
                 plan, select=plan.select.order_by(*(sa.literal_column(f'"{k}"') for k in keys))
             )
         dataset = bool(keys) or incremental
-        if dataset:
-            if target.exists() and not target.is_dir():
-                raise ValidationError(f"{target} exists and is not a directory")
-            if (
-                not incremental
-                and target.exists()
-                and any(not p.name.startswith((".", "_")) for p in target.iterdir())
-            ):
-                raise ValidationError(
-                    f"{target} is not empty: remove it, or use incremental=True to append"
-                )
-        elif target.is_dir():
-            raise ValidationError(f"{target} is a directory; give a file path (or partition_by)")
-
         compression_arg = None if compression in (None, "none") else compression
         file_schema = plan.schema
         for key in keys:
             file_schema = file_schema.remove(file_schema.get_field_index(key))
         run = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        # Where the files are written: the dataset itself (incremental: hidden temp files
+        # until the manifest has them), or a hidden sibling directory renamed into place
+        # as a whole (a new partitioned dataset), or beside the single file.
+        staging: Path | None = None
+        staging_lock: int | None = None
+        if dataset and not incremental:
+            staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+            staging_lock = owned_temp_dir(staging)
         sink = _Sink(
-            target,
+            staging or target,
             file_schema,
             keys,
             compression=compression_arg,
@@ -1450,30 +1562,90 @@ class Export:
                 finally:
                     if pending is not None:
                         pending.cancel()
-            sizes = sink.commit()
+            sink.finish()
+            _step("files-ready")
+            new_mark = hwm if hwm is not None else hwm_before
             if incremental:
-                _write_manifest(
-                    target,
-                    manifest,
-                    table=name,
-                    partition_by=keys,
-                    time_column=time_col,
-                    high_water_mark=hwm if hwm is not None else hwm_before,
-                    files=list(sink.paths),
-                    rows=rows,
-                )
+                entry = {
+                    "finished_at": None,
+                    "rows": rows,
+                    "files": [str(p.relative_to(target)) for p in sink.paths],
+                    "high_water_mark": new_mark.isoformat() if new_mark else None,
+                }
+                head = {"table": name, "partition_by": keys, "time_column": time_col}
+                if sink.files:  # the intent: after it, a rerun renames these into place
+                    temps = [str(f.temp.relative_to(target)) for f in sink.files]
+                    _save_manifest(
+                        target, _manifest(head, manifest, pending={**entry, "temps": temps})
+                    )
+                    _step("intent-written")
+                sizes = sink.commit(announce=True)
+                _step("before-manifest")
+                entry["finished_at"] = datetime.now(UTC).isoformat()
+                _save_manifest(target, _manifest(head, manifest, done=entry))
+                _step("after-manifest")
+                files = sink.paths
+            else:
+                sizes = sink.commit(announce=staging is None)
+                if staging is not None:
+                    _publish(staging, target)
+                    staging = None
+                    _step("renamed")
+                    files = tuple(target / p.relative_to(sink.root) for p in sink.paths)
+                else:
+                    files = sink.paths
         except BaseException:
             sink.abort()
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
             raise
         finally:
+            release(staging_lock)
             bar.close()
         return ExportResult(
             rows=rows,
-            files=sink.paths,
+            files=files,
             bytes=sum(sizes),
             seconds=time.perf_counter() - started,
             high_water_mark=(hwm if hwm is not None else hwm_before) if incremental else None,
         )
+
+
+def _path_error(target: Path, exc: OSError) -> ConfigurationError:
+    """An OS error on the export's path → a flowscope error naming the path."""
+    where = exc.filename if exc.filename is not None else target
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    detail = f" ({where}: {reason})" if str(where) != str(target) else f": {reason}"
+    return ConfigurationError(f"cannot write the export to {target}{detail}")
+
+
+def _prepare_target(target: Path, *, dataset: bool) -> None:
+    """Check a single-file or new-dataset target, create its parent and sweep the
+    leftovers of killed exports to it (temp files or staging directories no one holds)."""
+    if dataset:
+        if target.exists() and not target.is_dir():
+            raise ValidationError(f"{target} exists and is not a directory")
+        if target.exists() and any(target.iterdir()):
+            raise ValidationError(
+                f"{target} is not empty: remove it, or use incremental=True to append"
+            )
+    elif target.is_dir():
+        raise ValidationError(f"{target} is a directory; give a file path (or partition_by)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(list(target.parent.glob(f".{glob.escape(target.name)}.*.tmp")))
+
+
+def _publish(staging: Path, target: Path) -> None:
+    """Rename a complete staged dataset onto ``target`` (absent or an empty directory)."""
+    try:
+        os.rename(staging, target)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise ValidationError(
+                f"{target} is not empty (another export wrote it meanwhile)"
+            ) from exc
+        raise
+    fsync_dir(target.parent)
 
 
 def _estimate_rows(session: Session, name: str) -> int | None:
@@ -1490,6 +1662,11 @@ def _estimate_rows(session: Session, name: str) -> int | None:
     return int(n) if n is not None and n > 0 else None
 
 
+# -- the incremental dataset's manifest ------------------------------------------------------
+_MANIFEST_FORMAT = "flowscope-export/1"
+_PART_FILE = re.compile(r"part-\d{8}T\d{6}-[0-9a-f]{6}(-0)?\.parquet")
+
+
 def _read_manifest(root: Path) -> dict[str, Any] | None:
     path = root / _MANIFEST
     if not path.exists():
@@ -1498,41 +1675,38 @@ def _read_manifest(root: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ValidationError(f"cannot read the export manifest {path}: {exc}") from exc
-    if not isinstance(data, dict) or data.get("format") != "flowscope-export/1":
+    if not isinstance(data, dict) or data.get("format") != _MANIFEST_FORMAT:
         raise ValidationError(f"{path} is not a flowscope export manifest")
     return data
 
 
-def _write_manifest(
-    root: Path,
-    previous: dict[str, Any] | None,
+def _manifest(
+    head: Mapping[str, Any],
+    previous: Mapping[str, Any] | None,
     *,
-    table: str,
-    partition_by: list[str],
-    time_column: str | None,
-    high_water_mark: datetime | None,
-    files: list[Path],
-    rows: int,
-) -> None:
-    root.mkdir(parents=True, exist_ok=True)
+    done: dict[str, Any] | None = None,
+    pending: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The manifest after ``previous``'s runs (+ ``done``), with ``pending`` in progress;
+    ``head``: the dataset's ``table``, ``partition_by`` and ``time_column``."""
     runs = list((previous or {}).get("runs", []))
-    runs.append(
-        {
-            "finished_at": datetime.now(UTC).isoformat(),
-            "rows": rows,
-            "files": [str(f.relative_to(root)) for f in files],
-            "high_water_mark": high_water_mark.isoformat() if high_water_mark else None,
-        }
-    )
-    data = {
-        "format": "flowscope-export/1",
-        "table": table,
-        "partition_by": partition_by,
-        "time_column": time_column,
-        "high_water_mark": high_water_mark.isoformat() if high_water_mark else None,
+    if done is not None:
+        runs.append(done)
+    marks = [r["high_water_mark"] for r in runs if r.get("high_water_mark")]
+    return {
+        "format": _MANIFEST_FORMAT,
+        "table": head["table"],
+        "partition_by": head["partition_by"],
+        "time_column": head["time_column"],
+        "high_water_mark": max(marks, key=datetime.fromisoformat) if marks else None,
         "rows": sum(r["rows"] for r in runs),
         "runs": runs,
+        "pending": pending,
     }
+
+
+def _save_manifest(root: Path, data: dict[str, Any]) -> None:
+    """Replace the manifest atomically (temp file, fsync, rename, directory fsync)."""
     path = root / _MANIFEST
     temp = root / f".{_MANIFEST}.{uuid.uuid4().hex[:8]}.tmp"
     try:
@@ -1544,4 +1718,58 @@ def _write_manifest(
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
-    _fsync_dir(root)
+    fsync_dir(root)
+
+
+def _settle(root: Path) -> dict[str, Any] | None:
+    """Bring an incremental dataset back to a committed state (the caller holds its lock).
+
+    A ``pending`` run (killed after its files were complete) is finished: its remaining
+    temp files are renamed into place and it is recorded; if any of its files is gone,
+    it is undone instead (its rows are exported again). Then temp files, part files no
+    run lists (renamed by a run killed before its manifest: their rows are above the
+    high-water mark, so they would be exported twice) and empty partition directories
+    are removed. Returns the manifest.
+    """
+    manifest = _read_manifest(root)
+    if manifest is None:
+        strays = [p for p in root.rglob("part-*.parquet") if _PART_FILE.fullmatch(p.name)]
+        if strays:
+            raise ValidationError(
+                f"{root} holds exported files ({strays[0].relative_to(root)}, ...) but no"
+                f" {_MANIFEST}: it is not an incremental export; choose an empty directory"
+            )
+    else:
+        pending = manifest.get("pending")
+        if pending:
+            finals = [root / f for f in pending["files"]]
+            temps = [root / t for t in pending["temps"]]
+            complete = all(t.exists() or f.exists() for f, t in zip(finals, temps, strict=True))
+            for final, temp in zip(finals, temps, strict=True):
+                if not complete:
+                    final.unlink(missing_ok=True)
+                elif temp.exists():
+                    os.replace(temp, final)
+            for parent in {f.parent for f in finals}:
+                fsync_dir(parent)
+            done = None
+            if complete:
+                done = {k: v for k, v in pending.items() if k != "temps"}
+                done["finished_at"] = datetime.now(UTC).isoformat()
+                done["recovered"] = True
+            manifest = _manifest(manifest, manifest, done=done)
+            _save_manifest(root, manifest)
+        listed = {f for run in manifest.get("runs", []) for f in run.get("files", [])}
+        for part in root.rglob("part-*.parquet"):
+            if _PART_FILE.fullmatch(part.name) and str(part.relative_to(root)) not in listed:
+                part.unlink()
+    for temp in root.rglob(".*.tmp"):  # we hold the dataset's lock: no one is writing these
+        if temp.is_dir():
+            shutil.rmtree(temp, ignore_errors=True)
+        else:
+            temp.unlink(missing_ok=True)
+    partition_dirs = [p for p in root.rglob("*=*") if p.is_dir()]
+    for directory in sorted(partition_dirs, key=lambda p: len(p.parts), reverse=True):
+        if not any(directory.iterdir()):
+            directory.rmdir()
+    return manifest
