@@ -654,3 +654,23 @@ def test_identity_roles_go_with_their_organization(
             == 0
         )
     assert _db is not None
+
+
+def test_retention_of_a_tenant_stays_in_its_organization(
+    client: flowscope.Client, world: dict[str, Any], engine: sa.Engine, tmp_path: Path
+) -> None:
+    a, b = world["a"], world["b"]
+    client.sql(
+        "UPDATE executions SET status = 'completed', started_at = now() - interval '40 days',"
+        " completed_at = now() - interval '39 days', created_at = now() - interval '40 days'"
+    )
+    reader = client.scoped(a["org"].id, user_id=world["reader"].id)
+    with pytest.raises(flowscope.PermissionDeniedError):
+        reader.retention.prune(older_than="30D", archive_to=tmp_path / "r")
+    report = client.scoped(a["org"].id).retention.prune(older_than="30D", archive_to=tmp_path / "a")
+    assert report.rows == 1
+    with engine.connect() as conn:
+        left = conn.execute(sa.text("SELECT id FROM executions")).scalars().all()
+    assert left == [b["ex"].id]
+    ATTACKS["tried retention"] += 2
+    ATTACKS["refused retention"] += 2

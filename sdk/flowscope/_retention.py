@@ -157,6 +157,9 @@ class Retention:
 
         Raises:
             ValidationError: bad arguments.
+            PermissionDeniedError: the acting user lacks ``admin`` (a scoped client's
+                login needs ``DELETE`` on executions too: PostgreSQL checks it, and RLS
+                keeps the prune to its organization).
             ConflictError: another prune is running on this archive directory, or
                 the unfinished run there was for different arguments.
 
@@ -187,6 +190,9 @@ class Retention:
             raise ValidationError(
                 f"statuses must be among {EXECUTION_STATUSES}; got {bad or wanted}"
             )
+        from ._session import ADMIN
+
+        self._session.require(ADMIN)
         directory = Path(archive_to)
         if dry_run:  # count only: no directory, lock or file is created
             manifest = _Manifest.load(directory)
