@@ -179,9 +179,12 @@ def generate(
     with engine.begin() as conn:
         conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
         conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
+        # tenant logins (revision 0006) are roles: drop them with their identities
+        conn.execute(sa.text("SELECT flowscope_drop_identities()"))
         conn.execute(
             sa.text(
-                "TRUNCATE executions, workflows, users, organizations, audit_log RESTART IDENTITY"
+                "TRUNCATE executions, workflows, users, organizations, audit_log, flowscope_identities"
+                " RESTART IDENTITY"
             )
         )
         conn.execute(sa.text("SELECT setseed(:s)"), {"s": (seed % 1000) / 1000.0})

@@ -39,8 +39,12 @@ def main() -> None:
                 demo._build(params)
                 builds.append(time.perf_counter() - started)
                 with client.transaction() as conn:  # start empty, outside the timing
+                    conn.execute(sa.text("SELECT flowscope_drop_identities()"))
                     conn.execute(
-                        sa.text("TRUNCATE executions, workflows, users, organizations, audit_log")
+                        sa.text(
+                            "TRUNCATE executions, workflows, users, organizations, audit_log,"
+                            " flowscope_identities"
+                        )
                     )
                 started = time.perf_counter()
                 demo.generate(client, workflows=args.workflows, executions=args.executions, seed=i)

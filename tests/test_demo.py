@@ -64,10 +64,13 @@ def test_other_arguments_conflict_unless_replaced(
                 " 'org_demo_acme', '[]', '[]', 'usr_demo_ana', 'usr_demo_ana')"
             )
         )
+    # nor does a tenant login someone used on it (its role goes with the organization)
+    assert client.scoped("org_demo_acme").workflows.count() > 0
     info = demo.generate(client, workflows=20, executions=2_000, replace=True)
     assert info.created and info.executions == 2_000
     assert _frame(engine, "SELECT count(*) n FROM executions")["n"][0] == 2_000
     assert _frame(engine, "SELECT count(*) n FROM workflows WHERE id = 'wf_mine'")["n"][0] == 0
+    assert client.scoped("org_demo_acme").workflows.count() > 0  # a new login, provisioned again
 
 
 @pytest.mark.parametrize(

@@ -184,15 +184,16 @@ class Session:
             self._logins[key] = login
             return login
 
-    def forget_logins(self, organization_id: str) -> None:
-        """Close and forget the pools of an organization's logins (before its roles go).
+    def forget_logins(self, organization_id: str | None = None) -> None:
+        """Close and forget the pools of an organization's logins (None: every
+        organization's), before their roles go; they are provisioned again on next use.
 
         Example:
             >>> admin.forget_logins("org_acme")    # doctest: +SKIP
         """
         admin = self._admin if self._admin is not None else self
         with admin._lock:
-            gone = [k for k in admin._logins if k[0] == organization_id]
+            gone = [k for k in admin._logins if organization_id in (None, k[0])]
             logins = [admin._logins.pop(k) for k in gone]
         for login in logins:
             login.engine.dispose()

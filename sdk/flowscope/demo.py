@@ -317,6 +317,7 @@ def generate(
         if existing is not None:
             bar.set_postfix_str("removing old demo data")
             with client.transaction() as conn:
+                client._session.forget_logins()  # their roles are dropped below
                 _delete_demo_rows(conn)
         bar.set_postfix_str("loading")
         _load(client, tables, bar.update)
@@ -899,6 +900,9 @@ def _delete_demo_rows(conn: Connection) -> None:
                 | table.c.id.startswith(_PREFIXES[table.name], autoescape=True)
             )
         )
+    # their tenant logins (roles) go first: flowscope_identities references organizations
+    o = ORGANIZATIONS.c
+    conn.execute(sa.select(sa.func.flowscope_drop_identities(o.id)).where(o.id.in_(orgs)))
     conn.execute(sa.delete(ORGANIZATIONS).where(ORGANIZATIONS.c.id.in_(orgs)))
 
 
@@ -930,6 +934,7 @@ def _load(client: Client, tables: dict[str, Any], loaded: Callable[[int], Any]) 
             )
     except BaseException:
         with client.transaction() as conn:
+            client._session.forget_logins()  # their roles are dropped below
             _delete_demo_rows(conn)
         raise
 
