@@ -34,6 +34,8 @@ STEPS = {
     "ingest": ["-m", "benchmarks.ingest", "--executions", "1000000"],
     "audit": ["-m", "benchmarks.audit_cost"],
     "demo": ["-m", "benchmarks.demo_load", "--repeats", "3"],
+    # scoped list/count/analytics; add --baseline-sdk <older checkout>/sdk to compare
+    "tenancy": ["-m", "benchmarks.tenancy", "--executions", "1000000"],
     "scale": ["-m", "benchmarks.scale"],
     # 10M: pandas.read_sql and ADBC's fetch_arrow_table hold the whole table (~28 GB for
     # pandas, more than this 24 GiB machine), so only the streaming contenders run.
