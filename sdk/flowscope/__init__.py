@@ -46,6 +46,7 @@ from .models import (
 )
 
 if typing.TYPE_CHECKING:
+    from ._embedded import temporary_data_dir
     from ._ingest import IngestResult, ingest
     from ._maintenance import MaintenanceReport
     from ._resources._base import Page
@@ -63,6 +64,7 @@ _LAZY = {
     "Page": "._resources._base",
     "PruneReport": "._retention",
     "ingest": "._ingest",
+    "temporary_data_dir": "._embedded",
 }
 
 
@@ -127,4 +129,5 @@ __all__ = [
     "iter_batches",
     "read_arrow",
     "read_pandas",
+    "temporary_data_dir",
 ]
