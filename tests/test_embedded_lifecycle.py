@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,12 +61,7 @@ class Owner:
         self.process.wait(30)
 
 
-def _running(process: psutil.Process) -> bool:
-    """Alive and not a zombie (an orphaned postmaster waits for init to reap it)."""
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+_running = _supervisor.running
 
 
 def _gone_after(process: psutil.Process, data_dir: Path | None = None) -> float:
@@ -124,8 +120,6 @@ def start_owner() -> Iterator[Callable[[str | Path], Owner]]:
         if _running(owner.postmaster):
             _supervisor.kill_postmaster(owner.postmaster)
         if (owner.data_dir / _supervisor.TEMPORARY).exists():
-            import shutil
-
             shutil.rmtree(owner.data_dir, ignore_errors=True)
 
 
@@ -243,6 +237,7 @@ def test_a_killed_jupyter_kernel_leaves_no_server() -> None:
     km.start_kernel(env=dict(os.environ))
     outputs: list[dict[str, object]] = []
     postmaster: psutil.Process | None = None
+    data_dir: str | None = None
     try:
         kc = km.client()
         kc.start_channels()
@@ -276,3 +271,14 @@ def test_a_killed_jupyter_kernel_leaves_no_server() -> None:
             km.shutdown_kernel(now=True)
         if postmaster is not None and _running(postmaster):
             _supervisor.kill_postmaster(postmaster)
+        if data_dir is not None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_a_server_whose_data_directory_was_deleted_is_stopped_too(
+    start_owner: Callable[[str | Path], Owner],
+) -> None:
+    owner = start_owner("temporary")
+    shutil.rmtree(owner.data_dir)  # by hand, under the running server
+    owner.end("SIGKILL")
+    _gone_after(owner.postmaster)

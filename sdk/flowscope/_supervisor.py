@@ -115,6 +115,17 @@ def postmaster(pgdata: Path) -> psutil.Process | None:
         return None
 
 
+def orphans(pgdata: Path, known: psutil.Process | None) -> list[psutil.Process]:
+    """Postmasters still running for ``pgdata`` after it was removed (``known`` or found by name)."""
+    found = {known.pid: known} if known is not None and running(known) else {}
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if process.info["name"] == "postgres" and str(pgdata) in cmdline:
+            found.setdefault(process.pid, process)
+    current = postmaster_pid(pgdata)  # a new server in a new directory of the same name
+    return [process for pid, process in found.items() if pid != current]
+
+
 def kill_postmaster(process: psutil.Process, *, timeout: float = 15.0) -> None:
     """Stop a postmaster by signal: fast shutdown, then immediate, then SIGKILL.
 
@@ -123,12 +134,23 @@ def kill_postmaster(process: psutil.Process, *, timeout: float = 15.0) -> None:
     for sig, wait in ((signal.SIGINT, timeout), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
         try:
             process.send_signal(sig)
-            process.wait(wait)
-            return
         except psutil.NoSuchProcess:
             return
-        except psutil.TimeoutExpired:
-            continue
+        deadline = time.monotonic() + wait
+        while running(process):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        else:
+            return
+
+
+def running(process: psutil.Process) -> bool:
+    """Alive and not a zombie (an orphaned postmaster waits for init to reap it)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def stop_server(pgdata: Path, pg_ctl: str) -> None:
@@ -175,8 +197,12 @@ def log(message: str) -> None:
     print(f"{stamp} [{os.getpid()}] {message}", file=sys.stderr, flush=True)
 
 
-def supervise(data_dir: Path, pg_ctl: str, control: int, owners: int) -> None:
-    """Wait until no owner is left, then stop the server (see the module docstring)."""
+def supervise(data_dir: Path, pg_ctl: str, *, me: int, control: int, owners: int) -> None:
+    """Wait until no owner is left, then stop the server (see the module docstring).
+
+    ``me`` is the supervisor lock this process holds, ``control`` and ``owners``
+    the data directory's other two locks, opened when the supervisor started.
+    """
     pgdata = data_dir / "pgdata"
     known: psutil.Process | None = None  # the last postmaster seen, to stop it if pgdata goes
     while True:
@@ -192,10 +218,15 @@ def supervise(data_dir: Path, pg_ctl: str, control: int, owners: int) -> None:
                 if postmaster_pid(pgdata) is not None:
                     log(f"no process uses {data_dir} any more: stopping its server")
                 shutdown(data_dir, pg_ctl)
-            elif known is not None and known.is_running():
-                # The data directory was removed or replaced under a running server.
-                log(f"{data_dir} was removed: stopping its server (pid {known.pid})")
-                kill_postmaster(known)
+            else:
+                # The data directory was removed under a running server (if it was
+                # replaced, the server of the new one is not ours to stop).
+                for orphan in orphans(pgdata, known):
+                    log(f"{data_dir} was removed: stopping its server (pid {orphan.pid})")
+                    kill_postmaster(orphan)
+            # Leave before letting owners in: one that arrives next must find no
+            # supervisor and start its own.
+            fcntl.flock(me, fcntl.LOCK_UN)
             return
         finally:
             fcntl.flock(control, fcntl.LOCK_UN)
@@ -222,7 +253,7 @@ def main(argv: list[str]) -> int:
         owners = open_lock(data_dir / OWNERS)
         os.write(ready_w, b"1")
         os.close(ready_w)
-        supervise(data_dir, pg_ctl, control, owners)
+        supervise(data_dir, pg_ctl, me=me, control=control, owners=owners)
     else:
         os.write(ready_w, b"1")  # another supervisor watches this directory already
     return 0
