@@ -21,7 +21,7 @@ starts a fresh server (and supervisor). The lock files stay in a kept data
 directory; they are empty.
 
 The module imports only the standard library and psutil: the supervisor runs as
-``python -P _supervisor.py <data dir> <pg_ctl>`` and stays small (about 15 MB)
+``python -P _supervisor.py <data dir> <pg_ctl>`` and stays small (about 12 MB)
 because it never imports flowscope.
 """
 
