@@ -179,6 +179,10 @@ def stop_server(pgdata: Path, pg_ctl: str) -> None:
     if done.returncode != 0:
         log(f"pg_ctl stop failed ({done.stderr.strip()}); signalling postmaster {process.pid}")
         kill_postmaster(process)
+    # pg_ctl returns once postmaster.pid is gone, a moment before the process itself.
+    deadline = time.monotonic() + 5
+    while running(process) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def shutdown(data_dir: Path, pg_ctl: str) -> None:
