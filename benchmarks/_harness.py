@@ -127,7 +127,6 @@ def scratch_database(given: str | None = None) -> Iterator[str]:
     PostgreSQL.
     """
     import secrets
-    import tempfile
 
     import sqlalchemy as sa
     from flowscope import _db
@@ -139,7 +138,7 @@ def scratch_database(given: str | None = None) -> Iterator[str]:
         from flowscope import _embedded
 
         server = _db.normalize_url(
-            _embedded.server_uri(Path(tempfile.mkdtemp(prefix="flowscope-bench-")))
+            _embedded.server_uri(_embedded.temporary_data_dir(prefix="flowscope-bench-"))
         )
     name = f"flowscope_bench_{secrets.token_hex(4)}"
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)

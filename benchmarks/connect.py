@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -37,7 +38,8 @@ def main() -> None:
     for _ in range(3):
         data_dir = tempfile.mkdtemp(prefix="flowscope-connect-")
         first = run(data_dir)
-        again = run(data_dir)
+        again = run(data_dir)  # a kept (not temporary) data directory: the restart finds it
+        shutil.rmtree(data_dir, ignore_errors=True)
         cold.append(first["first"])
         restart.append(again["first"])
         warm += [first["warm"], again["warm"]]

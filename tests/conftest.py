@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import flowscope
 import pytest
@@ -45,7 +43,8 @@ def server_url() -> Iterator[str]:
         return
     from flowscope import _embedded
 
-    root = Path(tempfile.mkdtemp(prefix="flowscope-test-"))
+    # Removed with its server when the session ends, however it ends.
+    root = _embedded.temporary_data_dir(prefix="flowscope-test-")
     url = _embedded.server_uri(root).replace("postgresql://", "postgresql+psycopg://", 1)
     # A throwaway server: durability buys the tests nothing, speed does.
     engine = _admin_engine(url)

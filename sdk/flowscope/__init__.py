@@ -47,6 +47,7 @@ from .models import (
 )
 
 if typing.TYPE_CHECKING:
+    from ._embedded import temporary_data_dir
     from ._ingest import IngestResult, ingest
     from ._maintenance import MaintenanceReport
     from ._resources._base import Page
@@ -64,6 +65,7 @@ _LAZY = {
     "Page": "._resources._base",
     "PruneReport": "._retention",
     "ingest": "._ingest",
+    "temporary_data_dir": "._embedded",
 }
 
 
@@ -129,4 +131,5 @@ __all__ = [
     "iter_batches",
     "read_arrow",
     "read_pandas",
+    "temporary_data_dir",
 ]
