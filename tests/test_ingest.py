@@ -27,7 +27,7 @@ def base(client: flowscope.Client, engine: sa.Engine) -> flowscope.Client:
         )
         for uid, org, scopes in (
             ("usr_me", None, ["workflow:read", "workflow:execute"]),
-            ("usr_a", "org_a", ["workflow:read", "workflow:execute", "workflow:write"]),
+            ("usr_a", "org_a", ["workflow:read:all", "workflow:execute", "workflow:write:all"]),
             ("usr_ro", "org_a", ["workflow:read"]),
         ):
             conn.execute(

@@ -290,9 +290,9 @@ def people(client: flowscope.Client, world: dict[str, Any]) -> dict[str, str]:
     org = world["a"]["org"].id
     made = {}
     for name, scopes, admin in (
-        ("reader", ["workflow:read"], False),
-        ("writer", ["workflow:read", "workflow:write"], False),
-        ("runner", ["workflow:read", "workflow:execute"], False),
+        ("reader", ["workflow:read:all"], False),
+        ("writer", ["workflow:read:all", "workflow:write:all"], False),
+        ("runner", ["workflow:read:all", "workflow:execute"], False),
         ("boss", [], True),
     ):
         u = client.users.create(
@@ -349,9 +349,9 @@ def test_scopes_decide_writes(
     with pytest.raises(denied):
         as_["runner"].users.update(people["runner"], full_name="R", is_admin=True)
     # admin: anything within the organization
-    assert as_["boss"].users.grant(people["reader"], "workflow:write").scopes == [
-        "workflow:read",
-        "workflow:write",
+    assert as_["boss"].users.grant(people["reader"], "workflow:write:all").scopes == [
+        "workflow:read:all",
+        "workflow:write:all",
     ]
     make_workflow(as_["reader"])  # the grant took effect at once
     as_["boss"].organizations.update(a["org"].id, name="A2")

@@ -48,14 +48,15 @@ def world(client: flowscope.Client, engine: sa.Engine) -> dict[str, Any]:
             email=f"{key}@example.com",
             password="a long passphrase",
             organization_id=org.id,
-            scopes=["workflow:read", "workflow:write", "workflow:execute"],
+            # organization-wide reach (revision 0007); tests/test_ownership.py has the owners
+            scopes=["workflow:read:all", "workflow:write:all", "workflow:execute"],
         )
         out[key] = {"org": org, "wf": wf, "ex": ex, "user": user}
     out["reader"] = client.users.create(
         username="reader",
         email="reader@example.com",
         organization_id=out["a"]["org"].id,
-        scopes=["workflow:read"],
+        scopes=["workflow:read:all"],
     )
     out["nobody"] = client.users.create(
         username="nobody", email="nobody@example.com", organization_id=out["a"]["org"].id, scopes=[]
@@ -354,9 +355,9 @@ def test_a_reader_cannot_write_and_a_user_without_scope_cannot_read(
     reader.users.set_password(me, "another long passphrase")
     assert client.users.authenticate("reader", "another long passphrase").id == me
     # a grant takes effect at once, a revoke too (PostgreSQL privileges follow the scopes)
-    client.users.grant(me, "workflow:write")
+    client.users.grant(me, "workflow:write:all")
     reader.sql("UPDATE workflows SET name = 'granted' WHERE id = :w", {"w": a["wf"].id})
-    client.users.revoke(me, "workflow:write")
+    client.users.revoke(me, "workflow:write:all")
     assert attack("scope write", lambda: reader.sql("UPDATE workflows SET name = 'x'")) == "error"
     client.users.update(me, is_active=False)
     assert attack("scope read", lambda: reader.sql("SELECT id FROM workflows")) == "error"

@@ -149,8 +149,9 @@ BEGIN
             RETURN;  -- no privileges at all
         END IF;
         is_adm := coalesce(u.is_admin, false) OR coalesce(u.scopes ? 'admin', false);
-        can_read := coalesce(u.scopes ? 'workflow:read', false);
-        can_write := coalesce(u.scopes ? 'workflow:write', false);
+        -- an organization-wide scope (revision 0007) implies the plain one
+        can_read := coalesce(u.scopes ?| ARRAY['workflow:read', 'workflow:read:all'], false);
+        can_write := coalesce(u.scopes ?| ARRAY['workflow:write', 'workflow:write:all'], false);
         can_execute := coalesce(u.scopes ? 'workflow:execute', false);
     END IF;
     IF is_adm THEN

@@ -34,12 +34,17 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from . import _db
 from .errors import ConfigurationError, PermissionDeniedError, ReplicaUnavailableWarning
 
-__all__ = ["ADMIN", "EXECUTE", "READ", "WRITE", "Session", "session_of"]
+__all__ = ["ADMIN", "EXECUTE", "READ", "READ_ALL", "WRITE", "WRITE_ALL", "Session", "session_of"]
 
 READ = "workflow:read"
 WRITE = "workflow:write"
 EXECUTE = "workflow:execute"
 ADMIN = "admin"
+#: organization-wide reach (revision 0007): without them a user sees the workflows it owns
+#: and the public ones, and changes only its own; each implies the plain scope
+READ_ALL = "workflow:read:all"
+WRITE_ALL = "workflow:write:all"
+WIDER = {READ: READ_ALL, WRITE: WRITE_ALL}
 
 # The write transaction open in this thread/task: (session key, connection). Reads inside
 # it run on that same connection, so they see its uncommitted writes.
@@ -392,8 +397,26 @@ class Session:
             return
         if self_service is not None and self_service == user_id:
             return
-        if scope not in scopes:
+        if scope not in scopes and WIDER.get(scope) not in scopes:
             raise PermissionDeniedError(f"user {user_id!r} lacks the scope {scope!r}")
+
+    def sees_whole_organization(self) -> bool:
+        """Whether row-level security lets this session read every workflow of its
+        organization (an admin session, an organization's own login, ``admin``,
+        ``is_admin`` or ``workflow:read:all``), or only its own and public ones.
+
+        Example:
+            >>> admin.scoped("org_acme", user_id="usr_ana").sees_whole_organization()  # doctest: +SKIP
+            False
+        """
+        if not self.is_tenant:
+            return True
+        with _db.translating(self.url), self.engine.connect() as conn:
+            seen = conn.execute(
+                sa.select(sa.func.flowscope_session_can(READ_ALL, type_=sa.Boolean))
+            ).scalar()
+            conn.rollback()
+        return bool(seen)
 
     # -- raw SQL -------------------------------------------------------------------------
     def sql(

@@ -224,6 +224,23 @@ class Resource(Generic[T]):
     def _not_found(self, id: str) -> NotFoundError:
         return NotFoundError(f"{self.noun} {id!r} not found")
 
+    def _refused(self, id: str) -> NotFoundError | PermissionDeniedError:
+        """Why a write by id changed nothing: the row is not there (or not visible), or
+        row-level security let this tenant read it but not change it (ownership)."""
+        if self._session.is_tenant:
+            with self._session.transaction() as conn:
+                visible = conn.execute(sa.select(self.table.c.id).where(self._by_id(id))).first()
+            if visible is not None:
+                who = (
+                    " (only its owner, or a user with workflow:write:all, may)"
+                    if self.table.name == "workflows"
+                    else ""
+                )
+                return PermissionDeniedError(
+                    f"{self.noun} {id!r} is visible to this client but not its to change{who}"
+                )
+        return self._not_found(id)
+
     def _check_tenant_org(self, org: Any) -> None:
         tenant = self._tenant_org()
         if tenant is not None and org is not None and org != tenant:
@@ -481,7 +498,7 @@ class Resource(Generic[T]):
         with self._session.transaction() as conn:
             row = conn.execute(stmt).first()
         if row is None:
-            raise self._not_found(id)
+            raise self._refused(id)
         return self._public(row)
 
     def _require_update(self, id: str, model: Any) -> None:
@@ -507,7 +524,7 @@ class Resource(Generic[T]):
         )
         with self._session.transaction() as conn:
             if conn.execute(stmt).first() is None:
-                raise self._not_found(id)
+                raise self._refused(id)
         return None
 
     def restore(self, id: str) -> T:
@@ -546,7 +563,7 @@ class Resource(Generic[T]):
         stmt = sa.delete(self.table).where(self._by_id(id)).returning(self.table.c.id)
         with self._session.transaction() as conn:
             if conn.execute(stmt).first() is None:
-                raise self._not_found(id)
+                raise self._refused(id)
 
 
 def require_scope(session: Session, scope: str, *, self_service: str | None = None) -> None:

@@ -16,6 +16,13 @@ from ._io import IngestMixin, TableIO
 __all__ = ["Workflows"]
 
 
+class _Row:
+    """A row-like mapping (``._mapping``) for :meth:`Resource._public`."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._mapping = values
+
+
 class Workflows(Resource[WorkflowPublic], TableIO, IngestMixin):
     """Create, read, list, update (versioned), soft-delete, restore and purge workflows.
 
@@ -90,23 +97,49 @@ class Workflows(Resource[WorkflowPublic], TableIO, IngestMixin):
         where = self._update_where(id)
         if expected_version is not None:
             where = sa.and_(where, w.version == expected_version)
-        stmt = (
-            sa.update(self.table)
-            .where(where)
-            .values(**values, version=w.version + 1)
-            .returning(*self.columns)
-        )
+        base = sa.update(self.table).where(where).values(**values, version=w.version + 1)
         with self._session.transaction() as conn:
-            row = conn.execute(stmt).first()
+            if "owner" in values and self._session.is_tenant:
+                row = self._hand_over(conn, where, base, values)
+            else:
+                row = conn.execute(base.returning(*self.columns)).first()
             if row is None and expected_version is not None:
                 current = conn.execute(
                     sa.select(w.version).where(w.id == id, w.deleted_at.is_(None))
                 ).scalar_one_or_none()
-                if current is not None:
+                if current is not None and current != expected_version:
                     raise ConflictError(
                         f"workflow {id!r} is at version {current}, not {expected_version}:"
                         " it was changed meanwhile; re-read it and retry"
                     )
         if row is None:
-            raise self._not_found(id)
+            raise self._refused(id)
         return self._public(row)
+
+    def _hand_over(self, conn: Any, where: Any, update: Any, values: dict[str, Any]) -> Any:
+        """An update that gives the workflow to another owner, for a tenant login.
+
+        Row-level security checks an ``UPDATE``'s new row against what the login may
+        read, so a private workflow cannot leave its owner by a plain ``UPDATE``: the
+        other changes are made first, then ``flowscope_hand_over()`` (revision 0007)
+        moves it, if this user owns it (or has ``workflow:write:all``), to a user of
+        the organization, bumping ``version`` once more. Returns the row as it is now
+        (rebuilt from the row read before when the user may no longer read it).
+        """
+        before = conn.execute(sa.select(*self.columns).where(where).with_for_update()).first()
+        if before is None:
+            return None
+        owner = values.pop("owner")
+        others = bool(set(values) - {"updated_by"})
+        if others and conn.execute(update.values(owner=before.owner)).rowcount == 0:
+            return None
+        conn.execute(sa.select(sa.func.flowscope_hand_over(before.id, owner)))
+        after = conn.execute(sa.select(*self.columns).where(self.table.c.id == before.id)).first()
+        if after is not None:
+            return after
+        row = dict(before._mapping)
+        row.update({k: v for k, v in values.items() if k in row})
+        bumps = 2 if others else 1
+        row.update(owner=owner, version=before.version + bumps)
+        row["updated_at"] = conn.execute(sa.select(sa.func.now())).scalar_one()
+        return _Row(row)

@@ -10,7 +10,9 @@ Counts and sums are therefore exact as of the refresh; percentiles come from the
 merged sketch: within 1% relative error of the exact ones.
 
 Tenants read the views through ``*_visible`` views that return only their
-organization's rows (materialized views cannot carry row-level security).
+organization's rows (materialized views cannot carry row-level security), and
+only to organization-wide readers: a user who sees its own and public workflows
+only (revision 0007) is answered from the raw rows.
 
 A call falls back to the raw table (``frame.attrs["rollups"] is False`` with a
 ``rollups_fallback`` reason) when the filter selects by ``ids``/``trace_id``,
@@ -119,6 +121,14 @@ def refresh(session: Session, concurrently: bool = True) -> datetime:
         when = conn.execute(upsert).scalars().first()
     assert when is not None
     return when.astimezone(UTC)
+
+
+def _sees_whole_organization(conn: Any) -> bool:
+    """Within a tenant's transaction: may it read every workflow of its organization?"""
+    from .._session import READ_ALL
+
+    can = sa.func.flowscope_session_can(READ_ALL, type_=sa.Boolean)
+    return bool(conn.execute(sa.select(can)).scalar())
 
 
 def _refreshed_at(conn: Any) -> datetime | None:
@@ -367,6 +377,8 @@ def _run(
     with session.read_transaction() as conn:
         refreshed = _refreshed_at(conn)
         reason = unsupported or fallback_reason(flt, freq, refreshed)
+        if reason is None and session.is_tenant and not _sees_whole_organization(conn):
+            reason = "this user sees its own and public workflows only; rollups carry no ownership"
         cover = covered_range(flt, refreshed) if refreshed is not None and reason is None else None
         frame = _base.execute(conn, build(cover) if reason is None else exact())
     frame.attrs.update(_attrs(refreshed, cover, reason, approx))
