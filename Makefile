@@ -7,15 +7,23 @@ PY := $(VENV)/bin/python
 
 .PHONY: setup demo test lint bench clean
 
+# the developer toolchain (tests, lint, notebooks, every extra)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@ $(VENV)/.demo-installed
+
+# only what the SDK needs (what `pip install flowscope` brings): enough for the demo
+$(VENV)/.demo-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
 	touch $@
 
 setup: $(VENV)/.installed
 
-demo: setup
+demo: $(VENV)/.demo-installed
 	$(VENV)/bin/flowscope demo
 
 test: setup

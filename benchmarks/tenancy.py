@@ -65,13 +65,13 @@ def _users(url: str) -> None:
         conn.execute(
             sa.text(
                 "INSERT INTO users (id, username, email, password_hash, organization_id, scopes)"
-                " VALUES (:w, :w, :w || '@bench.io', '!', :o,"
+                " VALUES (:w, :w, :we, '!', :o,"
                 ' \'["workflow:read", "workflow:read:all", "workflow:execute"]\'),'
                 " (:u, 'bench_owner', 'bench_owner@bench.io', '!', :o,"
                 ' \'["workflow:read", "workflow:execute"]\')'
                 " ON CONFLICT DO NOTHING"
             ),
-            {"w": WHO["wide user"], "u": owner, "o": ORG},
+            {"w": WHO["wide user"], "we": "bench_wide@bench.io", "u": owner, "o": ORG},
         )
     WHO["own+public user"] = owner
     engine.dispose()
@@ -98,7 +98,7 @@ def child(url: str, repeats: int, who: str) -> None:
     print(json.dumps(out))
 
 
-def _run_child(sdk: Path, url: str, repeats: int) -> dict[str, float]:
+def _run_child(sdk: Path, url: str, repeats: int) -> dict[str, dict[str, float]]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(sdk), str(ROOT)]))
     proc = subprocess.run(
         [
@@ -110,6 +110,8 @@ def _run_child(sdk: Path, url: str, repeats: int) -> dict[str, float]:
             url,
             "--repeats",
             str(repeats),
+            "--who",
+            json.dumps(WHO),
         ],
         capture_output=True,
         text=True,

@@ -254,7 +254,7 @@ def test_read_pandas_dtypes(seeded: flowscope.Client) -> None:
     df = seeded.executions.to_pandas()
     assert str(df.dtypes["created_at"]) == "datetime64[us, UTC]"
     assert df.dtypes["steps_completed"] == pd.Int32Dtype()
-    assert df.dtypes["status"] == pd.StringDtype("pyarrow")
+    assert df.dtypes["status"] == pd.api.types.pandas_dtype(flowscope._frames.STRING)
     assert df.dtypes["duration_seconds"] == pd.ArrowDtype(pa.decimal128(10, 3))
     assert df["steps_completed"].isna().sum() == 7  # i % 6 == 0 for i < 40
     wf = seeded.workflows.to_pandas(decimal="float64")

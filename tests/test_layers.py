@@ -1,6 +1,6 @@
 """Layers point down: nothing below the client imports the client, the CLI or the package root.
 
-The upper layer is ``flowscope/__init__``, ``_client``, ``cli`` and ``demo`` (which works
+The upper layer is ``flowscope/__init__``, ``_client``, ``cli``, ``testing`` and ``demo`` (which works
 through a client, like a user's script). Every other module (resources, analytics,
 export, ingest, retention, maintenance, the session and database layers, models)
 is a lower one; an import of an upper module from a lower one, at the top of a module,
@@ -15,7 +15,7 @@ from pathlib import Path
 import flowscope
 
 PACKAGE = Path(flowscope.__file__).resolve().parent
-UPPER = {"flowscope", "flowscope._client", "flowscope.cli", "flowscope.demo"}
+UPPER = {"flowscope", "flowscope._client", "flowscope.cli", "flowscope.demo", "flowscope.testing"}
 
 
 def _module_name(path: Path) -> str:

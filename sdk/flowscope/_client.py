@@ -21,6 +21,9 @@ from ._session import Session
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
     from ._maintenance import Maintenance
     from ._resources.audit import Audit
     from ._resources.executions import Executions
@@ -186,6 +189,42 @@ class Client:
             [{'n': 3}]
         """
         return self._session.sql(statement, params)
+
+    def query(
+        self, statement: str | sa.Select[Any], params: Mapping[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Run a query as this client's identity and return a typed pandas DataFrame.
+
+        The analyst's own SQL with the column contract of every flowscope frame:
+        tz-aware UTC timestamps, nullable integers (``Int64``), Arrow-backed strings,
+        decimals, lists and JSON, streamed through Arrow (so memory follows the
+        result, not Python objects per value). Values go in ``params`` (``:name``).
+        For statements that change data, use :meth:`sql`.
+
+        Example:
+            >>> df = client.query(                                             # doctest: +SKIP
+            ...     "SELECT workflow_id, count(*) AS runs, max(completed_at) AS last"
+            ...     " FROM executions WHERE status = :s GROUP BY 1", {"s": "failed"})
+            >>> df.dtypes["runs"], df.dtypes["last"]                           # doctest: +SKIP
+            (Int64Dtype(), datetime64[us, UTC])
+        """
+        from .export import query_arrow, to_pandas
+
+        return to_pandas(query_arrow(self._session, statement, params))
+
+    def query_arrow(
+        self, statement: str | sa.Select[Any], params: Mapping[str, Any] | None = None
+    ) -> pa.Table:
+        """Like :meth:`query`, as a ``pyarrow.Table`` (``polars.from_arrow(...)`` wraps it
+        without a copy).
+
+        Example:
+            >>> import polars as pl                                            # doctest: +SKIP
+            >>> pl.from_arrow(client.query_arrow("SELECT * FROM workflows"))    # doctest: +SKIP
+        """
+        from .export import query_arrow
+
+        return query_arrow(self._session, statement, params)
 
     def scoped(self, organization_id: str, user_id: str | None = None) -> Client:
         """A client confined to one organization, logging in as that organization's own role.

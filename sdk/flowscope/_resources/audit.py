@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from .._frames import STRING
 from ..errors import ValidationError
 from ..filters import AuditFilter
 from ..models import AUDIT_LOG, AuditLogEntryPublic
@@ -21,11 +22,11 @@ AUDITED_TABLES = ("workflows", "executions", "users", "organizations")
 FRAME_COLUMNS = {
     "id": "Int64",
     "occurred_at": "datetime64[us, UTC]",
-    "table_name": "string",
-    "row_id": "string",
-    "action": "string",
-    "actor": "string",
-    "organization_id": "string",
+    "table_name": STRING,
+    "row_id": STRING,
+    "action": STRING,
+    "actor": STRING,
+    "organization_id": STRING,
     "changes": "object",
     "transaction_id": "Int64",
 }

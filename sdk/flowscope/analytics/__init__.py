@@ -64,6 +64,33 @@ class Analytics:
     def __repr__(self) -> str:
         return f"<flowscope.Analytics of {self._session!r}>"
 
+    @property
+    def arrow(self) -> _Twin:
+        """The same methods, returning ``pyarrow.Table`` (the frame's index as columns,
+        ``attrs`` in the schema metadata under ``flowscope.attrs``).
+
+        Example:
+            >>> client.analytics.arrow.durations(by="workflow").num_rows    # doctest: +SKIP
+            200
+        """
+        from .._frames import frame_to_arrow
+
+        return _Twin(self, frame_to_arrow, "pyarrow.Table")
+
+    @property
+    def polars(self) -> _Twin:
+        """The same methods, returning ``polars.DataFrame`` (through Arrow, without a second
+        copy; needs ``pip install 'flowscope[polars]'``).
+
+        Example:
+            >>> client.analytics.polars.status_breakdown(by="workflow")    # doctest: +SKIP
+            shape: (200, 12)
+        """
+        from .._frames import frame_to_arrow, require_polars, to_polars
+
+        require_polars()
+        return _Twin(self, lambda frame: to_polars(frame_to_arrow(frame)), "polars.DataFrame")
+
     # -- distributions -----------------------------------------------------------------
     def durations(
         self,
@@ -367,3 +394,45 @@ class Analytics:
 
     def _rollups(self, use_rollups: bool | None) -> bool:
         return self.use_rollups if use_rollups is None else bool(use_rollups)
+
+
+_FRAME_METHODS = (
+    "durations",
+    "queue_wait",
+    "status_breakdown",
+    "tags",
+    "tag_pairs",
+    "throughput",
+    "concurrency",
+    "failures",
+    "compare",
+    "summary",
+)
+
+
+class _Twin:
+    """``client.analytics`` with every frame-returning method converted (Arrow, polars)."""
+
+    def __init__(self, analytics: Analytics, convert: Any, kind: str) -> None:
+        self._analytics = analytics
+        self._convert = convert
+        self._kind = kind
+
+    def __repr__(self) -> str:
+        return f"<flowscope.Analytics returning {self._kind}>"
+
+    def __dir__(self) -> list[str]:
+        return list(_FRAME_METHODS)
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in _FRAME_METHODS:
+            raise AttributeError(name)
+        method = getattr(self._analytics, name)
+        convert = self._convert
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return convert(method(*args, **kwargs))
+
+        call.__name__ = name
+        call.__doc__ = method.__doc__
+        return call

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement, Grouping
 
+from .._frames import STRING
 from .._settings import analytics_work_mem
 from ..errors import ValidationError
 from ..filters import ExecutionFilter, coerce_filter
@@ -42,7 +43,7 @@ FLOAT: Any = postgresql.DOUBLE_PRECISION()
 # dtype names of the column contracts
 INT = "Int64"
 FLT = "Float64"
-STR = "string"
+STR = STRING  # the string dtype of every flowscope frame (flowscope._frames)
 BOOL = "boolean"
 TS = "datetime64[us, UTC]"
 
