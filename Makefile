@@ -28,7 +28,7 @@ demo: $(VENV)/.demo-installed
 
 test: setup
 	$(PY) -m pytest tests sdk/flowscope --doctest-modules -p no:cacheprovider
-	if ls notebooks/*.ipynb >/dev/null 2>&1; then $(PY) -m pytest --nbval notebooks -p no:cacheprovider; fi
+	if ls notebooks/*.ipynb >/dev/null 2>&1; then $(PY) -m pytest --nbval --nbval-sanitize-with notebooks/sanitize.cfg notebooks -p no:cacheprovider; fi
 
 lint: setup
 	$(VENV)/bin/ruff check sdk tests migrations benchmarks
