@@ -475,3 +475,17 @@ def test_an_empty_database_mirrors_to_empty_frames(client, tmp_path) -> None:
     _same(client.analytics.durations(by="workflow"), mirror.analytics.durations(by="workflow"))
     _same(client.analytics.tags(), mirror.analytics.tags())
     assert report.as_of <= datetime.now(UTC)
+
+
+def test_cli_mirror_sync(seeded, database_url, tmp_path) -> None:
+    from flowscope.cli import app
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    target = tmp_path / "cli-mirror"
+    args = ["mirror", "sync", "--path", str(target), "--no-progress"]
+    result = runner.invoke(app, [*args, "--database-url", database_url])
+    assert result.exit_code == 0, result.output
+    assert "full copy" in result.output and "executions 300" in result.output
+    again = runner.invoke(app, [*args, "--database-url", database_url])
+    assert again.exit_code == 0 and "incremental, 0 added, 0 changed, 0 removed" in again.output
