@@ -486,6 +486,6 @@ def test_cli_mirror_sync(seeded, database_url, tmp_path) -> None:
     args = ["mirror", "sync", "--path", str(target), "--no-progress"]
     result = runner.invoke(app, [*args, "--database-url", database_url])
     assert result.exit_code == 0, result.output
-    assert "full copy" in result.output and "executions 300" in result.output
+    assert "full copy" in result.output and "executions 301" in result.output
     again = runner.invoke(app, [*args, "--database-url", database_url])
     assert again.exit_code == 0 and "incremental, 0 added, 0 changed, 0 removed" in again.output
