@@ -229,10 +229,12 @@ def test_a_transaction_that_commits_late_is_not_lost(seeded, engine) -> None:
             " WHERE status = 'failed')"
         )
     )
-    first = mirror.sync(progress=False)  # runs while the writer is open
+    try:
+        first = mirror.sync(progress=False)  # runs while the writer is open
+    finally:
+        tx.commit()
+        late.close()
     assert first.added == first.changed == first.removed == 0
-    tx.commit()
-    late.close()
     # a row committed by a transaction that started after the horizon, meanwhile
     client.executions.create(workflow_id="wf_b2")
     second = mirror.sync(progress=False)
@@ -295,9 +297,11 @@ def test_a_purge_during_sync(seeded, engine, client) -> None:
     purger = engine.connect()
     tx = purger.begin()
     purger.execute(sa.text("DELETE FROM workflows WHERE id = 'wf_b1'"))
-    mirror.sync(progress=False)
-    tx.commit()
-    purger.close()
+    try:
+        mirror.sync(progress=False)
+    finally:
+        tx.commit()
+        purger.close()
     report = mirror.sync(progress=False)
     assert report.removed > 1
     _assert_mirror_equals_table(mirror, engine)

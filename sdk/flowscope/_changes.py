@@ -16,8 +16,11 @@ transaction older than the horizon had ended, so its effects are in the copy (or
 aborted). Hence the rows that may differ from the copy now are exactly those with an
 audit row of ``transaction_id >= horizon``, committed late or not; their current state
 (present: the new version; absent or no longer visible: deleted) is read in the next
-snapshot. Rows of transactions that were already visible to the copy are re-read, which is
-harmless. A copy's cost follows the number of changed rows.
+snapshot. The copy also keeps its whole snapshot (``pg_current_snapshot()``, the
+in-progress list included), so transactions ``>= horizon`` that it had already seen are
+skipped (``pg_visible_in_snapshot``): a long transaction elsewhere on the server holds the
+horizon back but makes no sync re-read what it already has. A copy's cost follows the number
+of changed rows.
 
 Limits: changes made with triggers disabled (``session_replication_role = replica``, as
 ``benchmarks/datagen.py`` loads) are invisible to the feed; audit partitions dropped by
@@ -42,6 +45,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.types import UserDefinedType
 
 from .models import AUDIT_LOG, EXECUTIONS, WORKFLOWS
 
@@ -51,48 +55,70 @@ __all__ = ["TABLES", "Point", "changed_ids", "changed_rows", "deleted_ids", "tak
 TABLES: dict[str, sa.Table] = {"workflows": WORKFLOWS, "executions": EXECUTIONS}
 
 
+class _PgType(UserDefinedType[Any]):
+    """A PostgreSQL type by name, for casts (``xid8``, ``pg_snapshot``)."""
+
+    cache_ok = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return self.name
+
+
 @dataclasses.dataclass(frozen=True)
 class Point:
     """A snapshot's place in the change feed.
 
     ``horizon``: the oldest transaction still running when the snapshot was taken (every
-    older one is in it); ``as_of``: the database clock at the snapshot (UTC).
+    older one is in it); ``snapshot``: the snapshot itself (``xmin:xmax:xip,...``), to skip
+    the transactions ``>= horizon`` it had already seen; ``as_of``: the database clock at
+    the snapshot (UTC).
     """
 
     horizon: int
+    snapshot: str | None
     as_of: datetime
 
 
 def take_point(conn: Connection) -> Point:
     """The :class:`Point` of ``conn``'s snapshot: call it first in a REPEATABLE READ
     transaction, so the snapshot it reports is the one every later read uses."""
-    xmin = sa.func.pg_snapshot_xmin(sa.func.pg_current_snapshot())
+    snapshot = sa.func.pg_current_snapshot()
+    xmin = sa.func.pg_snapshot_xmin(snapshot)
     row = conn.execute(
         sa.select(
             sa.cast(sa.cast(xmin, sa.Text), sa.BigInteger).label("horizon"),
+            sa.cast(snapshot, sa.Text).label("snapshot"),
             sa.func.now().label("as_of"),
         )
     ).one()
-    return Point(int(row.horizon), row.as_of)
+    return Point(int(row.horizon), row.snapshot, row.as_of)
 
 
-def changed_ids(table: str, since: int) -> sa.Select[Any]:
-    """Ids of ``table`` rows written by transactions ``>= since`` (inserted, updated or deleted)."""
+def changed_ids(table: str, since: int, seen: str | None = None) -> sa.Select[Any]:
+    """Ids of ``table`` rows written by transactions ``>= since`` (inserted, updated or
+    deleted), except those of transactions visible in the snapshot ``seen``."""
     a = AUDIT_LOG.c
-    return (
-        sa.select(a.row_id)
-        .where(a.table_name == table, a.transaction_id >= sa.literal(since, sa.BigInteger))
-        .distinct()
-    )
+    where = [a.table_name == table, a.transaction_id >= sa.literal(since, sa.BigInteger)]
+    if seen is not None:
+        xid = sa.cast(sa.cast(a.transaction_id, sa.Text), _PgType("xid8"))
+        where.append(
+            ~sa.func.pg_visible_in_snapshot(
+                xid, sa.cast(sa.literal(seen, sa.Text), _PgType("pg_snapshot"))
+            )
+        )
+    return sa.select(a.row_id).where(*where).distinct()
 
 
-def changed_rows(table: str, since: int) -> Any:
+def changed_rows(table: str, since: int, seen: str | None = None) -> Any:
     """The WHERE clause selecting the current version of every row changed since ``since``."""
-    return TABLES[table].c.id.in_(changed_ids(table, since).scalar_subquery())
+    return TABLES[table].c.id.in_(changed_ids(table, since, seen).scalar_subquery())
 
 
-def deleted_ids(table: str, since: int) -> sa.Select[Any]:
+def deleted_ids(table: str, since: int, seen: str | None = None) -> sa.Select[Any]:
     """Ids changed since ``since`` that are no longer (visible) in ``table``: deletions."""
     t = TABLES[table]
-    ids = changed_ids(table, since).subquery("changed")
+    ids = changed_ids(table, since, seen).subquery("changed")
     return sa.select(ids.c.row_id.label("id")).where(~sa.exists().where(t.c.id == ids.c.row_id))

@@ -249,7 +249,7 @@ class Mirror:
                     else:
                         old = state["tables"][name]
                         tables[name], counts = self._apply(
-                            conn, name, old, state["horizon"], sequence
+                            conn, name, old, state["horizon"], state.get("snapshot"), sequence
                         )
                         added, changed, removed = (
                             added + counts[0],
@@ -263,6 +263,7 @@ class Mirror:
                 "identity": self._identity,
                 "sequence": sequence,
                 "horizon": point.horizon,
+                "snapshot": point.snapshot,
                 "as_of": point.as_of.astimezone(UTC).isoformat(),
                 "synced_at": datetime.now(UTC).isoformat(),
                 "tables": tables,
@@ -331,7 +332,13 @@ class Mirror:
         return entry, rows
 
     def _apply(
-        self, conn: sa.Connection, name: str, old: dict[str, Any], horizon: int, sequence: int
+        self,
+        conn: sa.Connection,
+        name: str,
+        old: dict[str, Any],
+        horizon: int,
+        seen: str | None,
+        sequence: int,
     ) -> tuple[dict[str, Any], tuple[int, int, int]]:
         """Fold the changes since ``horizon`` into ``name``'s delta (or a new base)."""
         import pyarrow as pa
@@ -340,10 +347,10 @@ class Mirror:
 
         from .export import _stream_plan
 
-        plan = self._plan(name, _changes.changed_rows(name, horizon))
+        plan = self._plan(name, _changes.changed_rows(name, horizon, seen))
         batches = list(_stream_plan(self._session, plan, batch_size=None, conn=conn))
         fresh = pa.Table.from_batches(batches, schema=plan.schema)
-        gone = [r[0] for r in conn.execute(_changes.deleted_ids(name, horizon))]
+        gone = [r[0] for r in conn.execute(_changes.deleted_ids(name, horizon, seen))]
         fresh_ids = fresh.column("id")
         touched = pa.concat_arrays(
             [fresh_ids.combine_chunks().cast(pa.string()), pa.array(gone, pa.string())]
