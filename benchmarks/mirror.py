@@ -39,22 +39,22 @@ HAND_SQL = {
         GROUP BY 1 ORDER BY 1""",
     "status_breakdown(freq=1D)": """
         SELECT date_trunc('day', timezone('UTC', e.created_at)) AS bucket,
-               count(*) FILTER (WHERE status = 'queued'), count(*) FILTER (WHERE status = 'running'),
-               count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed'),
-               count(*) FILTER (WHERE status = 'cancelled'), count(*) FILTER (WHERE status = 'timeout'),
+               count(*) FILTER (WHERE e.status = 'queued'), count(*) FILTER (WHERE e.status = 'running'),
+               count(*) FILTER (WHERE e.status = 'completed'), count(*) FILTER (WHERE e.status = 'failed'),
+               count(*) FILTER (WHERE e.status = 'cancelled'), count(*) FILTER (WHERE e.status = 'timeout'),
                count(*)
         FROM e JOIN w ON w.id = e.workflow_id WHERE w.deleted_at IS NULL GROUP BY 1 ORDER BY 1""",
     "status_breakdown(by=workflow)": """
-        SELECT w.name, count(*) FILTER (WHERE status = 'queued'),
-               count(*) FILTER (WHERE status = 'running'),
-               count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed'),
-               count(*) FILTER (WHERE status = 'cancelled'), count(*) FILTER (WHERE status = 'timeout'),
+        SELECT w.name, count(*) FILTER (WHERE e.status = 'queued'),
+               count(*) FILTER (WHERE e.status = 'running'),
+               count(*) FILTER (WHERE e.status = 'completed'), count(*) FILTER (WHERE e.status = 'failed'),
+               count(*) FILTER (WHERE e.status = 'cancelled'), count(*) FILTER (WHERE e.status = 'timeout'),
                count(*)
         FROM e JOIN w ON w.id = e.workflow_id WHERE w.deleted_at IS NULL GROUP BY 1 ORDER BY 1""",
     "tags()": """
         SELECT t.tag, count(DISTINCT e.workflow_id), count(*),
-               count(*) FILTER (WHERE status = 'completed'),
-               count(*) FILTER (WHERE status IN ('failed', 'timeout')),
+               count(*) FILTER (WHERE e.status = 'completed'),
+               count(*) FILTER (WHERE e.status IN ('failed', 'timeout')),
                quantile_cont(e.duration_seconds::DOUBLE, [0.5, 0.95])
         FROM e JOIN (SELECT id, unnest(tags) AS tag FROM w WHERE deleted_at IS NULL) t
              ON t.id = e.workflow_id
@@ -165,7 +165,7 @@ def _change(url: str, n: int, round_: int) -> None:
                 " CROSS JOIN LATERAL (SELECT workflow_id, owner, organization_id FROM executions"
                 " LIMIT 1) e"
             ),
-            {"n": n // 10, "r": str(round_)},
+            {"n": n // 10, "r": f"{os.getpid()}_{round_}"},
         )
         conn.execute(
             sa.text(
