@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ._retention import Retention
     from .analytics import Analytics
     from .export import Export
+    from .mirror import Mirror
 
 __all__ = ["Client", "connect"]
 
@@ -55,11 +56,17 @@ class Client:
     """
 
     def __init__(
-        self, session: Session, *, embedded: bool = False, owner: Session | None = None
+        self,
+        session: Session,
+        *,
+        embedded: bool = False,
+        owner: Session | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self._session = session
         self.embedded = embedded
         self._owner = owner  # the admin session a connect(organization_id=...) made
+        self._data_dir = data_dir  # the embedded server's; None: FLOWSCOPE_DATA_DIR's
 
     # -- the session's identity, for reading ----------------------------------------------
     @property
@@ -241,7 +248,38 @@ class Client:
             12
         """
         user = user_id if user_id is not None else self.user_id
-        return type(self)(self._session.scoped(organization_id, user), embedded=self.embedded)
+        return type(self)(
+            self._session.scoped(organization_id, user),
+            embedded=self.embedded,
+            data_dir=self._data_dir,
+        )
+
+    def mirror(self, path: str | Path | None = None) -> Mirror:
+        """A local columnar copy (Parquet, queried by DuckDB) of the rows this client may read.
+
+        ``path`` defaults to ``<data dir>/mirrors/<database>/<identity>``: one mirror per
+        database and identity (a scoped client's holds its organization's rows only, and
+        no other identity may open it). Call ``sync()`` to bring it up to date; its
+        ``analytics`` has every method of :attr:`analytics`, answered by DuckDB
+        (:mod:`flowscope.mirror`).
+
+        Example:
+            >>> mirror = client.mirror()                                # doctest: +SKIP
+            >>> mirror.sync()                                           # doctest: +SKIP
+            >>> mirror.analytics.durations(by="workflow")               # doctest: +SKIP
+        """
+        try:
+            import duckdb  # noqa: F401
+        except ImportError:
+            raise ConfigurationError(
+                "the mirror needs DuckDB: pip install 'flowscope[mirror]'"
+            ) from None
+        from .mirror import Mirror, default_path
+
+        if path is None:
+            root = self._data_dir if self._data_dir is not None else _settings.load().data_dir
+            return Mirror(self._session, default_path(self._session, root))
+        return Mirror(self._session, Path(path).expanduser())
 
     def close(self) -> None:
         """Close the connection pools this client owns (a scoped client leaves its parent's open)."""
@@ -377,6 +415,7 @@ def connect(
         statement_timeout if statement_timeout is not None else settings.statement_timeout
     )
     embedded = False
+    root: Path | None = None
     if url is None:
         url = settings.database_url
     if url is None:
@@ -416,6 +455,9 @@ def connect(
         replica_wait_timeout=replica_wait_timeout,
         engine_options=options,
     )
+    data = root if embedded else None  # the mirror's default home
     if organization_id is not None:
-        return Client(admin.scoped(organization_id, user_id), embedded=embedded, owner=admin)
-    return Client(admin, embedded=embedded)
+        return Client(
+            admin.scoped(organization_id, user_id), embedded=embedded, owner=admin, data_dir=data
+        )
+    return Client(admin, embedded=embedded, data_dir=data)

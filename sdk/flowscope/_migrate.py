@@ -31,7 +31,7 @@ _PACKAGE = Path(__file__).resolve().parent
 #: The revision this flowscope's code is written against: the head of its migration
 #: scripts (a test keeps the two equal). ``connect()`` compares the database's stamp with
 #: it in one plain query, so a database already at head never loads Alembic.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 
 
 def migrations_dir() -> Path:

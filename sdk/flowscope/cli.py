@@ -45,11 +45,15 @@ analytics_app = typer.Typer(
     no_args_is_help=True, help="Analytics over executions, computed in PostgreSQL."
 )
 users_app = typer.Typer(no_args_is_help=True, help="User accounts.")
+mirror_app = typer.Typer(
+    no_args_is_help=True, help="The local columnar mirror (Parquet + DuckDB) of readable rows."
+)
 app.add_typer(db_app, name="db")
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(executions_app, name="executions")
 app.add_typer(analytics_app, name="analytics")
 app.add_typer(users_app, name="users")
+app.add_typer(mirror_app, name="mirror")
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -866,6 +870,29 @@ def db_refresh_rollups(concurrently: Concurrently = True, database_url: Database
 def analytics_refresh(concurrently: Concurrently = True, database_url: DatabaseUrl = None) -> None:
     """Refresh the daily analytics rollups (same as: flowscope db refresh-rollups)."""
     db_refresh_rollups(concurrently=concurrently, database_url=database_url)
+
+
+# -- mirror ----------------------------------------------------------------------------
+@mirror_app.command("sync")
+@_command
+def mirror_sync(
+    path: Annotated[
+        str | None, typer.Option(help="Mirror directory (default: under the data directory).")
+    ] = None,
+    full: Annotated[bool, typer.Option(help="Copy everything again.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Bring the local mirror up to date (inserts, updates and deletes since the last sync)."""
+    with _connect(database_url) as client:
+        mirror = client.mirror(path)
+        report = mirror.sync(full=full, progress=progress)
+    typer.echo(
+        f"{mirror.path}: {'full copy' if report.full else 'incremental'}, {report.added:,} added,"
+        f" {report.changed:,} changed, {report.removed:,} removed in {report.seconds:.2f} s;"
+        f" as of {report.as_of.isoformat()}"
+        f" ({', '.join(f'{n} {r:,}' for n, r in report.rows.items())})"
+    )
 
 
 # -- export ----------------------------------------------------------------------------

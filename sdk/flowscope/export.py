@@ -629,18 +629,25 @@ def _parse_json_lists(array: pa.Array, type_: pa.DataType) -> pa.Array:
 
 
 def _copy_batches(
-    session: Session, plan: _Plan, *, batch_size: int, max_bytes: int = _MAX_BATCH_BYTES
+    session: Session,
+    plan: _Plan,
+    *,
+    batch_size: int,
+    max_bytes: int = _MAX_BATCH_BYTES,
+    conn: sa.Connection | None = None,
 ) -> Iterator[list[Any]]:
     """Run ``COPY (plan) TO STDOUT (FORMAT binary)`` in the client's scope and yield the
     rows (one CopyData message each) in lists of at most ``batch_size`` rows / ``max_bytes``.
 
     Everything happens in the caller's thread: measured here, a separate draining thread
     cost more in GIL hand-offs than it won in overlap. Closing the generator early exits
-    the COPY (psycopg cancels it) and rolls the transaction back.
+    the COPY (psycopg cancels it) and rolls the transaction back. ``conn``: run inside this
+    open transaction instead (one snapshot for several reads, as the mirror's sync does).
     """
     sql, params = _compile(plan.select)
     copy_sql = "COPY (" + sql + ") TO STDOUT (FORMAT binary)"
-    with session.read_transaction() as conn:
+    opened = contextlib.nullcontext(conn) if conn is not None else session.read_transaction()
+    with opened as conn:
         raw = conn.connection.driver_connection
         assert raw is not None
         with raw.cursor() as cur, cur.copy(copy_sql, params) as copy:
@@ -671,7 +678,11 @@ def _copy_batches(
 
 
 def _stream_plan(
-    session: Session, plan: _Plan, *, batch_size: int | None = _DEFAULT_BATCH
+    session: Session,
+    plan: _Plan,
+    *,
+    batch_size: int | None = _DEFAULT_BATCH,
+    conn: sa.Connection | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """The plan's rows as RecordBatches of at most ``batch_size`` rows; ``None``: each
     transport's own size (ADBC's 4 MB batches as they come, the COPY decoder's
@@ -681,13 +692,13 @@ def _stream_plan(
     from ._session import READ
 
     session.require(READ)
-    adbc = _adbc_query(session, plan)
+    adbc = _adbc_query(session, plan) if conn is None else None
     if adbc is not None:
         yield from _adbc_batches(session, plan, adbc, batch_size=batch_size or sys.maxsize)
         return
     decode = _Decoder(plan)
     with _db.translating(session.url):
-        for chunks in _copy_batches(session, plan, batch_size=batch_size or _COPY_BATCH):
+        for chunks in _copy_batches(session, plan, batch_size=batch_size or _COPY_BATCH, conn=conn):
             yield decode(chunks)
 
 

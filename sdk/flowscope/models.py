@@ -294,6 +294,8 @@ class AuditLogEntry(SQLModel, table=True):
         sa.Index("idx_audit_log_row", "table_name", "row_id", "occurred_at"),
         sa.Index("idx_audit_log_occurred", "occurred_at"),
         sa.Index("idx_audit_log_org", "organization_id", "occurred_at"),
+        # revision 0008: the change feed of mirrors and incremental exports (flowscope._changes)
+        sa.Index("idx_audit_log_transaction", "transaction_id"),
         {"postgresql_partition_by": "RANGE (occurred_at)"},
     )
 

@@ -125,7 +125,7 @@ class Analytics:
             return rollups.durations(self._session, flt, keys, fq, percentiles)
         from .durations import durations_query
 
-        return _base.run(self._session, durations_query(flt, keys, fq, percentiles))
+        return self._run(durations_query(flt, keys, fq, percentiles))
 
     def queue_wait(
         self,
@@ -150,7 +150,7 @@ class Analytics:
 
         flt = _base.as_filter(filter, filter_fields)
         query = queue_wait_query(flt, _base.parse_by(by), _base.parse_freq(freq), percentiles)
-        return _base.run(self._session, query)
+        return self._run(query)
 
     # -- statuses ----------------------------------------------------------------------
     def status_breakdown(
@@ -185,7 +185,7 @@ class Analytics:
             return rollups.status_breakdown(self._session, flt, keys, fq, bool(normalize))
         from .status import status_query
 
-        return _base.run(self._session, status_query(flt, keys, fq, bool(normalize)))
+        return self._run(status_query(flt, keys, fq, bool(normalize)))
 
     # -- tags --------------------------------------------------------------------------
     def tags(self, filter: ExecutionFilter | None = None, /, **filter_fields: Any) -> pd.DataFrame:
@@ -200,7 +200,7 @@ class Analytics:
         """
         from .tags import tags_query
 
-        return _base.run(self._session, tags_query(_base.as_filter(filter, filter_fields)))
+        return self._run(tags_query(_base.as_filter(filter, filter_fields)))
 
     def tag_pairs(
         self, filter: ExecutionFilter | None = None, /, **filter_fields: Any
@@ -213,7 +213,7 @@ class Analytics:
         """
         from .tags import tag_pairs_query
 
-        return _base.run(self._session, tag_pairs_query(_base.as_filter(filter, filter_fields)))
+        return self._run(tag_pairs_query(_base.as_filter(filter, filter_fields)))
 
     # -- time lines --------------------------------------------------------------------
     def throughput(
@@ -246,7 +246,7 @@ class Analytics:
             return rollups.throughput(self._session, flt, keys, fq)
         from .timeline import throughput_query
 
-        return _base.run(self._session, throughput_query(flt, keys, fq))
+        return self._run(throughput_query(flt, keys, fq))
 
     def concurrency(
         self, filter: ExecutionFilter | None = None, /, *, freq: str = "1h", **filter_fields: Any
@@ -267,7 +267,7 @@ class Analytics:
         fq = _base.parse_freq(freq)
         if fq is None:
             raise ValidationError("concurrency() needs a freq such as '1h'")
-        return _base.run(self._session, concurrency_query(flt, fq))
+        return self._run(concurrency_query(flt, fq))
 
     # -- failures ----------------------------------------------------------------------
     def failures(
@@ -297,7 +297,7 @@ class Analytics:
         if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
             raise ValidationError(f"top must be a positive integer or None, not {top!r}")
         flt = _base.as_filter(filter, filter_fields)
-        return _base.run(self._session, failures_query(flt, _base.parse_by(by), top))
+        return self._run(failures_query(flt, _base.parse_by(by), top))
 
     # -- comparisons -------------------------------------------------------------------
     def compare(
@@ -333,7 +333,7 @@ class Analytics:
                 "compare() derives both periods from until and period; drop since"
             )
         end = flt.until or datetime.now(UTC)
-        return _base.run(self._session, compare_query(flt, _base.parse_by(by), fq.fixed, end))
+        return self._run(compare_query(flt, _base.parse_by(by), fq.fixed, end))
 
     def summary(
         self,
@@ -363,7 +363,7 @@ class Analytics:
         ):
             raise ValidationError(f"limit must be a positive integer or None, not {limit!r}")
         flt = _base.as_filter(filter, filter_fields)
-        return _base.run(self._session, summary_query(flt, sort, bool(descending), limit))
+        return self._run(summary_query(flt, sort, bool(descending), limit))
 
     # -- rollups -----------------------------------------------------------------------
     def refresh_rollups(self, *, concurrently: bool = True) -> datetime:
@@ -391,6 +391,10 @@ class Analytics:
         from . import rollups
 
         return rollups.refreshed_at(self._session)
+
+    def _run(self, query: _base.Query) -> pd.DataFrame:
+        """Where a built query meets an engine (PostgreSQL here; DuckDB in the mirror's)."""
+        return _base.run(self._session, query)
 
     def _rollups(self, use_rollups: bool | None) -> bool:
         return self.use_rollups if use_rollups is None else bool(use_rollups)

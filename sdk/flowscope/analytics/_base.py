@@ -426,12 +426,18 @@ def tune(conn: sa.Connection, stmt: Any) -> None:
 
 def execute(conn: sa.Connection, query: Query) -> pd.DataFrame:
     """Run a query on an open (scoped) transaction and return its typed frame."""
-    import pandas as pd
 
     tune(conn, query.select)
     result = conn.execute(query.select)
-    names = list(result.keys())
-    rows = result.fetchall()
+    frame = finish(query, list(result.keys()), result.fetchall())
+    frame.attrs["engine"] = "postgresql"
+    return frame
+
+
+def finish(query: Query, names: list[str], rows: Sequence[Any]) -> pd.DataFrame:
+    """The rows a query returned (from either engine) as its typed frame."""
+    import pandas as pd
+
     frame = pd.DataFrame.from_records(rows, columns=names) if rows else pd.DataFrame(columns=names)
     frame = frame.rename(columns=query.rename)
     if query.post is not None:

@@ -1,0 +1,495 @@
+"""The local mirror: both engines give the same frames, change capture misses nothing
+(late commits, updates, deletes, purges), a killed sync changes nothing, tenancy holds."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import flowscope
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from flowscope.analytics import Analytics
+from flowscope.mirror import Mirror, MirrorAnalytics
+
+from . import _analytics_data as data
+
+UNTIL = data.BASE + timedelta(days=data.DAYS)
+FILTERS: list[dict[str, Any]] = [
+    {},
+    {"status": ["failed", "timeout"]},
+    {"since": data.BASE + timedelta(days=2), "until": data.BASE + timedelta(days=9)},
+    {"workflow_ids": ["wf_etl", "wf_b1"]},
+    {"owner": ["ana"]},
+    {"organization_id": ["org_b"]},
+    {"tags_any": ["etl", "ml"]},
+    {"tags_all": ["etl", "prod"]},
+    {"include_deleted_workflows": True},
+]
+BYS: list[Any] = [
+    None,
+    "workflow",
+    "workflow_id",
+    "owner",
+    "organization_id",
+    "status",
+    "tag",
+    "day",
+    "workflow_version",
+    ["organization_id", "status"],
+]
+
+
+@pytest.fixture
+def seeded(client: flowscope.Client, engine: sa.Engine, tmp_path: Path) -> tuple[Any, Mirror]:
+    data.insert(engine)
+    mirror = client.mirror(tmp_path / "mirror")
+    mirror.sync(progress=False)
+    yield client, mirror
+    mirror.close()
+
+
+def _same(pg: pd.DataFrame, dk: pd.DataFrame) -> None:
+    assert list(pg.columns) == list(dk.columns)
+    assert dict(pg.dtypes) == dict(dk.dtypes)
+    pd.testing.assert_frame_equal(
+        pg.reset_index(drop=True), dk.reset_index(drop=True), check_exact=False, rtol=1e-9
+    )
+    assert pg.attrs.get("engine") == "postgresql" and dk.attrs["engine"] == "duckdb"
+
+
+def _calls() -> list[tuple[str, dict[str, Any]]]:
+    calls: list[tuple[str, dict[str, Any]]] = []
+    for by in BYS:
+        calls.append(("durations", {"by": by, "percentiles": (0.5, 0.9, 0.999)}))
+        calls.append(("queue_wait", {"by": by}))
+        calls.append(("status_breakdown", {"by": by}))
+        calls.append(("failures", {"by": by, "top": None}))
+    for freq in ("15min", "1h", "6h", "1D", "1W", "1MS", "2MS"):
+        calls.append(("durations", {"by": "workflow", "freq": freq}))
+        calls.append(("status_breakdown", {"freq": freq, "normalize": True}))
+        calls.append(("throughput", {"freq": freq, "by": "tag"}))
+        calls.append(("concurrency", {"freq": freq}))
+        calls.append(("queue_wait", {"freq": freq}))
+    calls += [
+        ("tags", {}),
+        ("tag_pairs", {}),
+        ("failures", {"top": 3}),
+        ("compare", {"period": "3D", "by": "workflow", "until": UNTIL}),
+        ("compare", {"period": "24h", "until": UNTIL - timedelta(days=5)}),
+        ("summary", {}),
+        ("summary", {"sort": "p95_seconds", "descending": False, "limit": 3}),
+        ("summary", {"sort": "workflow"}),
+    ]
+    return calls
+
+
+def test_the_mirror_has_every_analytics_method() -> None:
+    public = {n for n in dir(Analytics) if not n.startswith("_")}
+    assert public <= {n for n in dir(MirrorAnalytics) if not n.startswith("_")}
+    for name in public - {"use_rollups"}:
+        assert inspect.signature(getattr(Analytics, name)).parameters.keys() == (
+            inspect.signature(getattr(MirrorAnalytics, name)).parameters.keys()
+        ), name
+
+
+def test_every_call_and_filter_gives_the_same_frame_on_both_engines(seeded) -> None:
+    client, mirror = seeded
+    checked = 0
+    for name, kwargs in _calls():
+        for flt in FILTERS if name != "compare" else [{}, {"status": ["failed"]}]:
+            if name in ("compare",) and "since" in flt:
+                continue
+            pg = getattr(client.analytics, name)(**kwargs, **flt)
+            dk = getattr(mirror.analytics, name)(**kwargs, **flt)
+            try:
+                _same(pg, dk)
+            except AssertionError as exc:
+                raise AssertionError(f"{name}({kwargs}, {flt}): {exc}") from exc
+            checked += len(pg)
+    assert checked > 10_000  # the comparisons compared rows, not empty frames
+
+
+def test_frames_say_which_engine_and_how_fresh(seeded) -> None:
+    client, mirror = seeded
+    frame = mirror.analytics.durations(by="workflow")
+    assert frame.attrs["engine"] == "duckdb"
+    assert frame.attrs["mirror_as_of"] == mirror.as_of
+    assert 0 <= frame.attrs["mirror_age_seconds"] < 600
+    assert mirror.analytics.rollups_refreshed_at() == mirror.as_of
+
+
+# -- change capture ------------------------------------------------------------------
+def _table(engine: sa.Engine, name: str) -> pd.DataFrame:
+    cols = (
+        "id, status, duration_seconds::float8 AS d, updated_at"
+        if name == "executions"
+        else ("id, name, tags, deleted_at")
+    )
+    with engine.connect() as conn:
+        frame = pd.read_sql(sa.text(f"SELECT {cols} FROM {name}"), conn)
+    return frame.sort_values("id").reset_index(drop=True)
+
+
+def _mirrored(mirror: Mirror, name: str) -> pd.DataFrame:
+    cols = (
+        "id, status, duration_seconds::DOUBLE AS d, updated_at"
+        if name == "executions"
+        else ("id, name, tags, deleted_at")
+    )
+    con = mirror.duckdb()
+    try:
+        frame = con.sql(f"SELECT {cols} FROM {name}").df()
+    finally:
+        con.close()
+    return frame.sort_values("id").reset_index(drop=True)
+
+
+def _assert_mirror_equals_table(mirror: Mirror, engine: sa.Engine) -> None:
+    for name in ("executions", "workflows"):
+        pg, dk = _table(engine, name), _mirrored(mirror, name)
+        assert pg["id"].tolist() == dk["id"].tolist(), name
+        if name == "executions":
+            assert pg["status"].tolist() == dk["status"].tolist()
+            pd.testing.assert_series_equal(pg["d"], dk["d"], check_names=False)
+            assert (pd.to_datetime(pg["updated_at"], utc=True) == dk["updated_at"]).all()
+        else:
+            assert pg["name"].tolist() == dk["name"].tolist()
+            assert [list(t) for t in pg["tags"]] == [list(t) for t in dk["tags"]]
+
+
+def test_incremental_sync_follows_inserts_updates_and_deletes(seeded, engine) -> None:
+    client, mirror = seeded
+    _assert_mirror_equals_table(mirror, engine)
+    wf = client.workflows.create(
+        name="new", owner="ana", nodes=[], edges=[], tags=["fresh"], organization_id="org_a"
+    )
+    ex = client.executions.create(workflow_id=wf.id)
+    client.executions.start(ex.id)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE executions SET status = 'completed', duration_seconds = 1.25"
+                " WHERE id IN (SELECT id FROM executions WHERE status = 'running' LIMIT 3)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "DELETE FROM executions WHERE id IN"
+                " (SELECT id FROM executions WHERE status = 'queued' LIMIT 4)"
+            )
+        )
+    client.workflows.delete("wf_ml")  # soft: an update of deleted_at
+    report = mirror.sync(progress=False)
+    assert not report.full
+    assert report.added == 2  # the workflow and the execution (created, then started)
+    assert report.removed == 4
+    assert report.changed >= 4  # 3 updated executions + the soft-deleted workflow
+    _assert_mirror_equals_table(mirror, engine)
+    again = mirror.sync(progress=False)
+    assert (again.added, again.changed, again.removed) == (0, 0, 0)
+    _assert_mirror_equals_table(mirror, engine)
+    # and every analytics call still agrees with PostgreSQL
+    for name, kwargs in _calls()[:40]:
+        _same(getattr(client.analytics, name)(**kwargs), getattr(mirror.analytics, name)(**kwargs))
+
+
+def test_a_transaction_that_commits_late_is_not_lost(seeded, engine) -> None:
+    """A writer starts before a sync (its rows carry an older updated_at) and commits after
+    it: the next sync must still bring its rows (a `updated_at > last` mark would not)."""
+    client, mirror = seeded
+    late = engine.connect()
+    tx = late.begin()
+    late.execute(sa.text("SELECT txid_current()"))  # the writer has an id before the sync
+    late.execute(
+        sa.text(
+            "INSERT INTO executions (id, workflow_id, owner, organization_id, status, created_at)"
+            " VALUES ('exe_late', 'wf_etl', 'ana', 'org_a', 'completed', now() - interval '1 day')"
+        )
+    )
+    late.execute(
+        sa.text(
+            "UPDATE executions SET status = 'cancelled' WHERE id = (SELECT min(id)"
+            " FROM executions WHERE status = 'completed')"
+        )
+    )
+    late.execute(
+        sa.text(
+            "DELETE FROM executions WHERE id = (SELECT max(id) FROM executions"
+            " WHERE status = 'failed')"
+        )
+    )
+    try:
+        first = mirror.sync(progress=False)  # runs while the writer is open
+    finally:
+        tx.commit()
+        late.close()
+    assert first.added == first.changed == first.removed == 0
+    # a row committed by a transaction that started after the horizon, meanwhile
+    client.executions.create(workflow_id="wf_b2")
+    second = mirror.sync(progress=False)
+    assert (second.added, second.changed, second.removed) == (2, 1, 1)
+    _assert_mirror_equals_table(mirror, engine)
+
+
+def test_writers_running_during_syncs(seeded, engine) -> None:
+    """Threads insert, update and delete while syncs run; after they stop, one more sync
+    makes the mirror equal to the table."""
+    client, mirror = seeded
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        try:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                with engine.begin() as conn:
+                    conn.execute(
+                        sa.text(
+                            "INSERT INTO executions (id, workflow_id, owner, organization_id)"
+                            " VALUES (:id, 'wf_etl', 'ana', 'org_a')"
+                        ),
+                        {"id": f"exe_w{k}_{i}"},
+                    )
+                    conn.execute(sa.text("SELECT pg_sleep(0.005)"))
+                    conn.execute(
+                        sa.text("UPDATE executions SET status = 'running' WHERE id = :id"),
+                        {"id": f"exe_w{k}_{i - 1}"},
+                    )
+                    if i % 3 == 0:
+                        conn.execute(
+                            sa.text("DELETE FROM executions WHERE id = :id"),
+                            {"id": f"exe_w{k}_{i - 2}"},
+                        )
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(6):
+            mirror.sync(progress=False)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors
+    mirror.sync(progress=False)
+    _assert_mirror_equals_table(mirror, engine)
+
+
+def test_a_purge_during_sync(seeded, engine, client) -> None:
+    """Purging a workflow deletes its executions by cascade: all of them leave the mirror,
+    also when the purge commits while a sync is reading."""
+    _, mirror = seeded
+    purger = engine.connect()
+    tx = purger.begin()
+    purger.execute(sa.text("DELETE FROM workflows WHERE id = 'wf_b1'"))
+    try:
+        mirror.sync(progress=False)
+    finally:
+        tx.commit()
+        purger.close()
+    report = mirror.sync(progress=False)
+    assert report.removed > 1
+    _assert_mirror_equals_table(mirror, engine)
+
+
+def test_compaction_rewrites_the_base_and_stays_equal(seeded, engine, monkeypatch) -> None:
+    from flowscope import mirror as mirror_module
+
+    client, mirror = seeded
+    monkeypatch.setattr(mirror_module, "COMPACT_MIN_ROWS", 5)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE executions SET steps_total = steps_total + 1"
+                " WHERE id IN (SELECT id FROM executions LIMIT 40)"
+            )
+        )
+    mirror.sync(progress=False)
+    state = mirror._state()
+    assert state["tables"]["executions"]["delta"] is None  # compacted
+    assert state["tables"]["executions"]["base"] != ["executions/base-000001-0.parquet"]
+    _assert_mirror_equals_table(mirror, engine)
+    files = {p.name for p in (mirror.path / "executions").iterdir()}
+    assert "base-000001-0.parquet" in files  # the previous state's files stay one sync
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("DELETE FROM executions WHERE id IN (SELECT id FROM executions LIMIT 2)")
+        )
+    mirror.sync(progress=False)
+    files = {p.name for p in (mirror.path / "executions").iterdir()}
+    assert "base-000001-0.parquet" not in files
+    _assert_mirror_equals_table(mirror, engine)
+
+
+# -- crash safety ------------------------------------------------------------------------
+CHILD = """
+import os, signal, sys
+import flowscope
+from flowscope import mirror as m
+where = sys.argv[3]
+def die(name, where=where):
+    if name == where:
+        os.kill(os.getpid(), signal.SIGKILL)
+m._step = die
+client = flowscope.connect(sys.argv[1])
+client.mirror(sys.argv[2]).sync(progress=False, full=sys.argv[4] == "full")
+"""
+
+
+@pytest.mark.parametrize(
+    ("step", "full"),
+    [("batch", True), ("files-ready", True), ("before-state", False), ("files-ready", False)],
+)
+def test_a_killed_sync_leaves_the_previous_state(seeded, engine, database_url, step, full) -> None:
+    client, mirror = seeded
+    before = _mirrored(mirror, "executions")
+    state = mirror._state()
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("DELETE FROM executions WHERE id IN (SELECT id FROM executions LIMIT 5)")
+        )
+        conn.execute(
+            sa.text(
+                "UPDATE executions SET steps_total = steps_total + 1"
+                " WHERE id IN (SELECT id FROM executions LIMIT 5)"
+            )
+        )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(CHILD),
+            database_url,
+            str(mirror.path),
+            step,
+            "full" if full else "incremental",
+        ],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    assert mirror._state() == state
+    pd.testing.assert_frame_equal(_mirrored(mirror, "executions"), before)
+    leftovers = [p for p in mirror.path.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers or step != "batch"  # the killed sync did leave a half-written file
+    mirror.sync(progress=False)  # sweeps what the killed sync left, then catches up
+    _assert_mirror_equals_table(mirror, engine)
+    after = mirror._state()
+    listed = {
+        f
+        for t in after["tables"].values()
+        for f in [*t["base"], *(x for x in (t["delta"], t["deleted"]) if x)]
+    } | set(after["previous_files"])
+    on_disk = {
+        f"{d.name}/{p.name}" for d in mirror.path.iterdir() if d.is_dir() for p in d.iterdir()
+    }
+    assert on_disk <= listed
+
+
+# -- tenancy and files -------------------------------------------------------------------
+def test_a_scoped_mirror_holds_only_its_organization(seeded, engine, tmp_path) -> None:
+    client, _ = seeded
+    scoped = client.scoped("org_b")
+    mirror = scoped.mirror(tmp_path / "org_b")
+    mirror.sync(progress=False)
+    con = mirror.duckdb()
+    orgs = {r[0] for r in con.sql("SELECT DISTINCT organization_id FROM executions").fetchall()}
+    wf_orgs = {r[0] for r in con.sql("SELECT DISTINCT organization_id FROM workflows").fetchall()}
+    n = con.execute("SELECT count(*) FROM executions").fetchone()[0]
+    con.close()
+    assert orgs == {"org_b"} and wf_orgs == {"org_b"}
+    with engine.connect() as conn:
+        expected = conn.execute(
+            sa.text("SELECT count(*) FROM executions WHERE organization_id = 'org_b'")
+        ).scalar()
+    assert n == expected > 0
+    # changes of the other organization never reach it, its own do
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE executions SET status = 'cancelled' WHERE organization_id = 'org_a'")
+        )
+        conn.execute(
+            sa.text(
+                "DELETE FROM executions WHERE id = (SELECT min(id) FROM executions"
+                " WHERE organization_id = 'org_b')"
+            )
+        )
+    report = mirror.sync(progress=False)
+    assert (report.added, report.changed, report.removed) == (0, 0, 1)
+    frame = mirror.analytics.status_breakdown(by="organization_id")
+    assert frame["organization_id"].tolist() == ["org_b"]
+    _same(scoped.analytics.summary(), mirror.analytics.summary())
+    # another identity cannot open it; neither can the admin
+    with pytest.raises(flowscope.PermissionDeniedError):
+        client.scoped("org_a").mirror(tmp_path / "org_b")
+    with pytest.raises(flowscope.PermissionDeniedError):
+        client.mirror(tmp_path / "org_b")
+    # default paths differ per identity
+    assert client.scoped("org_a").mirror().path != scoped.mirror().path != client.mirror().path
+
+
+def test_files_are_readable_by_the_owner_only(seeded) -> None:
+    _, mirror = seeded
+    assert stat.S_IMODE(mirror.path.stat().st_mode) == 0o700
+    files = [p for p in mirror.path.rglob("*") if p.is_file()]
+    assert len(files) >= 3
+    for p in files:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    for d in (p for p in mirror.path.rglob("*") if p.is_dir()):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+
+
+def test_a_second_sync_at_once_is_a_conflict(seeded) -> None:
+    from flowscope._files import directory_lock
+
+    _, mirror = seeded
+    with directory_lock(mirror.path, "test"), pytest.raises(flowscope.ConflictError):
+        mirror.sync(progress=False)
+
+
+def test_unsynced_mirror_is_a_clear_error(client, tmp_path) -> None:
+    mirror = client.mirror(tmp_path / "never")
+    with pytest.raises(flowscope.ValidationError, match="never synced"):
+        mirror.analytics.durations()
+    with pytest.raises(flowscope.ValidationError, match="never synced"):
+        mirror.duckdb()
+
+
+def test_an_empty_database_mirrors_to_empty_frames(client, tmp_path) -> None:
+    mirror = client.mirror(tmp_path / "empty")
+    report = mirror.sync(progress=False)
+    assert report.full and report.rows == {"workflows": 0, "executions": 0}
+    _same(client.analytics.durations(by="workflow"), mirror.analytics.durations(by="workflow"))
+    _same(client.analytics.tags(), mirror.analytics.tags())
+    assert report.as_of <= datetime.now(UTC)
+
+
+def test_cli_mirror_sync(seeded, database_url, tmp_path) -> None:
+    from flowscope.cli import app
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    target = tmp_path / "cli-mirror"
+    args = ["mirror", "sync", "--path", str(target), "--no-progress"]
+    result = runner.invoke(app, [*args, "--database-url", database_url])
+    assert result.exit_code == 0, result.output
+    assert "full copy" in result.output and "executions 301" in result.output
+    again = runner.invoke(app, [*args, "--database-url", database_url])
+    assert again.exit_code == 0 and "incremental, 0 added, 0 changed, 0 removed" in again.output
