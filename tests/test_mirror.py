@@ -97,7 +97,8 @@ def _calls() -> list[tuple[str, dict[str, Any]]]:
 def test_the_mirror_has_every_analytics_method() -> None:
     public = {n for n in dir(Analytics) if not n.startswith("_")}
     assert public <= {n for n in dir(MirrorAnalytics) if not n.startswith("_")}
-    for name in public - {"use_rollups"}:
+    methods = {n for n in public if not isinstance(getattr(Analytics, n), property)}
+    for name in methods - {"use_rollups"}:
         assert inspect.signature(getattr(Analytics, name)).parameters.keys() == (
             inspect.signature(getattr(MirrorAnalytics, name)).parameters.keys()
         ), name
