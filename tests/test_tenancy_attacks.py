@@ -675,3 +675,50 @@ def test_retention_of_a_tenant_stays_in_its_organization(
     assert left == [b["ex"].id]
     ATTACKS["tried retention"] += 2
     ATTACKS["refused retention"] += 2
+
+
+def test_a_non_superuser_owner_with_createrole(server_url: str, world: dict[str, Any]) -> None:
+    """The whole design on a server where flowscope's admin login is an ordinary role with
+    CREATEROLE (owner of its database), not a superuser."""
+    import secrets
+
+    from flowscope import _migrate
+    from flowscope.testing import drop_identities
+
+    suffix = secrets.token_hex(4)
+    owner, database = f"flowscope_owner_{suffix}", f"flowscope_owned_{suffix}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE ROLE "{owner}" LOGIN CREATEROLE'))
+        conn.execute(sa.text(f'CREATE DATABASE "{database}" OWNER "{owner}"'))
+    url = sa.make_url(server_url).set(database=database, username=owner)
+    owned = url.render_as_string(hide_password=False)
+    try:
+        engine = sa.create_engine(owned, poolclass=sa.pool.NullPool)
+        with engine.connect() as conn:
+            _migrate.upgrade(conn)
+            conn.commit()
+        engine.dispose()
+        client = flowscope.connect(owned)
+        try:
+            a = client.organizations.create(name="A", slug="a")
+            b = client.organizations.create(name="B", slug="b")
+            make_workflow(client, organization_id=b.id)
+            tenant = client.scoped(a.id)
+            assert tenant.workflows.count() == 0
+            make_workflow(tenant, organization_id=a.id)
+            assert [r["n"] for r in tenant.sql("SELECT count(*) AS n FROM workflows")] == [1]
+            with pytest.raises(flowscope.PermissionDeniedError):
+                tenant.sql("SET ROLE postgres")
+            with pytest.raises(flowscope.PermissionDeniedError):
+                tenant.sql(f'SET ROLE "{owner}"')
+        finally:
+            client.close()
+        drop_identities(owned)
+        ATTACKS["tried non-superuser owner"] += 2
+        ATTACKS["refused non-superuser owner"] += 2
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            conn.execute(sa.text(f'DROP ROLE IF EXISTS "{owner}"'))
+        admin.dispose()
