@@ -170,7 +170,13 @@ BEGIN
         CREATE ROLE {TENANT_ROLE} NOLOGIN NOBYPASSRLS;
     END IF;
     IF NOT pg_has_role(current_user, '{TENANT_ROLE}', 'MEMBER') THEN
-        EXECUTE format('GRANT {TENANT_ROLE} TO %I', current_user);
+        BEGIN
+            EXECUTE format('GRANT {TENANT_ROLE} TO %I', current_user);
+        EXCEPTION WHEN insufficient_privilege THEN
+            -- PostgreSQL 16+: granting a role this login did not create needs ADMIN on it
+            -- (the role was left by another database); revision 0006 replaces this design
+            RAISE WARNING 'flowscope: could not grant {TENANT_ROLE} to %', current_user;
+        END;
     END IF;
 END
 $$""")

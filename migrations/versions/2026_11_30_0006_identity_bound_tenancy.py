@@ -493,6 +493,8 @@ BEGIN
             EXECUTE 'DROP ROLE {OLD_TENANT_ROLE}';
         EXCEPTION WHEN dependent_objects_still_exist THEN
             RAISE NOTICE 'role {OLD_TENANT_ROLE} kept: still used by another database';
+        WHEN insufficient_privilege THEN
+            RAISE NOTICE 'role {OLD_TENANT_ROLE} kept: this login may not drop it';
         END;
     END IF;
 END
@@ -538,7 +540,11 @@ BEGIN
         CREATE ROLE {OLD_TENANT_ROLE} NOLOGIN NOBYPASSRLS;
     END IF;
     IF NOT pg_has_role(current_user, '{OLD_TENANT_ROLE}', 'MEMBER') THEN
-        EXECUTE format('GRANT {OLD_TENANT_ROLE} TO %I', current_user);
+        BEGIN
+            EXECUTE format('GRANT {OLD_TENANT_ROLE} TO %I', current_user);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE WARNING 'flowscope: could not grant {OLD_TENANT_ROLE} to %', current_user;
+        END;
     END IF;
 END
 $$""")
