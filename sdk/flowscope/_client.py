@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from . import _db, _migrate, _settings
+from ._boundary import Guarded, boundary
 from ._session import Session
 from .errors import ConfigurationError
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["Client", "connect"]
 
 
-class Client:
+class Client(Guarded):
     """A connection to a flowscope database: resources for CRUD, analytics and export.
 
     Create one with :func:`flowscope.connect`. A client owns a SQLAlchemy engine
@@ -50,6 +51,9 @@ class Client:
         0
         >>> acme = client.scoped("org_acme", user_id="usr_alice")  # doctest: +SKIP
     """
+
+    # the caller's own block runs inside these: what it raises is the caller's
+    _unguarded = frozenset({"transaction", "read_transaction"})
 
     def __init__(
         self, session: Session, *, embedded: bool = False, owner: Session | None = None
@@ -288,6 +292,7 @@ class Client:
         return Export(self._session)
 
 
+@boundary
 def connect(
     url: str | None = None,
     *,

@@ -34,12 +34,18 @@ def normalize_url(url: str | URL) -> str:
         >>> normalize_url("postgresql://u@db:5432/x")
         'postgresql+psycopg://u@db:5432/x'
     """
+    if not isinstance(url, str | URL):
+        raise ConfigurationError(f"a database URL is a string, not {type(url).__name__}")
     text = url.render_as_string(hide_password=False) if isinstance(url, URL) else str(url)
     text = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", text)
     try:
         parsed = make_url(text)
     except sa_exc.ArgumentError as exc:
         raise ConfigurationError(f"not a database URL: {_redact(text)!r}") from exc
+    except ValueError as exc:  # a port that is not a number: "host:abc"
+        raise ConfigurationError(f"not a database URL: {_redact(text)!r} ({exc})") from exc
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise ConfigurationError(f"not a database URL: {_redact(text)!r} (port out of range)")
     if parsed.get_backend_name() != "postgresql" or parsed.get_driver_name() != "psycopg":
         raise ConfigurationError(
             f"flowscope needs PostgreSQL through psycopg 3; got {parsed.drivername!r}"
@@ -145,14 +151,37 @@ _SERIALIZATION = ("40001", "40P01")
 _TIMEOUT = ("57014", "55P03")  # query_canceled (statement_timeout), lock_not_available
 
 
+_COPY_REFUSED = "COPY cannot be used with this method"
+_TOO_MANY_PARAMETERS = "number of parameters must be between"
+
+
 def translate(exc: BaseException, *, url: str | URL | None = None) -> FlowscopeError:
-    """Turn a driver/SQLAlchemy exception into the matching flowscope error."""
+    """Turn a driver/SQLAlchemy exception into the matching flowscope error.
+
+    Example:
+        >>> import psycopg
+        >>> translate(psycopg.OperationalError(
+        ...     "sending query and params failed: number of parameters must be between 0 and 65535"))
+        ValidationError('too many bound parameters in one statement (PostgreSQL takes at most 65,535); pass a list as one array parameter (= ANY(:values)) or send it in chunks')
+    """
     if isinstance(exc, FlowscopeError):
         return exc
     orig = getattr(exc, "orig", None) or exc
     sqlstate = getattr(orig, "sqlstate", None)
     diag = getattr(orig, "diag", None)
     message = (getattr(diag, "message_primary", None) or str(orig)).strip()
+    if sqlstate is None and _TOO_MANY_PARAMETERS in message:
+        # raised by the driver before anything is sent: the statement, not the connection
+        return ValidationError(
+            "too many bound parameters in one statement (PostgreSQL takes at most 65,535);"
+            " pass a list as one array parameter (= ANY(:values)) or send it in chunks"
+        )
+    if sqlstate is None and message.startswith(_COPY_REFUSED):
+        return ValidationError(
+            "sql() runs statements that return rows or nothing; COPY ... TO STDOUT / FROM"
+            " STDIN streams through a protocol of its own: use client.export.parquet(...) to"
+            " read a table or query, and client.<table>.ingest(...) to load rows"
+        )
     constraint = getattr(diag, "constraint_name", None)
     detail = getattr(diag, "message_detail", None)
     if sqlstate == _UNIQUE:
@@ -211,6 +240,25 @@ def translating(url: str | URL | None = None) -> Iterator[None]:
         if type(exc).__module__.startswith("psycopg"):
             raise translate(exc, url=url) from exc
         raise
+
+
+def discard_if_busy(conn: Connection, exc: BaseException) -> None:
+    """Invalidate a connection the server is still streaming to (a ``COPY ... TO STDOUT``
+    the driver refused to read): it can neither roll back nor be reset, so the pool
+    closes it and opens a new one, instead of failing (and logging) at check-in.
+
+    Example:
+        >>> with engine.connect() as conn:                     # doctest: +SKIP
+        ...     try: conn.exec_driver_sql("COPY t TO STDOUT")
+        ...     except Exception as exc: discard_if_busy(conn, exc); raise
+    """
+    try:
+        dbapi = conn.connection.driver_connection
+        busy = dbapi is not None and int(dbapi.info.transaction_status) == 1  # ACTIVE
+    except Exception:  # already closed or invalidated
+        return
+    if busy:
+        conn.invalidate(exc if isinstance(exc, Exception) else None)
 
 
 # -- read replicas -------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ._boundary import Guarded
 from .errors import ConfigurationError, QueryTimeoutError, ValidationError
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def _bound(month: date) -> str:
     return f"{month.isoformat()} 00:00:00+00"
 
 
-class Maintenance:
+class Maintenance(Guarded):
     """Housekeeping: ``client.maintenance``. Needs an unscoped (admin) client.
 
     Example:

@@ -260,7 +260,11 @@ class Session:
         if current is not None and current[0] == key:
             conn = current[1]
             with _db.translating(self.url), conn.begin_nested():
-                yield conn
+                try:
+                    yield conn
+                except BaseException as exc:
+                    _db.discard_if_busy(conn, exc)
+                    raise
             return
         with _db.translating(self.url):
             engine = self.engine
@@ -270,6 +274,9 @@ class Session:
                     token = _WRITE_TX.set((key, conn))
                     try:
                         yield conn
+                    except BaseException as exc:
+                        _db.discard_if_busy(conn, exc)
+                        raise
                     finally:
                         _WRITE_TX.reset(token)
                 replicas = self.replicas
