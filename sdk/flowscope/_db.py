@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -22,6 +22,8 @@ from .errors import (
     QueryTimeoutError,
     ValidationError,
 )
+
+T = TypeVar("T")
 
 
 def normalize_url(url: str | URL) -> str:
@@ -196,7 +198,7 @@ def translate(exc: BaseException, *, url: str | URL | None = None) -> FlowscopeE
         return PermissionDeniedError(message)
     if sqlstate in _TIMEOUT:
         return QueryTimeoutError(message)
-    if sqlstate in _SERIALIZATION:
+    if sqlstate in _SERIALIZATION or _catalog_race(sqlstate, message):
         return ConflictError(f"concurrent update, try again: {message}")
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) and sqlstate in (
         None,
@@ -216,7 +218,73 @@ def translate(exc: BaseException, *, url: str | URL | None = None) -> FlowscopeE
         return ValidationError(message)
     if isinstance(exc, sa_exc.NoResultFound):
         return NotFoundError(str(exc))
+    if isinstance(exc, sa_exc.TimeoutError):  # the pool had no free connection in time
+        return QueryTimeoutError(pool_exhausted(message))
     return DatabaseError(message)
+
+
+def pool_exhausted(detail: str) -> str:
+    """The message for a call that found no free connection within ``pool_timeout``.
+
+    Example:
+        >>> pool_exhausted("QueuePool limit of size 5 overflow 10 reached, connection timed out, timeout 30.00")
+        'no free database connection within the pool_timeout: every connection of this client (this identity) is in use (QueuePool limit of size 5 overflow 10 reached, connection timed out, timeout 30.00); raise connect(pool_size=, max_overflow=) or pool_timeout=, or run fewer calls at once'
+    """
+    first = detail.split("(Background", 1)[0].strip()
+    return (
+        "no free database connection within the pool_timeout: every connection of this client"
+        f" (this identity) is in use ({first}); raise connect(pool_size=, max_overflow=) or"
+        " pool_timeout=, or run fewer calls at once"
+    )
+
+
+def _catalog_race(sqlstate: str | None, message: str) -> bool:
+    # two sessions changing the same catalog row at once (two REFRESHes, GRANT/REVOKE)
+    return sqlstate == "XX000" and "tuple concurrently updated" in message
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """Whether a (driver) error is a deadlock, a serialization failure or a catalog race:
+    the same work may succeed when run again.
+
+    Example:
+        >>> is_transient(ValueError("x"))
+        False
+    """
+    for _ in range(5):  # down the chain: flowscope error → SQLAlchemy's → the driver's
+        if exc is None or getattr(exc, "sqlstate", None) is not None:
+            break
+        exc = getattr(exc, "orig", None) or exc.__cause__
+    if exc is None:
+        return False
+    sqlstate = getattr(exc, "sqlstate", None)
+    diag = getattr(exc, "diag", None)
+    message = getattr(diag, "message_primary", None) or str(exc)
+    return sqlstate in _SERIALIZATION or _catalog_race(sqlstate, message)
+
+
+def retry_transient(run: Callable[[], T], *, attempts: int = 5) -> T:
+    """Run ``run`` (a whole transaction of flowscope's own, safe to repeat) again after a
+    deadlock or catalog race, up to ``attempts`` times with a short random pause.
+
+    For flowscope's own fixed work only (provisioning a login, refreshing rollups); a
+    caller's writes are never repeated behind its back.
+
+    Example:
+        >>> retry_transient(lambda: 42)
+        42
+    """
+    import random
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return run()
+        except FlowscopeError as exc:
+            if attempt == attempts - 1 or not is_transient(exc.__cause__):
+                raise
+        time.sleep(random.uniform(0.01, 0.05) * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _field_from_detail(detail: str | None) -> str | None:
