@@ -10,7 +10,15 @@ error, and a call that raised must leave every table as it was (no half-written
 row; a failed log-in's counter is the one intended write). The counts are
 printed at the end (``-s``); the walk is deterministic (``derandomize``).
 
-Counts (PostgreSQL 18 and 15 alike): see ``WALK`` below and the summary line.
+Counts (``-s`` prints them; deterministic): 94 public methods, walked on an admin client
+(20 examples each) and a scoped one (6 each): 188 walks, 2,396 calls. Before the boundary
+(flowscope as of 6d3d2ff) 22 of them raised something other than a flowscope error (21
+``TypeError``, 1 ``AttributeError``), and a ``COPY ... TO STDOUT`` through ``sql()`` came
+out as ``ConnectionFailedError`` with an "Exception during reset" traceback in the log;
+now none, and none reaches the boundary's safety net either (every one is caught by the
+method's own checks, with its own message): ``converted by the boundary's safety net: 0``.
+``FLOWSCOPE_BOUNDARY_EXAMPLES`` raises the examples per method;
+``FLOWSCOPE_BOUNDARY_VERBOSE=1`` lists what the safety net converted.
 """
 
 from __future__ import annotations
@@ -518,8 +526,12 @@ def test_a_port_that_is_not_a_number_is_a_configuration_error() -> None:
         exc = _raises(flowscope.ConfigurationError, flowscope.connect, url)
         assert "not a database URL" in str(exc)
     _raises(flowscope.ConfigurationError, flowscope.connect, 5)
-    exc = _raises(flowscope.ValidationError, flowscope.connect, "postgresql://u@h/x", pool_size="5")
+    exc = _raises(
+        flowscope.ConfigurationError, flowscope.connect, "postgresql://u@h/x", pool_size="5"
+    )
     assert "pool_size" in str(exc)
+    exc = _raises(flowscope.ValidationError, flowscope.connect, "postgresql://u@h/x", echo="yes")
+    assert "echo must be True or False" in str(exc)
 
 
 def test_a_long_id_list_is_one_array_parameter(client: flowscope.Client) -> None:

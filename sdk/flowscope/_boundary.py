@@ -242,14 +242,16 @@ def boundary(fn: F, *, method: bool = False) -> F:
         return f"{fn.__qualname__}()"
 
     flags: list[tuple[str, bool]] | None = None
+    signature: inspect.Signature | None = None
 
     @functools.wraps(fn)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        nonlocal flags
-        if flags is None:
-            flags = _flags(fn)
+        nonlocal flags, signature
+        if flags is None:  # first call: the annotations are resolvable by now
+            signature, flags = inspect.signature(fn), _flags(fn)
         if flags:
-            _check_flags(fn, flags, args, kwargs, where(args))
+            assert signature is not None
+            _check_flags(signature, flags, args, kwargs, where(args))
         try:
             result = fn(*args, **kwargs)
         except FlowscopeError:
@@ -285,7 +287,7 @@ def _is_bool(value: Any) -> bool:
 
 
 def _check_flags(
-    fn: Callable[..., Any],
+    signature: inspect.Signature,
     flags: list[tuple[str, bool]],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -293,7 +295,7 @@ def _check_flags(
 ) -> None:
     """A flag is True or False (``"no"`` or a SQL clause would be truthy, and quietly wrong)."""
     try:
-        given = inspect.signature(fn).bind_partial(*args, **kwargs).arguments
+        given = signature.bind_partial(*args, **kwargs).arguments
     except TypeError:
         return  # the call itself fails, with its own message
     for name, optional in flags:

@@ -148,6 +148,8 @@ class Maintenance(Guarded):
         ):
             raise ValidationError("lock_timeout must be a number of seconds in (0, 3600]")
         wait = f"{max(1, round(lock_timeout * 1000))}ms"
+        if today is not None and not isinstance(today, date):
+            raise ValidationError(f"today must be a date, not {today!r}")
         this_month = (today or datetime.now(UTC).date()).replace(day=1)
         created: list[str] = []
         dropped: list[str] = []
