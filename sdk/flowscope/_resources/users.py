@@ -215,7 +215,8 @@ class Users(Resource[UserPublic], TableIO):
         account all take the same path: one lookup, one argon2id verification (of a
         dummy hash when there is no usable one) and the same failure-counting
         ``UPDATE`` (against no row when there is no account, or it is locked), each
-        in a transaction of its own. All but a locked account raise the same
+        in a transaction of its own that commits through the WAL (it has a
+        transaction id even when no row changed). All but a locked account raise the same
         :class:`flowscope.AuthenticationError`; a locked one raises
         :class:`flowscope.AccountLockedError` (a subclass) with ``locked_until``. A
         scoped client authenticates only its organization's users (on the admin
@@ -292,6 +293,10 @@ class Users(Resource[UserPublic], TableIO):
             .returning(u.failed_login_attempts, u.locked_until)
         )
         with self._session.admin_transaction() as conn:
+            # A transaction id in every case: its commit then waits for the WAL flush
+            # whether or not a row changed (a commit that changed nothing returns a flush
+            # sooner: measured 3-10 ms on a server with synchronous_commit = on).
+            conn.execute(sa.select(sa.func.pg_current_xact_id()))
             counted = conn.execute(stmt).first()
         if found is None:
             raise AuthenticationError("invalid username/email or password")
