@@ -403,10 +403,10 @@ def test_failed_export_leaves_nothing(
 
         monkeypatch.setattr(step, "__call__", flaky)
     target = tmp_path / "out.parquet"
-    with pytest.raises(RuntimeError, match="injected"):
+    with pytest.raises(flowscope.FlowscopeError, match="injected"):
         seeded.export.parquet("executions", target, batch_size=5, progress=False)
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(RuntimeError, match="injected"):
+    with pytest.raises(flowscope.FlowscopeError, match="injected"):
         calls["n"] = 0
         seeded.export.parquet(
             "executions", tmp_path / "ds", batch_size=5, partition_by=["day"], progress=False
@@ -667,14 +667,16 @@ def test_adbc_is_used_without_parameters_and_copy_with_them(
         is not None
     )
 
-    # arrays (tags) and a "$1" in the query's own text: psycopg binds, COPY streams
+    # lists (status, tags) travel as text[] settings: still ADBC
+    failed = seeded.executions.to_arrow(status=["failed"], tags_any=["etl"])
+    assert failed.num_rows > 0 and set(failed.column("status").to_pylist()) == {"failed"}
+
+    # a "$1" in the query's own text: psycopg binds, COPY streams
     def no_adbc(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("ADBC ran")
 
     monkeypatch.setattr(export, "_copy_batches", real_copy)
     monkeypatch.setattr(export, "_adbc_batches", no_adbc)
-    failed = seeded.executions.to_arrow(status=["failed"], tags_any=["etl"])
-    assert failed.num_rows > 0 and set(failed.column("status").to_pylist()) == {"failed"}
     query = sa.select(sa.literal_column("'$1'", sa.Text).label("dollar"))
     assert (
         export._adbc_query(

@@ -115,7 +115,9 @@ def test_tenancy_applies_on_the_replica(
     cluster: pgcluster.Cluster, rclient: flowscope.Client
 ) -> None:
     tenant = rclient.scoped("org_a")
-    tenant.workflows.count()  # provisions the login on the primary
+    # provisions the login on the primary (a read such as count() would go to the replica
+    # before the role has reached it, mark the replica down for 30 s, and read the primary)
+    assert tenant.role
     deadline = time.monotonic() + 10  # the role reaches the replica with the WAL
     while time.monotonic() < deadline:
         with rclient.read_transaction() as conn:

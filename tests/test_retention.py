@@ -165,7 +165,7 @@ def test_interrupted_prune_resumes(client: flowscope.Client, tmp_path: Path, sta
         if where == stage and batch == 3:
             raise Boom(f"injected at {where} of batch {batch}")
 
-    with pytest.raises(Boom):
+    with pytest.raises(flowscope.FlowscopeError, match="Boom"):
         client.retention.prune(
             older_than="90D", archive_to=tmp_path, batch_size=5, _hook=fail_on_third
         )
@@ -222,7 +222,7 @@ def test_prune_refuses_bad_arguments(client: flowscope.Client, tmp_path: Path) -
         with pytest.raises(flowscope.ValidationError):
             client.retention.prune(archive_to=tmp_path, **kwargs)  # type: ignore[arg-type]
     _seed(client, 30)
-    with pytest.raises(Boom):
+    with pytest.raises(flowscope.FlowscopeError, match="Boom"):
         client.retention.prune(
             archive_to=tmp_path, batch_size=2, _hook=lambda w, b: (_ for _ in ()).throw(Boom())
         )

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from . import _db, _migrate, _settings
+from ._boundary import Guarded, boundary
 from ._session import Session
 from .errors import ConfigurationError
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["Client", "connect"]
 
 
-class Client:
+class Client(Guarded):
     """A connection to a flowscope database: resources for CRUD, analytics and export.
 
     Create one with :func:`flowscope.connect`. A client owns a SQLAlchemy engine
@@ -54,6 +55,9 @@ class Client:
         0
         >>> acme = client.scoped("org_acme", user_id="usr_alice")  # doctest: +SKIP
     """
+
+    # the caller's own block runs inside these: what it raises is the caller's
+    _unguarded = frozenset({"transaction", "read_transaction"})
 
     def __init__(
         self,
@@ -365,6 +369,7 @@ class Client:
         return Export(self._session)
 
 
+@boundary
 def connect(
     url: str | None = None,
     *,
@@ -377,6 +382,8 @@ def connect(
     data_dir: str | Path | None = None,
     echo: bool = False,
     pool_size: int = 5,
+    max_overflow: int = 10,
+    pool_timeout: float = 30.0,
     statement_timeout: float | None = None,
 ) -> Client:
     """Connect to a flowscope database and return a :class:`Client`.
@@ -396,13 +403,21 @@ def connect(
             raises :class:`SchemaOutOfDateError` naming ``flowscope db upgrade``.
         data_dir: where the embedded database lives (overrides ``FLOWSCOPE_DATA_DIR``).
         echo: log SQL statements (SQLAlchemy's ``echo``).
-        pool_size: connections kept in the pool (each tenant identity has a pool of its own).
+        pool_size: connections kept open in the pool; each tenant identity has a pool
+            of its own, of the same size.
+        max_overflow: connections a pool may open beyond ``pool_size`` when every
+            kept one is busy (closed again when returned); a pool never holds more
+            than ``pool_size + max_overflow`` connections.
+        pool_timeout: seconds a call waits for a free connection when all of them
+            are busy (threads sharing a client), before it gives up with
+            :class:`QueryTimeoutError` naming the pool; it never waits longer.
         statement_timeout: seconds a statement may run before PostgreSQL cancels it
             (:class:`QueryTimeoutError`); default ``FLOWSCOPE_STATEMENT_TIMEOUT``, else
             no limit.
 
     Raises:
         ConnectionFailedError: the server cannot be reached (the message names the host).
+        ConfigurationError: a URL that cannot be parsed, or a pool setting out of range.
         SchemaOutOfDateError: the schema is not at the latest revision and ``migrate`` is off.
 
     Example:
@@ -433,7 +448,23 @@ def connect(
         read_urls = settings.read_urls
     if replica_wait_timeout < 0:
         raise ConfigurationError("replica_wait_timeout must be >= 0 seconds")
-    options: dict[str, Any] = {"echo": echo, "pool_size": pool_size, "statement_timeout": timeout}
+    for name, value, low in (("pool_size", pool_size, 1), ("max_overflow", max_overflow, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 10_000:
+            raise ConfigurationError(
+                f"{name} must be an integer from {low} to 10,000, not {value!r}"
+            )
+    wait = _db.parse_timeout(pool_timeout, "pool_timeout")
+    if wait is None:
+        raise ConfigurationError(
+            "pool_timeout must be a positive number of seconds (no endless wait)"
+        )
+    options: dict[str, Any] = {
+        "echo": echo,
+        "pool_size": pool_size,
+        "max_overflow": max_overflow,
+        "pool_timeout": wait,
+        "statement_timeout": timeout,
+    }
     replicas = _db.ReplicaSet(read_urls, **options) if read_urls else None
     engine = _db.create_engine(url, **options)
     do_migrate = embedded if migrate is None else migrate

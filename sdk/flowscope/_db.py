@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -23,6 +23,8 @@ from .errors import (
     ValidationError,
 )
 
+T = TypeVar("T")
+
 
 def normalize_url(url: str | URL) -> str:
     """Return a SQLAlchemy URL string that uses psycopg 3.
@@ -34,12 +36,18 @@ def normalize_url(url: str | URL) -> str:
         >>> normalize_url("postgresql://u@db:5432/x")
         'postgresql+psycopg://u@db:5432/x'
     """
+    if not isinstance(url, str | URL):
+        raise ConfigurationError(f"a database URL is a string, not {type(url).__name__}")
     text = url.render_as_string(hide_password=False) if isinstance(url, URL) else str(url)
     text = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", text)
     try:
         parsed = make_url(text)
     except sa_exc.ArgumentError as exc:
         raise ConfigurationError(f"not a database URL: {_redact(text)!r}") from exc
+    except ValueError as exc:  # a port that is not a number: "host:abc"
+        raise ConfigurationError(f"not a database URL: {_redact(text)!r} ({exc})") from exc
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise ConfigurationError(f"not a database URL: {_redact(text)!r} (port out of range)")
     if parsed.get_backend_name() != "postgresql" or parsed.get_driver_name() != "psycopg":
         raise ConfigurationError(
             f"flowscope needs PostgreSQL through psycopg 3; got {parsed.drivername!r}"
@@ -145,14 +153,37 @@ _SERIALIZATION = ("40001", "40P01")
 _TIMEOUT = ("57014", "55P03")  # query_canceled (statement_timeout), lock_not_available
 
 
+_COPY_REFUSED = "COPY cannot be used with this method"
+_TOO_MANY_PARAMETERS = "number of parameters must be between"
+
+
 def translate(exc: BaseException, *, url: str | URL | None = None) -> FlowscopeError:
-    """Turn a driver/SQLAlchemy exception into the matching flowscope error."""
+    """Turn a driver/SQLAlchemy exception into the matching flowscope error.
+
+    Example:
+        >>> import psycopg
+        >>> translate(psycopg.OperationalError(
+        ...     "sending query and params failed: number of parameters must be between 0 and 65535"))
+        ValidationError('too many bound parameters in one statement (PostgreSQL takes at most 65,535); pass a list as one array parameter (= ANY(:values)) or send it in chunks')
+    """
     if isinstance(exc, FlowscopeError):
         return exc
     orig = getattr(exc, "orig", None) or exc
     sqlstate = getattr(orig, "sqlstate", None)
     diag = getattr(orig, "diag", None)
     message = (getattr(diag, "message_primary", None) or str(orig)).strip()
+    if sqlstate is None and _TOO_MANY_PARAMETERS in message:
+        # raised by the driver before anything is sent: the statement, not the connection
+        return ValidationError(
+            "too many bound parameters in one statement (PostgreSQL takes at most 65,535);"
+            " pass a list as one array parameter (= ANY(:values)) or send it in chunks"
+        )
+    if sqlstate is None and message.startswith(_COPY_REFUSED):
+        return ValidationError(
+            "sql() runs statements that return rows or nothing; COPY ... TO STDOUT / FROM"
+            " STDIN streams through a protocol of its own: use client.export.parquet(...) to"
+            " read a table or query, and client.<table>.ingest(...) to load rows"
+        )
     constraint = getattr(diag, "constraint_name", None)
     detail = getattr(diag, "message_detail", None)
     if sqlstate == _UNIQUE:
@@ -167,7 +198,7 @@ def translate(exc: BaseException, *, url: str | URL | None = None) -> FlowscopeE
         return PermissionDeniedError(message)
     if sqlstate in _TIMEOUT:
         return QueryTimeoutError(message)
-    if sqlstate in _SERIALIZATION:
+    if sqlstate in _SERIALIZATION or _catalog_race(sqlstate, message):
         return ConflictError(f"concurrent update, try again: {message}")
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) and sqlstate in (
         None,
@@ -187,7 +218,73 @@ def translate(exc: BaseException, *, url: str | URL | None = None) -> FlowscopeE
         return ValidationError(message)
     if isinstance(exc, sa_exc.NoResultFound):
         return NotFoundError(str(exc))
+    if isinstance(exc, sa_exc.TimeoutError):  # the pool had no free connection in time
+        return QueryTimeoutError(pool_exhausted(message))
     return DatabaseError(message)
+
+
+def pool_exhausted(detail: str) -> str:
+    """The message for a call that found no free connection within ``pool_timeout``.
+
+    Example:
+        >>> pool_exhausted("QueuePool limit of size 5 overflow 10 reached, connection timed out, timeout 30.00")
+        'no free database connection within the pool_timeout: every connection of this client (this identity) is in use (QueuePool limit of size 5 overflow 10 reached, connection timed out, timeout 30.00); raise connect(pool_size=, max_overflow=) or pool_timeout=, or run fewer calls at once'
+    """
+    first = detail.split("(Background", 1)[0].strip()
+    return (
+        "no free database connection within the pool_timeout: every connection of this client"
+        f" (this identity) is in use ({first}); raise connect(pool_size=, max_overflow=) or"
+        " pool_timeout=, or run fewer calls at once"
+    )
+
+
+def _catalog_race(sqlstate: str | None, message: str) -> bool:
+    # two sessions changing the same catalog row at once (two REFRESHes, GRANT/REVOKE)
+    return sqlstate == "XX000" and "tuple concurrently updated" in message
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """Whether a (driver) error is a deadlock, a serialization failure or a catalog race:
+    the same work may succeed when run again.
+
+    Example:
+        >>> is_transient(ValueError("x"))
+        False
+    """
+    for _ in range(5):  # down the chain: flowscope error → SQLAlchemy's → the driver's
+        if exc is None or getattr(exc, "sqlstate", None) is not None:
+            break
+        exc = getattr(exc, "orig", None) or exc.__cause__
+    if exc is None:
+        return False
+    sqlstate = getattr(exc, "sqlstate", None)
+    diag = getattr(exc, "diag", None)
+    message = getattr(diag, "message_primary", None) or str(exc)
+    return sqlstate in _SERIALIZATION or _catalog_race(sqlstate, message)
+
+
+def retry_transient(run: Callable[[], T], *, attempts: int = 5) -> T:
+    """Run ``run`` (a whole transaction of flowscope's own, safe to repeat) again after a
+    deadlock or catalog race, up to ``attempts`` times with a short random pause.
+
+    For flowscope's own fixed work only (provisioning a login, refreshing rollups); a
+    caller's writes are never repeated behind its back.
+
+    Example:
+        >>> retry_transient(lambda: 42)
+        42
+    """
+    import random
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return run()
+        except FlowscopeError as exc:
+            if attempt == attempts - 1 or not is_transient(exc.__cause__):
+                raise
+        time.sleep(random.uniform(0.01, 0.05) * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _field_from_detail(detail: str | None) -> str | None:
@@ -211,6 +308,25 @@ def translating(url: str | URL | None = None) -> Iterator[None]:
         if type(exc).__module__.startswith("psycopg"):
             raise translate(exc, url=url) from exc
         raise
+
+
+def discard_if_busy(conn: Connection, exc: BaseException) -> None:
+    """Invalidate a connection the server is still streaming to (a ``COPY ... TO STDOUT``
+    the driver refused to read): it can neither roll back nor be reset, so the pool
+    closes it and opens a new one, instead of failing (and logging) at check-in.
+
+    Example:
+        >>> with engine.connect() as conn:                     # doctest: +SKIP
+        ...     try: conn.exec_driver_sql("COPY t TO STDOUT")
+        ...     except Exception as exc: discard_if_busy(conn, exc); raise
+    """
+    try:
+        dbapi = conn.connection.driver_connection
+        busy = dbapi is not None and int(dbapi.info.transaction_status) == 1  # ACTIVE
+    except Exception:  # already closed or invalidated
+        return
+    if busy:
+        conn.invalidate(exc if isinstance(exc, Exception) else None)
 
 
 # -- read replicas -------------------------------------------------------------------

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from ._boundary import boundary
 from ._session import EXECUTE, WRITE, session_of
 from .errors import PermissionDeniedError, ValidationError
 from .models import EXECUTION_STATUSES, WORKFLOW_STATUSES
@@ -358,9 +359,11 @@ def _records(table: str, rows: Any) -> list[Mapping[str, Any]]:
         if text_json:
             records = _parse_json_text(records, text_json)
         return records
-    if isinstance(rows, (Mapping, str | bytes)):
+    if isinstance(rows, (Mapping, str | bytes)) or not isinstance(rows, Iterable):
         raise ValidationError(
-            "ingest takes many rows: a list of dicts, a DataFrame or an Arrow table"
+            "rows: ingest takes many rows: a list of dicts, a DataFrame or an Arrow table,"
+            f" not {type(rows).__name__}",
+            errors=[{"loc": ("rows",), "msg": "not a collection of rows", "index": None}],
         )
     out: list[Mapping[str, Any]] = []
     for row in rows:
@@ -392,6 +395,7 @@ def _parse_json_text(records: list[dict[str, Any]], fields: list[str]) -> list[d
 
 
 # -- ingest -------------------------------------------------------------------------------
+@boundary
 def ingest(client: Any, table: str, rows: Any) -> IngestResult:
     """Validate ``rows`` and load them into ``table`` with one binary COPY, all or nothing.
 
@@ -402,7 +406,12 @@ def ingest(client: Any, table: str, rows: Any) -> IngestResult:
     to the client's user/organization, else the workflow's;
     ``metadata.workflow_version`` to the workflow's version; ``duration_seconds``
     is computed from ``started_at``/``completed_at`` when not given (as the
-    spec's trigger does on UPDATE: rounded to milliseconds).
+    spec's trigger does on UPDATE: rounded to milliseconds). The ``status`` must
+    agree with the timestamps: without one, a row with no timestamps is
+    ``queued`` and one with only ``started_at`` is ``running``; a row with
+    ``completed_at`` needs its terminal status (``completed``, ``failed``,
+    ``cancelled`` or ``timeout``), and ``queued`` with a timestamp or ``running``
+    with ``completed_at`` is refused (:class:`ValidationError`).
 
     Every row is checked before it is sent and all rows travel in one
     transaction, so a bad row means nothing is written. (Rows are validated
@@ -597,11 +606,10 @@ class _ExecutionDefaults:
             t[2] = self.user or workflow.owner
         if t[3] is None:
             t[3] = self.org or workflow.organization_id
-        if t[4] is None:
-            t[4] = "queued"
         if t[5] is None:
             t[5] = _EMPTY_OBJECT
         start, end = t[8], t[9]
+        _check_status(t, start, end)
         if start is not None and end is not None:
             if end < start:
                 raise _RowError("completed_at", "earlier than started_at")
@@ -634,6 +642,24 @@ class _ExecutionDefaults:
         except StopIteration:
             self.ids = iter(_new_ids("executions", 4096))
             return next(self.ids)
+
+
+def _check_status(t: list[Any], start: Any, end: Any) -> None:
+    """The status must agree with the timestamps; a missing one is implied when it can be:
+    no timestamps → ``queued``, ``started_at`` only → ``running``. With ``completed_at``
+    the run ended, but how (completed, failed, cancelled, timeout) is not implied."""
+    status = t[4]
+    if status is None:
+        if end is not None:
+            raise _RowError(
+                "status",
+                "required when completed_at is set (completed, failed, cancelled or timeout)",
+            )
+        t[4] = "running" if start is not None else "queued"
+    elif status == "queued" and (start is not None or end is not None):
+        raise _RowError("status", "a queued execution has no started_at or completed_at")
+    elif status == "running" and end is not None:
+        raise _RowError("status", "a running execution has no completed_at")
 
 
 class _WorkflowDefaults:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ._boundary import Guarded
 from .errors import ConfigurationError, QueryTimeoutError, ValidationError
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def _bound(month: date) -> str:
     return f"{month.isoformat()} 00:00:00+00"
 
 
-class Maintenance:
+class Maintenance(Guarded):
     """Housekeeping: ``client.maintenance``. Needs an unscoped (admin) client.
 
     Example:
@@ -147,6 +148,8 @@ class Maintenance:
         ):
             raise ValidationError("lock_timeout must be a number of seconds in (0, 3600]")
         wait = f"{max(1, round(lock_timeout * 1000))}ms"
+        if today is not None and not isinstance(today, date):
+            raise ValidationError(f"today must be a date, not {today!r}")
         this_month = (today or datetime.now(UTC).date()).replace(day=1)
         created: list[str] = []
         dropped: list[str] = []

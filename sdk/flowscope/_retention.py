@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from ._boundary import Guarded
 from ._files import directory_lock, fsync_dir
 from .errors import ConfigurationError, ConflictError, DatabaseError, ValidationError
 
@@ -99,7 +100,7 @@ def parse_age(older_than: str | timedelta) -> timedelta:
     return age
 
 
-class Retention:
+class Retention(Guarded):
     """``client.retention``: archive-then-delete of old rows.
 
     Example:
@@ -193,6 +194,8 @@ class Retention:
         from ._session import ADMIN
 
         self._session.require(ADMIN)
+        if not isinstance(archive_to, str | os.PathLike):
+            raise ValidationError(f"archive_to must be a directory path, not {archive_to!r}")
         directory = Path(archive_to)
         if dry_run:  # count only: no directory, lock or file is created
             manifest = _Manifest.load(directory)

@@ -162,9 +162,16 @@ class Session:
             stmt = sa.text(
                 "SELECT role_name, login_secret FROM flowscope_provision_identity(:o, :u)"
             )
-            try:
+
+            def provision() -> tuple[str, str]:
                 with _db.translating(self.url), self.engine.begin() as conn:
-                    role, secret = conn.execute(stmt, {"o": organization_id, "u": user_id}).one()
+                    row = conn.execute(stmt, {"o": organization_id, "u": user_id}).one()
+                return str(row[0]), str(row[1])
+
+            try:
+                # its GRANTs and REVOKEs touch the catalog rows of every table: a REFRESH or
+                # another process's provisioning at the same moment can deadlock with them
+                role, secret = _db.retry_transient(provision)
             except PermissionDeniedError as exc:
                 if "create role" in str(exc).lower():
                     raise PermissionDeniedError(
@@ -265,7 +272,11 @@ class Session:
         if current is not None and current[0] == key:
             conn = current[1]
             with _db.translating(self.url), conn.begin_nested():
-                yield conn
+                try:
+                    yield conn
+                except BaseException as exc:
+                    _db.discard_if_busy(conn, exc)
+                    raise
             return
         with _db.translating(self.url):
             engine = self.engine
@@ -275,6 +286,9 @@ class Session:
                     token = _WRITE_TX.set((key, conn))
                     try:
                         yield conn
+                    except BaseException as exc:
+                        _db.discard_if_busy(conn, exc)
+                        raise
                     finally:
                         _WRITE_TX.reset(token)
                 replicas = self.replicas

@@ -1,8 +1,11 @@
 """Every exception flowscope raises, under one root.
 
-Callers catch :class:`FlowscopeError` or one precise child; no driver exception
-(psycopg, SQLAlchemy) escapes a public call: they are translated at the database
-boundary (``flowscope._db``) with ``raise ... from exc`` so the cause stays visible.
+Callers catch :class:`FlowscopeError` or one precise child; no other exception escapes
+a public call: driver errors (psycopg, SQLAlchemy) are translated at the database
+boundary (``flowscope._db``), and the error boundary of the public API
+(``flowscope._boundary``) turns the rest into flowscope errors (wrong arguments into
+:class:`ValidationError`, unwritable paths into :class:`ConfigurationError`), always
+with ``raise ... from exc`` so the cause stays visible.
 
 ::
 
@@ -16,7 +19,8 @@ boundary (``flowscope._db``) with ``raise ... from exc`` so the cause stays visi
     ├── ConfigurationError         bad settings (URL, data directory, options)
     └── DatabaseError              anything else the database refused
         ├── ConnectionFailedError  the server cannot be reached (names the host)
-        ├── QueryTimeoutError      the statement (or a lock wait) ran past its time limit
+        ├── QueryTimeoutError      the statement (or a lock wait, or the wait for a free
+        │                          pooled connection: ``pool_timeout``) ran past its limit
         └── SchemaOutOfDateError   the database is not at the migrations' head
 
 Warnings (``warnings.warn``; nothing failed, but you should know)::
@@ -109,7 +113,8 @@ class ConnectionFailedError(DatabaseError, ConnectionError):
 
 
 class QueryTimeoutError(DatabaseError, TimeoutError):
-    """A statement ran past the client's ``statement_timeout``, or waited too long for a lock.
+    """A statement ran past the client's ``statement_timeout``, or waited too long for a lock,
+    or no pooled connection came free within ``connect(pool_timeout=)``.
 
     Example:
         >>> client = flowscope.connect(statement_timeout=5)               # doctest: +SKIP

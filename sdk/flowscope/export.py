@@ -69,6 +69,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from . import _db
+from ._boundary import Guarded, boundary
 from ._files import (
     directory_lock,
     fsync_dir,
@@ -329,6 +330,8 @@ def _plan(
     else:
         if isinstance(columns, str):
             columns = [columns]
+        if not isinstance(columns, Sequence) or not all(isinstance(c, str) for c in columns):
+            raise ValidationError(f"columns must be a list of column names, not {columns!r}")
         unknown = [c for c in columns if c not in available]
         if unknown:
             raise ValidationError(
@@ -336,6 +339,13 @@ def _plan(
             )
         chosen = list(dict.fromkeys(columns))
     cols = [_column(c, table.c[c], table.c[c].type, decimal=decimal) for c in chosen]
+    if flatten is not None and (
+        isinstance(flatten, str) or not isinstance(flatten, Mapping | Sequence)
+    ):
+        raise ValidationError(
+            f"flatten is a list of keys like ['parameters.lr'] or a mapping of key to type,"
+            f" not {flatten!r}"
+        )
     if flatten:
         items = (
             flatten.items() if isinstance(flatten, Mapping) else ((k, "string") for k in flatten)
@@ -408,6 +418,7 @@ def _plan_query(session: Session, query: sa.Select[Any], *, decimal: Decimal) ->
     return _Plan(stmt, tuple(cols), None)
 
 
+@boundary
 def arrow_schema(
     table: str,
     *,
@@ -820,6 +831,10 @@ def _setting_text(value: Any) -> tuple[str, str] | None:
         return value.isoformat(), "timestamptz" if value.tzinfo is not None else "timestamp"
     if isinstance(value, date):
         return value.isoformat(), "date"
+    if isinstance(value, list) and all(isinstance(v, str) and "\x00" not in v for v in value):
+        # a filter's list (= ANY(:values)) as an array literal: {"a","b \"c\""}
+        quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value)
+        return "{" + ",".join(quoted) + "}", "text[]"
     return None
 
 
@@ -912,6 +927,7 @@ def _adbc_batches(
             conn.close()
 
 
+@boundary
 def iter_batches(
     client: Any,
     table: str,
@@ -947,6 +963,7 @@ def iter_batches(
     return _stream_plan(session, plan, batch_size=batch_size)
 
 
+@boundary
 def read_arrow(
     client: Any,
     table: str,
@@ -1056,6 +1073,7 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(types_mapper=_pandas_dtype)
 
 
+@boundary
 def read_pandas(
     client: Any,
     table: str,
@@ -1359,7 +1377,7 @@ class _Sink:
             f.abort()
 
 
-class Export:
+class Export(Guarded):
     """Parquet export: ``client.export.parquet(...)``.
 
     Example:

@@ -10,7 +10,7 @@ Example:
     >>> f.since.isoformat()
     '2026-01-01T00:00:00+00:00'
     >>> print(f.clause().compile(compile_kwargs={"literal_binds": True}))  # doctest: +ELLIPSIS
-    executions.status IN ('failed', 'timeout') AND executions.created_at >= '2026-01-01 00:00:00+00:00' AND ...
+    executions.status = ANY (ARRAY['failed', 'timeout']) AND executions.created_at >= '2026-01-01 00:00:00+00:00' AND ...
 """
 
 from __future__ import annotations
@@ -86,6 +86,17 @@ def _as_list(value: Any) -> list[Any] | None:
     raise ValueError("expected a string or a list of strings")
 
 
+def _any(column: Any, values: list[Any]) -> ColumnElement[bool]:
+    """``column = ANY(:values)``: the list travels as one array parameter, however long
+    (an ``IN`` list binds one parameter per value, and a statement takes at most 65,535).
+
+    Example:
+        >>> print(_any(EXECUTIONS.c.id, ["a", "b"]).compile(compile_kwargs={"literal_binds": True}))
+        executions.id = ANY (ARRAY['a', 'b'])
+    """
+    return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(sa.Text)))
+
+
 def _text_array(values: list[str]) -> Any:
     return sa.cast(sa.literal(values, type_=postgresql.ARRAY(sa.Text)), postgresql.ARRAY(sa.Text))
 
@@ -141,13 +152,13 @@ class WorkflowFilter(_Filter):
         w = WORKFLOWS.c
         parts: list[ColumnElement[bool]] = []
         if self.ids is not None:
-            parts.append(w.id.in_(self.ids))
+            parts.append(_any(w.id, self.ids))
         if self.owner is not None:
-            parts.append(w.owner.in_(self.owner))
+            parts.append(_any(w.owner, self.owner))
         if self.organization_id is not None:
-            parts.append(w.organization_id.in_(self.organization_id))
+            parts.append(_any(w.organization_id, self.organization_id))
         if self.status is not None:
-            parts.append(w.status.in_(self.status))
+            parts.append(_any(w.status, self.status))
         if self.tags_any:
             parts.append(w.tags.op("&&")(_text_array(self.tags_any)))
         if self.tags_all:
@@ -218,15 +229,15 @@ class ExecutionFilter(_Filter):
         e = (table if table is not None else EXECUTIONS).c
         parts: list[ColumnElement[bool]] = []
         if self.ids is not None:
-            parts.append(e.id.in_(self.ids))
+            parts.append(_any(e.id, self.ids))
         if self.workflow_ids is not None:
-            parts.append(e.workflow_id.in_(self.workflow_ids))
+            parts.append(_any(e.workflow_id, self.workflow_ids))
         if self.owner is not None:
-            parts.append(e.owner.in_(self.owner))
+            parts.append(_any(e.owner, self.owner))
         if self.organization_id is not None:
-            parts.append(e.organization_id.in_(self.organization_id))
+            parts.append(_any(e.organization_id, self.organization_id))
         if self.status is not None:
-            parts.append(e.status.in_(self.status))
+            parts.append(_any(e.status, self.status))
         if self.since is not None:
             parts.append(e.created_at >= self.since)
         if self.until is not None:
@@ -273,7 +284,7 @@ class UserFilter(_Filter):
         for name in ("ids", "username", "email", "organization_id"):
             values = getattr(self, name)
             if values is not None:
-                parts.append(u["id" if name == "ids" else name].in_(values))
+                parts.append(_any(u["id" if name == "ids" else name], values))
         if self.is_active is not None:
             parts.append(u.is_active.is_(self.is_active))
         if self.is_admin is not None:
@@ -300,9 +311,9 @@ class OrganizationFilter(_Filter):
         o = ORGANIZATIONS.c
         parts: list[ColumnElement[bool]] = []
         if self.ids is not None:
-            parts.append(o.id.in_(self.ids))
+            parts.append(_any(o.id, self.ids))
         if self.slug is not None:
-            parts.append(o.slug.in_(self.slug))
+            parts.append(_any(o.slug, self.slug))
         if not self.include_deleted:
             parts.append(o.deleted_at.is_(None))
         return sa.and_(*parts) if parts else sa.true()
@@ -333,7 +344,7 @@ class AuditFilter(_Filter):
         for name in ("table_name", "row_id", "action", "actor", "organization_id"):
             values = getattr(self, name)
             if values is not None:
-                parts.append(a[name].in_(values))
+                parts.append(_any(a[name], values))
         if self.since is not None:
             parts.append(a.occurred_at >= self.since)
         if self.until is not None:

@@ -354,6 +354,7 @@ import math  # noqa: E402
 from typing import Annotated, ClassVar, Literal  # noqa: E402
 
 from pydantic import (  # noqa: E402
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -397,6 +398,18 @@ INT4_MAX = 2_147_483_647
 Str255 = Annotated[str, StringConstraints(max_length=255)]
 NonEmpty255 = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
+def _no_at(value: str) -> str:
+    if "@" in value:
+        raise ValueError(
+            "a username cannot contain '@': a log-in with '@' is matched against emails only"
+        )
+    return value
+
+
+#: A username: never an email address (``authenticate("x@y")`` looks at emails only).
+Username = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_no_at)]
 Slug = Annotated[
     str, StringConstraints(min_length=1, max_length=255, pattern=r"^[a-z0-9][a-z0-9_-]*$")
 ]
@@ -614,7 +627,7 @@ class ExecutionPublic(_Out):
 class UserBase(_In):
     """Fields a caller may give for a user."""
 
-    username: NonEmpty255
+    username: Username
     email: Annotated[EmailStr, StringConstraints(max_length=255)]
     full_name: Str255 | None = None
     avatar_url: str | None = None
@@ -642,7 +655,7 @@ class UserCreate(UserBase):
 class UserUpdate(_In):
     """Changes to a user. A ``password`` here is hashed like in :meth:`Users.set_password`."""
 
-    username: NonEmpty255 | None = None
+    username: Username | None = None
     email: Annotated[EmailStr, StringConstraints(max_length=255)] | None = None
     full_name: Str255 | None = None
     avatar_url: str | None = None

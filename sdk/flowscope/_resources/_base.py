@@ -50,6 +50,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
+from .._boundary import Guarded
 from ..errors import NotFoundError, PermissionDeniedError, ValidationError
 from ..filters import coerce_filter
 from ..models import new_id
@@ -165,8 +166,12 @@ def _decode_value(column: sa.Column[Any], value: Any) -> Any:
     return value
 
 
-class Resource(Generic[T]):
-    """Generic CRUD over one table; subclasses set the class attributes below."""
+class Resource(Guarded, Generic[T]):
+    """Generic CRUD over one table; subclasses set the class attributes below.
+
+    Every public method, inherited ones included, runs inside the error boundary
+    (:mod:`flowscope._boundary`): only flowscope errors come out.
+    """
 
     table: ClassVar[sa.Table]
     public_model: ClassVar[type[BaseModel]]

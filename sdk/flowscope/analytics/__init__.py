@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from .._boundary import Guarded
 from ..errors import ValidationError
 from ..filters import ExecutionFilter
 from . import _base
@@ -46,7 +47,7 @@ GROUP_KEYS: tuple[str, ...] = tuple(_base.KEYS)
 DEFAULT_PERCENTILES = (0.5, 0.9, 0.95, 0.99)
 
 
-class Analytics:
+class Analytics(Guarded):
     """Analytics over executions: durations, statuses, tags, throughput, failures, comparisons.
 
     ``use_rollups`` is this client's default for calls that can answer from the
@@ -333,6 +334,13 @@ class Analytics:
                 "compare() derives both periods from until and period; drop since"
             )
         end = flt.until or datetime.now(UTC)
+        try:  # the previous period starts two periods before the end
+            end - 2 * fq.fixed
+        except OverflowError:
+            raise ValidationError(
+                f"period={period!r} twice back from {end:%Y-%m-%d} reaches before the year 1",
+                errors=[{"loc": ("period",), "msg": "reaches before the year 1", "index": None}],
+            ) from None
         return self._run(compare_query(flt, _base.parse_by(by), fq.fixed, end))
 
     def summary(

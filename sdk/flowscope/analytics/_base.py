@@ -116,6 +116,11 @@ def parse_by(
     valid = list(allowed) if allowed is not None else list(KEYS)
     if by is None:
         return ()
+    if not isinstance(by, str | Sequence):
+        raise ValidationError(
+            f"by must be a grouping key or a list of them ({', '.join(valid)}), not {by!r}",
+            errors=[{"loc": ("by",), "msg": "not a key or a list of keys", "index": None}],
+        )
     keys = (by,) if isinstance(by, str) else tuple(by)
     bad = [k for k in keys if not isinstance(k, str) or k not in valid]
     if bad:
@@ -130,6 +135,8 @@ def parse_by(
 
 # -- frequencies ---------------------------------------------------------------------
 
+#: The longest ``freq``/``period`` accepted (10,000 years, in days).
+MAX_FREQ_DAYS = 3_652_425
 _FREQ = re.compile(r"^\s*(\d*)\s*(min|T|h|H|D|W|W-MON|MS)\s*$")
 _UNITS = {"min": "mins", "T": "mins", "h": "hours", "H": "hours", "D": "days", "W": "weeks"}
 # date_bin origin: a Monday at midnight, so weekly buckets start on Mondays (ISO weeks)
@@ -185,6 +192,12 @@ def parse_freq(freq: str | None, *, name: str = "freq") -> Freq | None:
         )
     n = int(m.group(1) or 1)
     unit = "months" if m.group(2) == "MS" else _UNITS[m.group(2).split("-")[0]]
+    days = n * {"mins": 1 / 1440, "hours": 1 / 24, "days": 1, "weeks": 7, "months": 31}[unit]
+    if days > MAX_FREQ_DAYS or n > 2**31 - 1:
+        raise ValidationError(
+            f"{name}={freq!r} is too long: at most 10,000 years",
+            errors=[{"loc": (name,), "msg": "longer than 10,000 years", "index": None}],
+        )
     return Freq(n, unit, freq)
 
 

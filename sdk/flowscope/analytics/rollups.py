@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from .. import _db
 from ..filters import ExecutionFilter
 from ..models import EXECUTION_STATUSES
 from . import _base
@@ -106,19 +107,36 @@ REFRESHES = sa.table(
 
 
 def refresh(session: Session, concurrently: bool = True) -> datetime:
-    """REFRESH (CONCURRENTLY) both views and record the transaction's start time."""
+    """REFRESH (CONCURRENTLY) both views and record the transaction's start time.
+
+    One refresh at a time: two at once fail in the catalog ("tuple concurrently
+    updated"), so each first locks the refresh table in a self-conflicting mode (a
+    lock no tenant login may take: it has no privilege on that table) and a second
+    caller waits for the first, then refreshes again."""
     how = "CONCURRENTLY " if concurrently else ""
-    with session.transaction() as conn:
-        conn.execute(sa.text("SET LOCAL work_mem = '256MB'"))  # aggregate in memory
-        for view in VIEWS:  # constant names, not input
-            conn.execute(sa.text(f"REFRESH MATERIALIZED VIEW {how}{view}"))
-        insert = postgresql.insert(REFRESHES).values(
-            [{"name": v, "refreshed_at": sa.func.now()} for v in VIEWS]
-        )
-        upsert = insert.on_conflict_do_update(
-            index_elements=[REFRESHES.c.name], set_={"refreshed_at": insert.excluded.refreshed_at}
-        ).returning(REFRESHES.c.refreshed_at)
-        when = conn.execute(upsert).scalars().first()
+
+    def run() -> datetime | None:
+        with session.transaction() as conn:
+            conn.execute(
+                sa.text("LOCK TABLE flowscope_rollup_refreshes IN SHARE ROW EXCLUSIVE MODE")
+            )
+            conn.execute(sa.text("SET LOCAL work_mem = '256MB'"))  # aggregate in memory
+            for view in VIEWS:  # constant names, not input
+                conn.execute(sa.text(f"REFRESH MATERIALIZED VIEW {how}{view}"))
+            insert = postgresql.insert(REFRESHES).values(
+                [{"name": v, "refreshed_at": sa.func.now()} for v in VIEWS]
+            )
+            upsert = insert.on_conflict_do_update(
+                index_elements=[REFRESHES.c.name],
+                set_={"refreshed_at": insert.excluded.refreshed_at},
+            ).returning(REFRESHES.c.refreshed_at)
+            return conn.execute(upsert).scalars().first()
+
+    from .._session import _WRITE_TX
+
+    # (a deadlock with a tenant login's provisioning is retried; inside a caller's
+    # transaction it is the caller's to retry)
+    when = run() if _WRITE_TX.get() is not None else _db.retry_transient(run)
     assert when is not None
     return when.astimezone(UTC)
 
