@@ -599,6 +599,38 @@ def test_incremental_export_keeps_a_late_commit(
     assert _run(seeded, root).files == ()
 
 
+def test_a_run_reads_its_snapshot_on_either_transport(
+    seeded: flowscope.Client,
+    engine: sa.Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    transport: str,
+) -> None:
+    """A row committed after the run took its snapshot is not in the run (ADBC imports the
+    snapshot: it reads what the feed's horizon covers), and the next run has it, once."""
+    from flowscope import _changes
+
+    take_point = _changes.take_point
+
+    def then_commit_a_row(conn: sa.Connection) -> Any:
+        point = take_point(conn)
+        with engine.begin() as other:
+            other.execute(
+                sa.text(
+                    "INSERT INTO executions (id, workflow_id, owner, organization_id)"
+                    " VALUES ('ex_after', 'wf_1', 'u', 'org_a')"
+                )
+            )
+        return point
+
+    monkeypatch.setattr(_changes, "take_point", then_commit_a_row)
+    root = tmp_path / "inc"
+    assert _run(seeded, root).rows == 40
+    monkeypatch.setattr(_changes, "take_point", take_point)
+    assert _run(seeded, root).rows == 1
+    assert _latest(root) == _table_rows(engine)
+
+
 def test_incremental_export_of_a_filter_tombstones_rows_that_leave_it(
     seeded: flowscope.Client, engine: sa.Engine, tmp_path: Path
 ) -> None:

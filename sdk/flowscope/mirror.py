@@ -319,7 +319,11 @@ class Mirror:
         bar = progress_bar(progress, desc=f"mirror {name}", total=total, unit=" rows")
         try:
             with _ParquetOut(self.path / rel, plan.schema) as out:
-                for batch in _stream_plan(self._session, plan, batch_size=None, conn=conn):
+                shared = _changes.export_snapshot(conn)
+                stream = _stream_plan(
+                    self._session, plan, batch_size=None, conn=conn, snapshot=shared
+                )
+                for batch in stream:
                     out.write(batch)
                     bar.update(batch.num_rows)
                     _step("batch")
