@@ -144,7 +144,8 @@ def _first_of_ordered_array_agg(binary: Any) -> tuple[Any, Any] | None:
     (arg,) = fn.clauses.clauses if len(fn.clauses.clauses) == 1 else (None,)
     if not isinstance(arg, aggregate_order_by):
         return None
-    order = list(arg.order_by.clauses) if hasattr(arg.order_by, "clauses") else [arg.order_by]
+    by: Any = arg.order_by
+    order: list[Any] = list(by.clauses) if hasattr(by, "clauses") else [by]
     if len(order) != 1 or getattr(order[0], "modifier", None) is not sa.sql.operators.desc_op:
         return None
     return arg.target, order[0].element
