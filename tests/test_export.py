@@ -488,21 +488,48 @@ def test_partitioned_dataset(seeded: flowscope.Client, engine: sa.Engine, tmp_pa
         seeded.export.parquet("executions", tmp_path / "z", partition_by=["owner"], progress=False)
 
 
-def test_incremental_appends_only_new_rows(
+LATEST = """
+    SELECT * EXCLUDE (_version, _deleted, latest) FROM (
+        SELECT *, row_number() OVER (PARTITION BY id ORDER BY _version DESC) AS latest
+        FROM read_parquet('{root}/**/*.parquet', hive_partitioning = true, union_by_name = true))
+    WHERE latest = 1 AND NOT _deleted
+"""
+
+
+def _latest(root: Path, columns: str = "id, status, updated_at") -> list[tuple[Any, ...]]:
+    """The dataset read "latest version per id" (the SQL the export's docstring gives)."""
+    return _duck(f"SELECT {columns} FROM ({LATEST.format(root=root)}) ORDER BY id")
+
+
+def _table_rows(engine: sa.Engine, where: str = "true") -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                sa.text(f"SELECT id, status, updated_at FROM executions WHERE {where} ORDER BY id")
+            )
+        ]
+
+
+def _run(client: flowscope.Client, root: Path, **options: Any) -> export.ExportResult:
+    return client.export.parquet(
+        "executions", root, incremental=True, partition_by=["day"], progress=False, **options
+    )
+
+
+def test_incremental_export_follows_inserts_updates_and_deletes(
     seeded: flowscope.Client, engine: sa.Engine, tmp_path: Path
 ) -> None:
     root = tmp_path / "inc"
-    first = seeded.export.parquet(
-        "executions", root, incremental=True, partition_by=["day"], progress=False
-    )
-    assert first.rows == 40
+    first = _run(seeded, root)
+    assert first.rows == 40 and first.deleted == 0
     manifest = json.loads((root / "_flowscope_manifest.json").read_text())
     newest = max(r["created_at"] for r in _source(engine, "executions"))
     assert datetime.fromisoformat(manifest["high_water_mark"]) == newest
-    again = seeded.export.parquet(
-        "executions", root, incremental=True, partition_by=["day"], progress=False
-    )
-    assert again.rows == 0 and again.files == ()
+    assert manifest["horizon"] > 0 and manifest["snapshot"] and manifest["version"] == 1
+    assert _latest(root) == _table_rows(engine)
+    again = _run(seeded, root)  # nothing changed: nothing added
+    assert (again.rows, again.deleted, again.files) == (0, 0, ())
     with engine.begin() as conn:
         conn.execute(
             sa.insert(EXECUTIONS),
@@ -511,19 +538,26 @@ def test_incremental_appends_only_new_rows(
                  "created_at": newest + timedelta(microseconds=1)},
                 {"id": "ex_new2", "workflow_id": "wf_1", "owner": "u", "organization_id": "org_a",
                  "created_at": newest + timedelta(days=3)},
+                # older than the mark: a `created_at > last` export never saw such rows
                 {"id": "ex_old", "workflow_id": "wf_1", "owner": "u", "organization_id": "org_a",
                  "created_at": newest - timedelta(days=1)},
             ],
         )  # fmt: skip
-    third = seeded.export.parquet(
-        "executions", root, incremental=True, partition_by=["day"], progress=False
-    )
-    assert third.rows == 2
+        conn.execute(  # exported rows change afterwards...
+            sa.text("UPDATE executions SET status = 'cancelled' WHERE id IN ('ex_0001', 'ex_0002')")
+        )
+        conn.execute(sa.text("DELETE FROM executions WHERE id IN ('ex_0003', 'ex_0004')"))
+    third = _run(seeded, root)
+    assert (third.rows, third.deleted) == (5, 2)
+    assert _latest(root) == _table_rows(engine)
     table = ds.dataset(root, format="parquet", partitioning="hive").to_table()
-    ids = table.column("id").to_pylist()
-    assert len(ids) == 42 and len(set(ids)) == 42 and "ex_old" not in ids
+    tombs = table.filter(pa.compute.field("_deleted"))
+    assert sorted(tombs.column("id").to_pylist()) == ["ex_0003", "ex_0004"]
+    assert tombs.column("day").null_count == 0  # in the deleted row's own day partition
+    assert set(tombs.column("_version").to_pylist()) == {3}
     manifest = json.loads((root / "_flowscope_manifest.json").read_text())
-    assert len(manifest["runs"]) == 3 and manifest["rows"] == 42
+    assert len(manifest["runs"]) == 3 and (manifest["rows"], manifest["deleted"]) == (45, 2)
+    assert _run(seeded, root).files == ()
     with pytest.raises(flowscope.ValidationError, match="holds an export"):
         seeded.export.parquet(
             "workflows", root, incremental=True, partition_by=["day"], progress=False
@@ -531,6 +565,97 @@ def test_incremental_appends_only_new_rows(
     flat = tmp_path / "flat"
     seeded.export.parquet("audit_log", flat, incremental=True, progress=False)
     assert len(list(flat.glob("part-*.parquet"))) == 1
+    seeded.workflows.update("wf_1", description="changed")
+    audit = seeded.export.parquet("audit_log", flat, incremental=True, progress=False)
+    assert audit.rows == 1 and audit.deleted == 0
+
+
+def test_incremental_export_keeps_a_late_commit(
+    seeded: flowscope.Client, engine: sa.Engine, tmp_path: Path
+) -> None:
+    """A transaction open across a run commits rows older than the rows it exported (and
+    an update and a delete): the next run has them all."""
+    root = tmp_path / "inc"
+    late = engine.connect()
+    tx = late.begin()
+    try:
+        late.execute(sa.text("SELECT txid_current()"))
+        late.execute(
+            sa.text(
+                "INSERT INTO executions (id, workflow_id, owner, organization_id, created_at)"
+                " VALUES ('ex_late', 'wf_1', 'u', 'org_a', now() - interval '400 days')"
+            )
+        )
+        late.execute(sa.text("UPDATE executions SET status = 'timeout' WHERE id = 'ex_0005'"))
+        late.execute(sa.text("DELETE FROM executions WHERE id = 'ex_0006'"))
+        first = _run(seeded, root)  # while the writer is open
+    finally:
+        tx.commit()
+        late.close()
+    assert first.rows == 40
+    second = _run(seeded, root)
+    assert (second.rows, second.deleted) == (2, 1)
+    assert _latest(root) == _table_rows(engine)
+    assert _run(seeded, root).files == ()
+
+
+def test_a_run_reads_its_snapshot_on_either_transport(
+    seeded: flowscope.Client,
+    engine: sa.Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    transport: str,
+) -> None:
+    """A row committed after the run took its snapshot is not in the run (ADBC imports the
+    snapshot: it reads what the feed's horizon covers), and the next run has it, once."""
+    from flowscope import _changes
+
+    take_point = _changes.take_point
+
+    def then_commit_a_row(conn: sa.Connection) -> Any:
+        point = take_point(conn)
+        with engine.begin() as other:
+            other.execute(
+                sa.text(
+                    "INSERT INTO executions (id, workflow_id, owner, organization_id)"
+                    " VALUES ('ex_after', 'wf_1', 'u', 'org_a')"
+                )
+            )
+        return point
+
+    monkeypatch.setattr(_changes, "take_point", then_commit_a_row)
+    root = tmp_path / "inc"
+    assert _run(seeded, root).rows == 40
+    monkeypatch.setattr(_changes, "take_point", take_point)
+    assert _run(seeded, root).rows == 1
+    assert _latest(root) == _table_rows(engine)
+
+
+def test_incremental_export_of_a_filter_tombstones_rows_that_leave_it(
+    seeded: flowscope.Client, engine: sa.Engine, tmp_path: Path
+) -> None:
+    root = tmp_path / "failed"
+    _run(seeded, root, status="failed")
+    assert _latest(root) == _table_rows(engine, "status = 'failed'")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE executions SET status = 'completed' WHERE id = 'ex_0001'"))
+        conn.execute(sa.text("UPDATE executions SET status = 'failed' WHERE id = 'ex_0000'"))
+    second = _run(seeded, root, status="failed")
+    assert (second.rows, second.deleted) == (1, 1)
+    assert _latest(root) == _table_rows(engine, "status = 'failed'")
+
+
+def test_an_old_created_at_manifest_is_refused(seeded: flowscope.Client, tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    _run(seeded, root)
+    path = root / "_flowscope_manifest.json"
+    manifest = json.loads(path.read_text())
+    for run in manifest["runs"]:
+        del run["horizon"]
+    manifest["horizon"] = None
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(flowscope.ValidationError, match="older flowscope"):
+        _run(seeded, root)
 
 
 def test_query_of_text_columns_exports_what_it_returns(

@@ -22,6 +22,10 @@ skipped (``pg_visible_in_snapshot``): a long transaction elsewhere on the server
 horizon back but makes no sync re-read what it already has. A copy's cost follows the number
 of changed rows.
 
+``audit_log`` itself is append-only and carries its own ``transaction_id``: its new rows
+are those of transactions ``>= horizon`` not visible in the previous snapshot
+(:func:`changed_where`); rows its retention drops are not reported as deleted.
+
 Limits: changes made with triggers disabled (``session_replication_role = replica``, as
 ``benchmarks/datagen.py`` loads) are invisible to the feed; audit partitions dropped by
 retention take their changes with them (a copy older than the audit retention must be
@@ -39,20 +43,41 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.types import UserDefinedType
 
-from .models import AUDIT_LOG, EXECUTIONS, WORKFLOWS
+from . import _db
+from .models import AUDIT_LOG, EXECUTIONS, ORGANIZATIONS, USERS, WORKFLOWS
 
-__all__ = ["TABLES", "Point", "changed_ids", "changed_rows", "deleted_ids", "take_point"]
+if TYPE_CHECKING:
+    from ._session import Session
 
-#: The tables whose changes the audit log carries, by name.
-TABLES: dict[str, sa.Table] = {"workflows": WORKFLOWS, "executions": EXECUTIONS}
+__all__ = [
+    "TABLES",
+    "Point",
+    "changed_ids",
+    "changed_rows",
+    "changed_where",
+    "deleted_ids",
+    "export_snapshot",
+    "snapshot",
+    "take_point",
+]
+
+#: The tables whose changes the audit log carries (its triggers), by name.
+TABLES: dict[str, sa.Table] = {
+    "workflows": WORKFLOWS,
+    "executions": EXECUTIONS,
+    "users": USERS,
+    "organizations": ORGANIZATIONS,
+}
 
 
 class _PgType(UserDefinedType[Any]):
@@ -82,6 +107,23 @@ class Point:
     as_of: datetime
 
 
+@contextlib.contextmanager
+def snapshot(session: Session) -> Iterator[Connection]:
+    """A READ ONLY, REPEATABLE READ transaction on the primary, as the session's login:
+    every read of one copy (and :func:`take_point`, first) happens in it."""
+    with _db.translating(session.url):
+        conn = session.engine.connect().execution_options(isolation_level="REPEATABLE READ")
+        with conn, conn.begin():
+            conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+            yield conn
+
+
+def export_snapshot(conn: Connection) -> str:
+    """``pg_export_snapshot()``: an id another connection imports (``SET TRANSACTION
+    SNAPSHOT``) to read exactly what ``conn``'s transaction reads, while it stays open."""
+    return str(conn.execute(sa.select(sa.func.pg_export_snapshot())).scalar_one())
+
+
 def take_point(conn: Connection) -> Point:
     """The :class:`Point` of ``conn``'s snapshot: call it first in a REPEATABLE READ
     transaction, so the snapshot it reports is the one every later read uses."""
@@ -103,13 +145,31 @@ def changed_ids(table: str, since: int, seen: str | None = None) -> sa.Select[An
     a = AUDIT_LOG.c
     where = [a.table_name == table, a.transaction_id >= sa.literal(since, sa.BigInteger)]
     if seen is not None:
-        xid = sa.cast(sa.cast(a.transaction_id, sa.Text), _PgType("xid8"))
-        where.append(
-            ~sa.func.pg_visible_in_snapshot(
-                xid, sa.cast(sa.literal(seen, sa.Text), _PgType("pg_snapshot"))
-            )
-        )
+        where.append(_unseen(a.transaction_id, seen))
     return sa.select(a.row_id).where(*where).distinct()
+
+
+def _unseen(xid_column: Any, seen: str) -> Any:
+    xid = sa.cast(sa.cast(xid_column, sa.Text), _PgType("xid8"))
+    return ~sa.func.pg_visible_in_snapshot(
+        xid, sa.cast(sa.literal(seen, sa.Text), _PgType("pg_snapshot"))
+    )
+
+
+def changed_where(table: str, since: int, seen: str | None = None) -> Any:
+    """The WHERE clause selecting what changed in ``table`` since a copy at (``since``,
+    ``seen``): for ``audit_log``, its rows written since; for the audited tables, the
+    current version of every row changed since (:func:`changed_rows`).
+
+    Example:
+        >>> print(changed_where("audit_log", 7))
+        audit_log.transaction_id >= :param_1
+    """
+    if table == "audit_log":
+        a = AUDIT_LOG.c
+        clause = a.transaction_id >= sa.literal(since, sa.BigInteger)
+        return clause if seen is None else sa.and_(clause, _unseen(a.transaction_id, seen))
+    return changed_rows(table, since, seen)
 
 
 def changed_rows(table: str, since: int, seen: str | None = None) -> Any:

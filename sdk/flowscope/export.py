@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from . import _db
+from . import _changes, _db
 from ._boundary import Guarded, boundary
 from ._files import (
     directory_lock,
@@ -694,18 +694,25 @@ def _stream_plan(
     *,
     batch_size: int | None = _DEFAULT_BATCH,
     conn: sa.Connection | None = None,
+    snapshot: str | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """The plan's rows as RecordBatches of at most ``batch_size`` rows; ``None``: each
     transport's own size (ADBC's 4 MB batches as they come, the COPY decoder's
-    :data:`_COPY_BATCH` rows), which the Parquet export uses."""
+    :data:`_COPY_BATCH` rows), which the Parquet export uses.
+
+    ``conn``: read in that open transaction (the COPY decoder runs on it); with
+    ``snapshot`` (its ``pg_export_snapshot()``), ADBC may read instead, in a transaction
+    that imports the snapshot: the same rows, at ADBC's speed."""
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValidationError(f"batch_size must be a positive integer, got {batch_size!r}")
     from ._session import READ
 
     session.require(READ)
-    adbc = _adbc_query(session, plan) if conn is None else None
+    adbc = _adbc_query(session, plan) if conn is None or snapshot is not None else None
     if adbc is not None:
-        yield from _adbc_batches(session, plan, adbc, batch_size=batch_size or sys.maxsize)
+        yield from _adbc_batches(
+            session, plan, adbc, batch_size=batch_size or sys.maxsize, snapshot=snapshot
+        )
         return
     decode = _Decoder(plan)
     with _db.translating(session.url):
@@ -870,11 +877,22 @@ class _AdbcCaster:
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
 
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
+
+
 def _adbc_batches(
-    session: Session, plan: _Plan, query: tuple[str, str, list[tuple[str, str]]], *, batch_size: int
+    session: Session,
+    plan: _Plan,
+    query: tuple[str, str, list[tuple[str, str]]],
+    *,
+    batch_size: int,
+    snapshot: str | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream the plan through ADBC (libpq binary COPY in C++), in one transaction, logged
-    in as the session's own identity (a tenant's role: row-level security applies)."""
+    in as the session's own identity (a tenant's role: row-level security applies).
+    ``snapshot``: an exported snapshot id the transaction imports first (REPEATABLE READ,
+    READ ONLY); ``SET TRANSACTION SNAPSHOT`` takes no parameter, so the id, which the
+    server generated, is checked against its format before it is spelled in."""
     import adbc_driver_manager
     import adbc_driver_postgresql.dbapi as adbc
     import pyarrow as pa
@@ -896,6 +914,11 @@ def _adbc_batches(
     try:
         with conn.cursor() as cur:
             try:
+                if snapshot is not None:
+                    if not _SNAPSHOT_ID.fullmatch(snapshot):
+                        raise ValidationError(f"not a snapshot id: {snapshot!r}")
+                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
                 for name, value in settings:  # the query's values, bound (see _adbc_query)
                     cur.execute("SELECT set_config($1, $2, true)", (name, value))
                     cur.fetchall()
@@ -1119,7 +1142,7 @@ class ExportResult:
     """What an export wrote: ``rows``, ``files`` (paths), ``bytes``, ``seconds``.
 
     ``high_water_mark`` is the newest time-column value exported (incremental mode),
-    or None.
+    or None; ``deleted``: the tombstones an incremental run wrote (not in ``rows``).
     """
 
     rows: int
@@ -1127,6 +1150,7 @@ class ExportResult:
     bytes: int
     seconds: float
     high_water_mark: datetime | None = None
+    deleted: int = 0
 
     def __repr__(self) -> str:
         return (
@@ -1419,8 +1443,31 @@ class Export(Guarded):
           ``__HIVE_DEFAULT_PARTITION__``). Partition columns live in the directory
           names, not in the files, as Hive, pyarrow, pandas and DuckDB expect.
         * ``incremental=True``: ``path`` is a dataset directory with a manifest
-          (``_flowscope_manifest.json``) holding the high-water mark of the time
-          column; each run appends only newer rows as new files.
+          (``_flowscope_manifest.json``); each run appends, as new files, what changed
+          since the previous run. Runs read the change feed of :mod:`flowscope._changes`
+          (the audit log's transaction ids, in one REPEATABLE READ snapshot whose
+          ``horizon``, ``snapshot`` and ``as_of`` the manifest records), not a time
+          mark: rows committed late by long transactions, rows updated after they were
+          exported and deletions all reach the dataset, and a run with nothing changed
+          adds no file. Every row carries two columns: ``_version`` (the run that wrote
+          it: 1, 2, ...) and ``_deleted``. A row deleted, no longer visible to the
+          client or no longer matching ``filter`` since the previous run becomes a
+          *tombstone*: ``id``, ``_version``, ``_deleted = true``, its
+          ``organization_id`` and time column from the audit log (so it sits in its own
+          partition), every other column NULL, in ``part-<run>-deleted`` files. The
+          table is the dataset read "latest version per id", e.g. in DuckDB::
+
+              SELECT * EXCLUDE (_version, _deleted, latest) FROM (
+                  SELECT *, row_number() OVER (PARTITION BY id ORDER BY _version DESC)
+                         AS latest
+                  FROM read_parquet('lake/executions/**/*.parquet', hive_partitioning = true))
+              WHERE latest = 1 AND NOT _deleted
+
+          ``audit_log`` is append-only: its runs add new entries and no tombstones
+          (entries dropped by retention stay in the dataset). Limits: those of the
+          change feed (changes made with triggers disabled are not seen; a dataset
+          older than the audit retention must be exported again); a dataset written
+          by a flowscope older than the change feed is refused (export it again).
 
         What a crash (even ``kill -9``) leaves, and what the next run does with it:
 
@@ -1536,6 +1583,8 @@ class Export(Guarded):
         extra: list[tuple[str, Any, Any]] = []
         extra_where = None
         hwm_before: datetime | None = None
+        since: tuple[int, str | None] | None = None  # the previous run's place in the feed
+        version = 0
         if isinstance(table_or_query, sa.Select):
             plan = _plan_query(self._session, table_or_query, decimal=decimal)
             missing = [k for k in keys if k not in {c.name for c in plan.columns}]
@@ -1557,7 +1606,22 @@ class Export(Guarded):
                     )
                 if manifest.get("high_water_mark"):
                     hwm_before = datetime.fromisoformat(manifest["high_water_mark"])
-                    extra_where = table.c[time_col] > hwm_before
+                if manifest.get("horizon") is None and manifest.get("runs"):
+                    raise ValidationError(
+                        f"{target} was written by an older flowscope, whose created_at mark"
+                        " misses late and changed rows: export again into a new directory"
+                    )
+                if manifest.get("horizon") is not None:
+                    since = (int(manifest["horizon"]), manifest.get("snapshot"))
+                    extra_where = _changes.changed_where(name, *since)
+            if incremental:
+                version = len(manifest.get("runs", [])) + 1 if manifest else 1
+                extra += [
+                    ("_version", sa.literal(version, sa.BigInteger), sa.BigInteger()),
+                    ("_deleted", sa.false(), sa.Boolean()),
+                ]
+                if columns is not None and "id" not in columns:
+                    columns = ["id", *columns]
             for key in keys:
                 if key == "day":
                     day = sa.cast(sa.func.timezone("UTC", table.c[time_col]), sa.Date)
@@ -1602,8 +1666,20 @@ class Export(Guarded):
             single=None if dataset else target,
             name=f"part-{run}",
         )
-        rows = 0
+        sinks = [sink]
+        rows = deleted = 0
         hwm: datetime | None = None
+        fresh_ids: set[str] = set()
+        point: _changes.Point | None = None
+        feed = contextlib.ExitStack()
+        conn: sa.Connection | None = None
+        if incremental:  # one snapshot: what it reads, and where the next run starts
+            try:
+                conn = feed.enter_context(_changes.snapshot(self._session))
+                point = _changes.take_point(conn)
+            except BaseException:
+                feed.close()
+                raise
         total = (
             _estimate_rows(self._session, name)
             if (progress and filter is None and not filter_fields)
@@ -1615,15 +1691,21 @@ class Export(Guarded):
 
         pending: Future[None] | None = None
         try:
-            with ThreadPoolExecutor(1, thread_name_prefix="flowscope-parquet") as pool:
+            with feed, ThreadPoolExecutor(1, thread_name_prefix="flowscope-parquet") as pool:
                 try:
-                    for batch in _stream_plan(self._session, plan, batch_size=batch_size):
+                    shared = _changes.export_snapshot(conn) if conn is not None else None
+                    stream = _stream_plan(
+                        self._session, plan, batch_size=batch_size, conn=conn, snapshot=shared
+                    )
+                    for batch in stream:
                         if time_col is not None and incremental and batch.num_rows:
                             import pyarrow.compute as pc
 
                             newest = pc.max(batch.column(time_col)).as_py()
                             if newest is not None and (hwm is None or newest > hwm):
                                 hwm = newest
+                            if since is not None:
+                                fresh_ids.update(batch.column("id").to_pylist())
                         if pending is not None:
                             pending.result()
                         pending = pool.submit(sink.write, batch)
@@ -1631,32 +1713,55 @@ class Export(Guarded):
                         bar.update(batch.num_rows)
                     if pending is not None:
                         pending.result()
+                    if since is not None and conn is not None and name in _changes.TABLES:
+                        gone = _tombstones(conn, name, since, fresh_ids, plan, version, keys)
+                        if gone is not None:
+                            tombs = _Sink(
+                                target,
+                                file_schema,
+                                keys,
+                                compression=compression_arg,
+                                single=None,
+                                name=f"part-{run}-deleted",
+                            )
+                            sinks.append(tombs)
+                            for batch in gone.to_batches():
+                                tombs.write(batch)
+                            deleted = gone.num_rows
                 finally:
                     if pending is not None:
                         pending.cancel()
-            sink.finish()
+            for each in sinks:
+                each.finish()
             _step("files-ready")
             new_mark = hwm if hwm is not None else hwm_before
             if incremental:
+                assert point is not None
+                written = [f for each in sinks for f in each.files]
                 entry = {
                     "finished_at": None,
                     "rows": rows,
-                    "files": [str(p.relative_to(target)) for p in sink.paths],
+                    "deleted": deleted,
+                    "files": [str(f.final.relative_to(target)) for f in written],
                     "high_water_mark": new_mark.isoformat() if new_mark else None,
+                    "version": version,
+                    "horizon": point.horizon,
+                    "snapshot": point.snapshot,
+                    "as_of": point.as_of.astimezone(UTC).isoformat(),
                 }
                 head = {"table": name, "partition_by": keys, "time_column": time_col}
-                if sink.files:  # the intent: after it, a rerun renames these into place
-                    temps = [str(f.temp.relative_to(target)) for f in sink.files]
+                if written:  # the intent: after it, a rerun renames these into place
+                    temps = [str(f.temp.relative_to(target)) for f in written]
                     _save_manifest(
                         target, _manifest(head, manifest, pending={**entry, "temps": temps})
                     )
                     _step("intent-written")
-                sizes = sink.commit(announce=True)
+                sizes = [size for each in sinks for size in each.commit(announce=True)]
                 _step("before-manifest")
                 entry["finished_at"] = datetime.now(UTC).isoformat()
                 _save_manifest(target, _manifest(head, manifest, done=entry))
                 _step("after-manifest")
-                files = sink.paths
+                files = tuple(f.final for f in written)
             else:
                 sizes = sink.commit(announce=staging is None)
                 if staging is not None:
@@ -1667,7 +1772,8 @@ class Export(Guarded):
                 else:
                     files = sink.paths
         except BaseException:
-            sink.abort()
+            for each in sinks:
+                each.abort()
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -1680,6 +1786,7 @@ class Export(Guarded):
             bytes=sum(sizes),
             seconds=time.perf_counter() - started,
             high_water_mark=(hwm if hwm is not None else hwm_before) if incremental else None,
+            deleted=deleted,
         )
 
 
@@ -1736,7 +1843,64 @@ def _estimate_rows(session: Session, name: str) -> int | None:
 
 # -- the incremental dataset's manifest ------------------------------------------------------
 _MANIFEST_FORMAT = "flowscope-export/1"
-_PART_FILE = re.compile(r"part-\d{8}T\d{6}-[0-9a-f]{6}(-0)?\.parquet")
+_PART_FILE = re.compile(r"part-\d{8}T\d{6}-[0-9a-f]{6}(-deleted)?(-0)?\.parquet")
+
+
+def _tombstones(
+    conn: sa.Connection,
+    name: str,
+    since: tuple[int, str | None],
+    fresh: set[str],
+    plan: _Plan,
+    version: int,
+    keys: Sequence[str],
+) -> pa.Table | None:
+    """Tombstone rows for the ids changed since ``since`` that this run did not export
+    (deleted, no longer visible, or no longer matching the export's filter), sorted by
+    partition: ``id``, ``_version``, ``_deleted = true``; ``organization_id`` and the time
+    column (so ``day``) from the row's last full image in the audit log; other columns NULL.
+    None: nothing left."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    changed = {r[0] for r in conn.execute(_changes.changed_ids(name, *since))}
+    gone = sorted(changed - fresh)
+    if not gone:
+        return None
+    time_col = _TIME_COLUMN[name]
+    a = AUDIT_LOG.c
+    ids = sa.literal(gone, postgresql.ARRAY(sa.Text))
+    images = (
+        sa.select(
+            a.row_id,
+            a.organization_id,
+            sa.cast(a.changes[time_col].astext, sa.DateTime(timezone=True)).label("at"),
+        )
+        .where(a.table_name == name, a.row_id == sa.any_(ids), a.action.in_(["INSERT", "DELETE"]))
+        .order_by(a.transaction_id, a.occurred_at)
+    )
+    known = {r.row_id: (r.organization_id, r.at) for r in conn.execute(images)}  # the last
+    values: dict[str, Any] = {
+        "id": gone,
+        "_version": [version] * len(gone),
+        "_deleted": [True] * len(gone),
+        "organization_id": [known.get(i, (None, None))[0] for i in gone],
+        time_col: [known.get(i, (None, None))[1] for i in gone],
+    }
+    columns = []
+    for field in plan.schema:
+        if field.name in values:
+            columns.append(pa.array(values[field.name], field.type))
+        elif isinstance(field.type, pa.BaseExtensionType):
+            storage = pa.nulls(len(gone), field.type.storage_type)
+            columns.append(pa.ExtensionArray.from_storage(field.type, storage))
+        else:
+            columns.append(pa.nulls(len(gone), field.type))
+    table = pa.Table.from_arrays(columns, schema=plan.schema)
+    if "day" in keys:
+        day = pc.cast(table.column(time_col), pa.timestamp("us")).cast(pa.date32())
+        table = table.set_column(table.schema.get_field_index("day"), "day", day)
+    return table.sort_by([(k, "ascending") for k in keys]) if keys else table
 
 
 def _read_manifest(root: Path) -> dict[str, Any] | None:
@@ -1765,13 +1929,20 @@ def _manifest(
     if done is not None:
         runs.append(done)
     marks = [r["high_water_mark"] for r in runs if r.get("high_water_mark")]
+    fed = [r for r in runs if r.get("horizon") is not None]
+    last = fed[-1] if fed else {}
     return {
         "format": _MANIFEST_FORMAT,
         "table": head["table"],
         "partition_by": head["partition_by"],
         "time_column": head["time_column"],
         "high_water_mark": max(marks, key=datetime.fromisoformat) if marks else None,
+        "horizon": last.get("horizon"),
+        "snapshot": last.get("snapshot"),
+        "as_of": last.get("as_of"),
+        "version": last.get("version"),
         "rows": sum(r["rows"] for r in runs),
+        "deleted": sum(r.get("deleted", 0) for r in runs),
         "runs": runs,
         "pending": pending,
     }

@@ -41,14 +41,13 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from . import _changes, _db
+from . import _changes
 from ._files import directory_lock, fsync_dir
 from .analytics import Analytics
 from .errors import ConfigurationError, FlowscopeError, PermissionDeniedError, ValidationError
@@ -237,7 +236,7 @@ class Mirror:
             self._check(state)
             self._sweep(state)
             full = full or state is None
-            with _snapshot(self._session) as conn:
+            with _changes.snapshot(self._session) as conn:
                 point = _changes.take_point(conn)
                 sequence = (state["sequence"] if state else 0) + 1
                 tables: dict[str, Any] = {}
@@ -320,7 +319,11 @@ class Mirror:
         bar = progress_bar(progress, desc=f"mirror {name}", total=total, unit=" rows")
         try:
             with _ParquetOut(self.path / rel, plan.schema) as out:
-                for batch in _stream_plan(self._session, plan, batch_size=None, conn=conn):
+                shared = _changes.export_snapshot(conn)
+                stream = _stream_plan(
+                    self._session, plan, batch_size=None, conn=conn, snapshot=shared
+                )
+                for batch in stream:
                     out.write(batch)
                     bar.update(batch.num_rows)
                     _step("batch")
@@ -577,16 +580,6 @@ def _table_relation(con: Any, root: Path, entry: dict[str, Any]) -> Any:
     ids = excluded[0] if len(excluded) == 1 else excluded[0].union(excluded[1])
     rel = base.join(ids, "id", how="anti")
     return rel.union(delta) if entry.get("delta") else rel
-
-
-@contextlib.contextmanager
-def _snapshot(session: Session) -> Iterator[sa.Connection]:
-    """A READ ONLY, REPEATABLE READ transaction on the primary, as the session's login."""
-    with _db.translating(session.url):
-        conn = session.engine.connect().execution_options(isolation_level="REPEATABLE READ")
-        with conn, conn.begin():
-            conn.execute(sa.text("SET TRANSACTION READ ONLY"))
-            yield conn
 
 
 class _ParquetOut:

