@@ -16,6 +16,26 @@ def acting_as(client: flowscope.Client, user_id: str) -> flowscope.Client:
     return flowscope.Client(session)
 
 
+def two_organizations(client: flowscope.Client, scopes: list[str] | None = None) -> dict[str, Any]:
+    """Organizations A and B, each with a workflow (tagged a/b), an execution and a user
+    ``user_a``/``user_b`` (password "a long passphrase"; ``scopes`` when given)."""
+    out: dict[str, Any] = {}
+    for key in ("a", "b"):
+        org = client.organizations.create(name=key.upper(), slug=key)
+        wf = make_workflow(client, name=f"wf {key}", organization_id=org.id, tags=[key])
+        ex = client.executions.create(workflow_id=wf.id)
+        extra = {"scopes": scopes} if scopes is not None else {}
+        user = client.users.create(
+            username=f"user_{key}",
+            email=f"{key}@example.com",
+            password="a long passphrase",
+            organization_id=org.id,
+            **extra,
+        )
+        out[key] = {"org": org, "wf": wf, "ex": ex, "user": user}
+    return out
+
+
 def make_workflow(client: flowscope.Client, **fields: Any) -> flowscope.WorkflowPublic:
     values: dict[str, Any] = {"name": "wf", "owner": "ana", "nodes": [], "edges": []}
     values.update(fields)

@@ -151,7 +151,8 @@ def test_32_threads_share_a_scoped_client(small_pool: flowscope.Client, engine: 
         username="worker",
         email="worker@example.com",
         organization_id=org.id,
-        scopes=["workflow:read", "workflow:write", "workflow:execute"],
+        # organization-wide: the threads write workflows owned by other names (revision 0007)
+        scopes=["workflow:read:all", "workflow:write:all", "workflow:execute"],
     )
     scoped = small_pool.scoped(org.id, user_id=user.id)
     results = _hammer(scoped)

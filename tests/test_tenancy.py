@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from flowscope import _db
 from flowscope._session import Session
 
-from ._helpers import make_workflow
+from ._helpers import make_workflow, two_organizations
 
 REFUSED: Counter[str] = Counter()
 
@@ -38,19 +38,7 @@ def refused(kind: str, call: Callable[[], Any], *errors: type[Exception]) -> Non
 @pytest.fixture
 def world(client: flowscope.Client, engine: sa.Engine) -> dict[str, Any]:
     """Two organizations, each with a workflow, an execution and a user."""
-    out: dict[str, Any] = {}
-    for key in ("a", "b"):
-        org = client.organizations.create(name=key.upper(), slug=key)
-        wf = make_workflow(client, name=f"wf {key}", organization_id=org.id, tags=[key])
-        ex = client.executions.create(workflow_id=wf.id)
-        user = client.users.create(
-            username=f"user_{key}",
-            email=f"{key}@example.com",
-            password="a long passphrase",
-            organization_id=org.id,
-        )
-        out[key] = {"org": org, "wf": wf, "ex": ex, "user": user}
-    return out
+    return two_organizations(client)
 
 
 def test_scoped_client_cannot_reach_another_organization(

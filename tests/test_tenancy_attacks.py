@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from flowscope import _db
 
-from ._helpers import make_workflow
+from ._helpers import make_workflow, two_organizations
 
 ATTACKS: Counter[str] = Counter()
 MAINTENANCE_LOCK = 0x666C6F77
@@ -38,20 +38,10 @@ def _report() -> Iterator[None]:
 @pytest.fixture
 def world(client: flowscope.Client, engine: sa.Engine) -> dict[str, Any]:
     """Two organizations A and B, each with a workflow, an execution and users; a reader of A."""
-    out: dict[str, Any] = {}
-    for key in ("a", "b"):
-        org = client.organizations.create(name=key.upper(), slug=key)
-        wf = make_workflow(client, name=f"wf {key}", organization_id=org.id, tags=[key])
-        ex = client.executions.create(workflow_id=wf.id)
-        user = client.users.create(
-            username=f"user_{key}",
-            email=f"{key}@example.com",
-            password="a long passphrase",
-            organization_id=org.id,
-            # organization-wide reach (revision 0007); tests/test_ownership.py has the owners
-            scopes=["workflow:read:all", "workflow:write:all", "workflow:execute"],
-        )
-        out[key] = {"org": org, "wf": wf, "ex": ex, "user": user}
+    # organization-wide reach (revision 0007); tests/test_ownership.py has the owners
+    out = two_organizations(
+        client, scopes=["workflow:read:all", "workflow:write:all", "workflow:execute"]
+    )
     out["reader"] = client.users.create(
         username="reader",
         email="reader@example.com",
