@@ -246,3 +246,34 @@ def test_upgrade_keeps_every_users_reach(create_database: Any) -> None:
         _migrate.upgrade(conn, "head")
         conn.commit()
     engine.dispose()
+
+
+def test_the_mirror_holds_what_the_user_sees(
+    office: dict[str, Any], engine: sa.Engine, tmp_path: Path
+) -> None:
+    pytest.importorskip("duckdb")
+    bo, wide = office["as"]["bo"], office["as"]["wide"]
+    mirror = bo.mirror(tmp_path / "bo")
+    mirror.sync(progress=False)
+    con = mirror.duckdb()
+    workflows = {r[0] for r in con.sql("SELECT id FROM workflows").fetchall()}
+    executions = {r[0] for r in con.sql("SELECT id FROM executions").fetchall()}
+    con.close()
+    assert workflows == _ids(office, "bo_private", "ana_public")
+    assert executions == _runs(office, "bo_private", "ana_public")
+    assert int(mirror.analytics.status_breakdown()["total"].sum()) == 4
+    # a workflow handed over to bo (private) reaches bo's mirror at the next sync; its
+    # executions did not change, only their visibility: a full sync brings them (the
+    # documented limit of change capture, flowscope._changes)
+    ana = office["as"]["ana"]
+    handed = office["wfs"]["ana_private"]["wf"].id
+    ana.workflows.update(handed, owner=office["users"]["bo"])
+    mirror.sync(progress=False)
+    con = mirror.duckdb()
+    assert handed in {r[0] for r in con.sql("SELECT id FROM workflows").fetchall()}
+    con.close()
+    mirror.sync(progress=False, full=True)
+    assert int(mirror.analytics.status_breakdown()["total"].sum()) == 6
+    # another identity may not open bo's mirror
+    with pytest.raises(flowscope.PermissionDeniedError):
+        wide.mirror(tmp_path / "bo")
