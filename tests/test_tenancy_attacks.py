@@ -19,7 +19,6 @@ from typing import Any
 import flowscope
 import pytest
 import sqlalchemy as sa
-from flowscope import _db
 
 from ._helpers import make_workflow, two_organizations
 
@@ -644,7 +643,6 @@ def test_identity_roles_go_with_their_organization(
             ).scalar()
             == 0
         )
-    assert _db is not None
 
 
 def test_retention_of_a_tenant_stays_in_its_organization(

@@ -414,24 +414,6 @@ class Session:
         if scope not in scopes and WIDER.get(scope) not in scopes:
             raise PermissionDeniedError(f"user {user_id!r} lacks the scope {scope!r}")
 
-    def sees_whole_organization(self) -> bool:
-        """Whether row-level security lets this session read every workflow of its
-        organization (an admin session, an organization's own login, ``admin``,
-        ``is_admin`` or ``workflow:read:all``), or only its own and public ones.
-
-        Example:
-            >>> admin.scoped("org_acme", user_id="usr_ana").sees_whole_organization()  # doctest: +SKIP
-            False
-        """
-        if not self.is_tenant:
-            return True
-        with _db.translating(self.url), self.engine.connect() as conn:
-            seen = conn.execute(
-                sa.select(sa.func.flowscope_session_can(READ_ALL, type_=sa.Boolean))
-            ).scalar()
-            conn.rollback()
-        return bool(seen)
-
     # -- raw SQL -------------------------------------------------------------------------
     def sql(
         self, statement: str | sa.Executable, params: Mapping[str, Any] | None = None

@@ -104,36 +104,17 @@ class TableIO:
             **filter_fields,
         )
 
-    def to_polars(
-        self,
-        filter: Any = None,
-        /,
-        *,
-        columns: Sequence[str] | None = None,
-        flatten: Sequence[str] | Mapping[str, Any] | None = None,
-        decimal: Decimal = "decimal128",
-        batch_size: int = 32_768,
-        **filter_fields: Any,
-    ) -> Any:
-        """The matching rows as a polars DataFrame: :meth:`to_arrow`, wrapped without a copy
-        (``pip install 'flowscope[polars]'``).
+    def to_polars(self, filter: Any = None, /, **options: Any) -> Any:
+        """The matching rows as a polars DataFrame: :meth:`to_arrow` (same arguments),
+        wrapped without a copy (``pip install 'flowscope[polars]'``).
 
         Example:
             >>> client.executions.to_polars(status="failed").select("id", "error")  # doctest: +SKIP
         """
         from .._frames import require_polars, to_polars
 
-        require_polars()
-        return to_polars(
-            self.to_arrow(
-                filter,
-                columns=columns,
-                flatten=flatten,
-                decimal=decimal,
-                batch_size=batch_size,
-                **filter_fields,
-            )
-        )
+        require_polars()  # before anything is read
+        return to_polars(self.to_arrow(filter, **options))
 
     def iter_batches(
         self,
