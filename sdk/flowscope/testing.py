@@ -173,6 +173,16 @@ def flowscope_create_database(flowscope_server_url: str) -> Iterator[Callable[[]
     with engine.connect() as conn:
         for name in created:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        # revisions 0002-0005 create the cluster-wide role flowscope_tenant and 0006 drops it
+        # only when no other database uses it: a session that migrated old revisions leaves
+        # it behind unless it goes here (kept, silently, while any database still uses it)
+        conn.execute(
+            sa.text(
+                "DO $$ BEGIN DROP ROLE IF EXISTS flowscope_tenant;"
+                " EXCEPTION WHEN dependent_objects_still_exist OR insufficient_privilege"
+                " THEN NULL; END $$"
+            )
+        )
     engine.dispose()
 
 
