@@ -16,7 +16,14 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["ATTRS_KEY", "STRING", "frame_to_arrow", "require_polars", "to_polars"]
+__all__ = [
+    "ATTRS_KEY",
+    "STRING",
+    "frame_to_arrow",
+    "pandas_dtype",
+    "require_polars",
+    "to_polars",
+]
 
 
 def _string_dtype() -> str:
@@ -31,6 +38,36 @@ def _string_dtype() -> str:
 #: user's frames without dtype mismatches; pandas 2: ``string[pyarrow]`` (missing = ``pd.NA``),
 #: the Arrow-backed string dtype there (pandas 2's default, ``object``, is not typed).
 STRING = _string_dtype()
+
+
+def pandas_dtype(type_: pa.DataType) -> Any:
+    """The pandas dtype of an Arrow type in every flowscope frame (a ``types_mapper``):
+    nullable ints, booleans and floats, :data:`STRING` strings, ``datetime64[us, UTC]``
+    timestamps (``None``: pyarrow's own conversion) and ``pd.ArrowDtype`` for the rest
+    (decimals, lists, JSON).
+
+    Example:
+        >>> import pyarrow as pa
+        >>> pandas_dtype(pa.int32()), pandas_dtype(pa.timestamp("us", tz="UTC"))
+        (Int32Dtype(), None)
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(type_):
+        return None  # datetime64[us, UTC]
+    simple = {
+        pa.string(): pd.api.types.pandas_dtype(STRING),
+        pa.int16(): pd.Int16Dtype(),
+        pa.int32(): pd.Int32Dtype(),
+        pa.int64(): pd.Int64Dtype(),
+        pa.bool_(): pd.BooleanDtype(),
+        pa.float64(): pd.Float64Dtype(),
+    }
+    if type_ in simple:
+        return simple[type_]
+    return pd.ArrowDtype(type_)
+
 
 #: where a frame's ``attrs`` travel in an Arrow schema's metadata (JSON)
 ATTRS_KEY = b"flowscope.attrs"

@@ -78,7 +78,7 @@ from ._files import (
     release,
     sweep_stale,
 )
-from ._frames import STRING
+from ._frames import pandas_dtype
 from ._session import session_of
 from .errors import (
     ConfigurationError,
@@ -94,7 +94,7 @@ from .filters import (
     WorkflowFilter,
     coerce_filter,
 )
-from .models import AUDIT_LOG, EXECUTIONS, ORGANIZATIONS, USERS, WORKFLOWS
+from .models import AUDIT_LOG, EXECUTIONS, ORGANIZATIONS, SECRET_COLUMNS, USERS, WORKFLOWS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -122,8 +122,6 @@ TABLES: dict[str, sa.Table] = {
     "organizations": ORGANIZATIONS,
     "audit_log": AUDIT_LOG,
 }
-# Columns that never leave the database.
-_SECRET = {"users": frozenset({"password_hash"})}
 # The column that orders a table in time: partitions by day, incremental high-water mark.
 _TIME_COLUMN = {
     "workflows": "created_at",
@@ -323,7 +321,7 @@ def _plan(
     table = _table(name)
     if decimal not in ("decimal128", "float64"):
         raise ValidationError(f"decimal must be 'decimal128' or 'float64', got {decimal!r}")
-    secret = _SECRET.get(name, frozenset())
+    secret = SECRET_COLUMNS.get(name, frozenset())
     available = [c.name for c in table.columns if c.name not in secret]
     if columns is None:
         chosen = available
@@ -1071,29 +1069,10 @@ def query_arrow(
     return pa.Table.from_batches(batches, schema=plan.schema)
 
 
-def _pandas_dtype(type_: pa.DataType) -> Any:
-    import pandas as pd
-    import pyarrow as pa
-
-    if pa.types.is_timestamp(type_):
-        return None  # datetime64[us, UTC]
-    simple = {
-        pa.string(): pd.api.types.pandas_dtype(STRING),
-        pa.int16(): pd.Int16Dtype(),
-        pa.int32(): pd.Int32Dtype(),
-        pa.int64(): pd.Int64Dtype(),
-        pa.bool_(): pd.BooleanDtype(),
-        pa.float64(): pd.Float64Dtype(),
-    }
-    if type_ in simple:
-        return simple[type_]
-    return pd.ArrowDtype(type_)
-
-
 def to_pandas(table: pa.Table) -> pd.DataFrame:
     """Arrow → pandas with the column contract: nullable ints/booleans/floats,
     pyarrow strings, tz-aware UTC timestamps, Arrow-backed decimals, lists and JSON."""
-    return table.to_pandas(types_mapper=_pandas_dtype)
+    return table.to_pandas(types_mapper=pandas_dtype)
 
 
 @boundary

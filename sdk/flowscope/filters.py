@@ -26,12 +26,13 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from .models import (
     AUDIT_LOG,
-    EXECUTION_STATUSES,
     EXECUTIONS,
     ORGANIZATIONS,
     USERS,
-    WORKFLOW_STATUSES,
     WORKFLOWS,
+    AuditActionName,
+    ExecutionStatusName,
+    WorkflowStatusName,
     _check_storable,
 )
 
@@ -135,7 +136,7 @@ class WorkflowFilter(_Filter):
     ids: list[str] | None = None
     owner: list[str] | None = None
     organization_id: list[str] | None = None
-    status: list[Literal["draft", "active", "archived"]] | None = None
+    status: list[WorkflowStatusName] | None = None
     tags_any: list[str] | None = None
     tags_all: list[str] | None = None
     search: str | None = None
@@ -183,9 +184,6 @@ class WorkflowFilter(_Filter):
         return sa.and_(sa.true(), *parts) if parts else sa.true()
 
 
-assert set(WORKFLOW_STATUSES) == {"draft", "active", "archived"}
-
-
 class ExecutionFilter(_Filter):
     """Which executions: every field is optional and they combine with AND.
 
@@ -200,9 +198,7 @@ class ExecutionFilter(_Filter):
     workflow_ids: list[str] | None = None
     owner: list[str] | None = None
     organization_id: list[str] | None = None
-    status: (
-        list[Literal["queued", "running", "completed", "failed", "cancelled", "timeout"]] | None
-    ) = None
+    status: list[ExecutionStatusName] | None = None
     since: datetime | None = None
     until: datetime | None = None
     tags_any: list[str] | None = None
@@ -249,16 +245,6 @@ class ExecutionFilter(_Filter):
             w = WORKFLOWS.c
             parts.append(e.workflow_id.in_(sa.select(w.id).where(on_workflows)))
         return sa.and_(*parts) if parts else sa.true()
-
-
-assert set(EXECUTION_STATUSES) == {
-    "queued",
-    "running",
-    "completed",
-    "failed",
-    "cancelled",
-    "timeout",
-}
 
 
 class UserFilter(_Filter):
@@ -329,7 +315,7 @@ class AuditFilter(_Filter):
 
     table_name: list[Literal["workflows", "executions", "users", "organizations"]] | None = None
     row_id: list[str] | None = None
-    action: list[Literal["INSERT", "UPDATE", "DELETE"]] | None = None
+    action: list[AuditActionName] | None = None
     actor: list[str] | None = None
     organization_id: list[str] | None = None
     since: datetime | None = None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,21 +35,75 @@ __all__ = [
     "AUDIT_LOG",
     "EXECUTIONS",
     "EXECUTION_STATUSES",
+    "FAILED_EXECUTION_STATUSES",
     "ORGANIZATIONS",
+    "SECRET_COLUMNS",
     "TERMINAL_EXECUTION_STATUSES",
     "USERS",
     "WORKFLOWS",
     "WORKFLOW_STATUSES",
+    "AuditAction",
     "AuditLogEntry",
     "Execution",
+    "ExecutionStatus",
     "Organization",
     "User",
     "Workflow",
+    "WorkflowStatus",
 ]
 
-WORKFLOW_STATUSES = ("draft", "active", "archived")
-EXECUTION_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "timeout")
-TERMINAL_EXECUTION_STATUSES = ("completed", "failed", "cancelled", "timeout")
+
+class WorkflowStatus(StrEnum):
+    """The statuses of a workflow: the ``valid_status`` CHECK, the input Literal and the
+    filter values all come from here."""
+
+    DRAFT = "draft"
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
+class ExecutionStatus(StrEnum):
+    """The statuses of an execution (``valid_execution_status``), in lifecycle order."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+
+class AuditAction(StrEnum):
+    """What an audit log entry records (``valid_audit_action``)."""
+
+    INSERT = "INSERT"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+
+
+def _values(*members: StrEnum) -> tuple[str, ...]:
+    return tuple(m.value for m in members)
+
+
+WORKFLOW_STATUSES = _values(*WorkflowStatus)
+EXECUTION_STATUSES = _values(*ExecutionStatus)
+#: an execution in one of these has ended (``completed_at`` is set)
+TERMINAL_EXECUTION_STATUSES = _values(
+    ExecutionStatus.COMPLETED,
+    ExecutionStatus.FAILED,
+    ExecutionStatus.CANCELLED,
+    ExecutionStatus.TIMEOUT,
+)
+#: an execution in one of these failed (what failure rates count)
+FAILED_EXECUTION_STATUSES = _values(ExecutionStatus.FAILED, ExecutionStatus.TIMEOUT)
+#: columns that never leave the database (reads, exports, mirrors, audit)
+SECRET_COLUMNS: dict[str, frozenset[str]] = {"users": frozenset({"password_hash"})}
+
+
+def _one_of(column: str, enum: type[StrEnum]) -> str:
+    """The CHECK text ``column IN ('a', 'b')`` for an enum's values."""
+    return f"{column} IN ({', '.join(repr(m.value) for m in enum)})"
+
 
 _NOW = sa.text("CURRENT_TIMESTAMP")
 _TZ = sa.DateTime(timezone=True)
@@ -78,7 +133,7 @@ class Workflow(SQLModel, table=True):
 
     __tablename__ = "workflows"
     __table_args__ = (
-        sa.CheckConstraint("status IN ('draft', 'active', 'archived')", name="valid_status"),
+        sa.CheckConstraint(_one_of("status", WorkflowStatus), name="valid_status"),
         sa.CheckConstraint("jsonb_typeof(nodes) = 'array'", name="valid_nodes"),
         sa.CheckConstraint("jsonb_typeof(edges) = 'array'", name="valid_edges"),
         sa.Index("idx_workflows_owner", "owner", postgresql_where=sa.text("deleted_at IS NULL")),
@@ -142,10 +197,7 @@ class Execution(SQLModel, table=True):
 
     __tablename__ = "executions"
     __table_args__ = (
-        sa.CheckConstraint(
-            "status IN ('queued', 'running', 'completed', 'failed', 'cancelled', 'timeout')",
-            name="valid_execution_status",
-        ),
+        sa.CheckConstraint(_one_of("status", ExecutionStatus), name="valid_execution_status"),
         sa.CheckConstraint("jsonb_typeof(parameters) = 'object'", name="valid_parameters"),
         sa.CheckConstraint(
             "duration_seconds IS NULL OR duration_seconds >= 0", name="valid_duration"
@@ -290,7 +342,7 @@ class AuditLogEntry(SQLModel, table=True):
 
     __tablename__ = "audit_log"
     __table_args__ = (
-        sa.CheckConstraint("action IN ('INSERT', 'UPDATE', 'DELETE')", name="valid_audit_action"),
+        sa.CheckConstraint(_one_of("action", AuditAction), name="valid_audit_action"),
         sa.Index("idx_audit_log_row", "table_name", "row_id", "occurred_at"),
         sa.Index("idx_audit_log_occurred", "occurred_at"),
         sa.Index("idx_audit_log_org", "organization_id", "occurred_at"),
@@ -351,7 +403,7 @@ AUDIT_LOG: sa.Table = AuditLogEntry.__table__  # type: ignore[attr-defined]
 # ---------------------------------------------------------------------------------------
 
 import math  # noqa: E402
-from typing import Annotated, ClassVar, Literal  # noqa: E402
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, TypeAlias  # noqa: E402
 
 from pydantic import (  # noqa: E402
     AfterValidator,
@@ -419,8 +471,14 @@ Scope = Annotated[
 Count = Annotated[int, PField(ge=0, le=INT4_MAX)]
 JsonObject = dict[str, JsonValue]
 JsonArray = list[JsonValue]
-WorkflowStatus = Literal["draft", "active", "archived"]
-ExecutionStatus = Literal["queued", "running", "completed", "failed", "cancelled", "timeout"]
+if TYPE_CHECKING:  # the Literals are made from the enums, which a type checker cannot follow
+    WorkflowStatusName: TypeAlias = str
+    ExecutionStatusName: TypeAlias = str
+    AuditActionName: TypeAlias = str
+else:
+    WorkflowStatusName = Literal[WORKFLOW_STATUSES]
+    ExecutionStatusName = Literal[EXECUTION_STATUSES]
+    AuditActionName = Literal[_values(*AuditAction)]
 
 
 def new_id(table: str) -> str:
@@ -504,7 +562,7 @@ class WorkflowBase(_In):
     edges: JsonArray
     metadata: JsonObject | None = _META
     tags: list[str] | None = None
-    status: WorkflowStatus | None = None
+    status: WorkflowStatusName | None = None
     is_public: bool | None = None
 
 
@@ -535,7 +593,7 @@ class WorkflowUpdate(_In):
     edges: JsonArray | None = None
     metadata: JsonObject | None = _META
     tags: list[str] | None = None
-    status: WorkflowStatus | None = None
+    status: WorkflowStatusName | None = None
     is_public: bool | None = None
     updated_by: NonEmpty255 | None = None
 
@@ -607,7 +665,7 @@ class ExecutionPublic(_Out):
     workflow_id: str
     owner: str
     organization_id: str | None = None
-    status: ExecutionStatus
+    status: ExecutionStatusName
     parameters: dict[str, Any] | None = None
     result: Any | None = None
     error: Any | None = None
@@ -690,7 +748,7 @@ class UserPublic(_Out):
     updated_at: datetime
     deleted_at: datetime | None = None
 
-    HIDDEN: ClassVar[frozenset[str]] = frozenset({"password_hash"})
+    HIDDEN: ClassVar[frozenset[str]] = SECRET_COLUMNS["users"]
 
 
 # -- organizations -------------------------------------------------------------------------
@@ -741,7 +799,7 @@ class AuditLogEntryPublic(_Out):
     occurred_at: datetime
     table_name: str
     row_id: str
-    action: Literal["INSERT", "UPDATE", "DELETE"]
+    action: AuditActionName
     actor: str | None = None
     organization_id: str | None = None
     changes: dict[str, Any]

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql
 
 from ..errors import AccountLockedError, AuthenticationError, NotFoundError, ValidationError
 from ..filters import UserFilter
-from ..models import USERS, UserCreate, UserPublic, UserUpdate
+from ..models import SECRET_COLUMNS, USERS, UserCreate, UserPublic, UserUpdate
 from ._base import ADMIN, READ, Resource, check_id, parse, require_scope
 from ._io import TableIO
 
@@ -119,7 +119,7 @@ class Users(Resource[UserPublic], TableIO):
     filter_class = UserFilter
     noun = "user"
     sortable = ("created_at", "updated_at", "username", "email", "id")
-    hidden_columns = frozenset({"password_hash"})
+    hidden_columns = SECRET_COLUMNS["users"]
     read_scope = READ
     write_scope = ADMIN
 

@@ -15,10 +15,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..filters import ExecutionFilter
+from ..models import FAILED_EXECUTION_STATUSES, TERMINAL_EXECUTION_STATUSES
 from ._base import FLOAT, FLT, STR, E, Query, key_columns, p50_p95, rows_cte, seconds
 
-FAILED = ("failed", "timeout")
-TERMINAL = ("completed", "failed", "cancelled", "timeout")
+FAILED = FAILED_EXECUTION_STATUSES
+TERMINAL = TERMINAL_EXECUTION_STATUSES
 METRICS = (
     "executions",
     "completed",

@@ -15,9 +15,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..filters import ExecutionFilter
+from ..models import FAILED_EXECUTION_STATUSES
 from ._base import FLOAT, FLT, INT, STR, TS, E, Query, key_columns, rows_cte
 
-FAILED = ("failed", "timeout")
+FAILED = FAILED_EXECUTION_STATUSES
 UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 HEX_RE = r"0x[0-9a-f]+"
 NUMBER_RE = r"[0-9]+(\.[0-9]+)*"

@@ -8,10 +8,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..filters import ExecutionFilter
-from ..models import EXECUTION_STATUSES, TERMINAL_EXECUTION_STATUSES
+from ..models import (
+    EXECUTION_STATUSES,
+    FAILED_EXECUTION_STATUSES,
+    TERMINAL_EXECUTION_STATUSES,
+)
 from ._base import FLT, INT, E, Freq, Measure, Query, grouped, key_columns, ratio, rows_cte
 
-FAILED = ("failed", "timeout")
+FAILED = FAILED_EXECUTION_STATUSES
 
 
 def status_measures(status_col: Any = None) -> list[Measure]:

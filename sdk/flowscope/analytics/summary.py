@@ -7,10 +7,11 @@ from sqlalchemy.dialects import postgresql
 
 from ..errors import ValidationError
 from ..filters import ExecutionFilter
+from ..models import FAILED_EXECUTION_STATUSES, TERMINAL_EXECUTION_STATUSES
 from ._base import FLOAT, FLT, INT, STR, TS, E, Query, W, p50_p95, rows_cte
 
-FAILED = ("failed", "timeout")
-TERMINAL = ("completed", "failed", "cancelled", "timeout")
+FAILED = FAILED_EXECUTION_STATUSES
+TERMINAL = TERMINAL_EXECUTION_STATUSES
 
 COLUMNS = {
     "workflow_id": STR,

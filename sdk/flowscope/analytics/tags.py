@@ -14,10 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..filters import ExecutionFilter
-from ..models import TERMINAL_EXECUTION_STATUSES
+from ..models import FAILED_EXECUTION_STATUSES, TERMINAL_EXECUTION_STATUSES
 from ._base import FLOAT, FLT, INT, STR, E, Query, W, p50_p95, ratio
-
-_FAILED = ("failed", "timeout")
 
 
 def _measures(r: Any) -> list[Any]:
@@ -25,7 +23,7 @@ def _measures(r: Any) -> list[Any]:
         sa.func.count(sa.distinct(r.workflow_id)).label("workflows"),
         sa.func.count().label("executions"),
         sa.func.count().filter(r.status == "completed").label("completed"),
-        sa.func.count().filter(r.status.in_(_FAILED)).label("failed"),
+        sa.func.count().filter(r.status.in_(FAILED_EXECUTION_STATUSES)).label("failed"),
         sa.func.count().filter(r.status.in_(TERMINAL_EXECUTION_STATUSES)).label("finished"),
         p50_p95(r.d)[0].label("p50_seconds"),
         p50_p95(r.d)[1].label("p95_seconds"),
