@@ -1,4 +1,4 @@
-"""The flowscope schema as SQLModel classes.
+"""The flowscope schema as SQLModel classes: every column declared once.
 
 Phase 1 of ``schema-design.md`` (``workflows``, ``executions``, ``users``) is
 matched column for column: types, lengths, nullability, server defaults, named
@@ -8,9 +8,22 @@ the full-text expression index). Phase 2 adds ``organizations`` and
 in the Alembic revisions (``migrations/versions``), which create the schema;
 ``alembic check`` keeps these classes and the revisions in agreement.
 
+Each table follows SQLModel's own pattern, and each field is written once:
+
+* ``XBase``: the fields a caller gives, with their column and their validation;
+* ``_XState``: the columns the database or the lifecycle manages (timestamps, counters);
+* ``X(..., table=True)``: the table, ``XBase`` + ``_XState`` + table-only columns;
+* ``XCreate`` (``XBase`` as input), ``XUpdate`` (``XBase`` with every field optional,
+  minus the ones that never change) and ``XPublic`` (``XBase`` + ``_XState``, read-only).
+
+Statuses are :class:`~enum.StrEnum` s; their values make the CHECK constraints,
+the input Literals and the filters' values. Failed and terminal statuses, secret
+columns and id prefixes are defined here and nowhere else.
+
 Python attribute ``metadata_`` maps to the database column ``metadata`` (the
-name ``metadata`` is reserved by SQLAlchemy's declarative classes); frames and
-exports use the database name.
+name ``metadata`` is reserved by SQLAlchemy's declarative classes); input
+models accept ``metadata=`` (or ``metadata_=``), dumps use the database name, and
+the public models answer ``.metadata`` too.
 
 Example:
     >>> from flowscope.models import Execution, Workflow
@@ -18,16 +31,29 @@ Example:
     'workflows'
     >>> str(Execution.__table__.c.duration_seconds.type)
     'NUMERIC(10, 3)'
+    >>> [c.name for c in Execution.__table__.c][:4]
+    ['id', 'workflow_id', 'owner', 'organization_id']
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Optional, TypeAlias
 
 import sqlalchemy as sa
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    ConfigDict,
+    EmailStr,
+    JsonValue,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Field, SQLModel
 
@@ -44,15 +70,34 @@ __all__ = [
     "WORKFLOW_STATUSES",
     "AuditAction",
     "AuditLogEntry",
+    "AuditLogEntryPublic",
     "Execution",
+    "ExecutionBase",
+    "ExecutionCreate",
+    "ExecutionPublic",
     "ExecutionStatus",
+    "ExecutionUpdate",
     "Organization",
+    "OrganizationBase",
+    "OrganizationCreate",
+    "OrganizationPublic",
+    "OrganizationUpdate",
     "User",
+    "UserBase",
+    "UserCreate",
+    "UserPublic",
+    "UserUpdate",
     "Workflow",
+    "WorkflowBase",
+    "WorkflowCreate",
+    "WorkflowPublic",
     "WorkflowStatus",
+    "WorkflowUpdate",
+    "new_id",
 ]
 
 
+# -- statuses and other facts, each written once ---------------------------------------------
 class WorkflowStatus(StrEnum):
     """The statuses of a workflow: the ``valid_status`` CHECK, the input Literal and the
     filter values all come from here."""
@@ -98,6 +143,17 @@ TERMINAL_EXECUTION_STATUSES = _values(
 FAILED_EXECUTION_STATUSES = _values(ExecutionStatus.FAILED, ExecutionStatus.TIMEOUT)
 #: columns that never leave the database (reads, exports, mirrors, audit)
 SECRET_COLUMNS: dict[str, frozenset[str]] = {"users": frozenset({"password_hash"})}
+#: the readable prefix of each table's ids (``wf_01J...``)
+ID_PREFIXES = {"workflows": "wf", "executions": "ex", "users": "usr", "organizations": "org"}
+
+if TYPE_CHECKING:  # the Literals are made from the enums, which a type checker cannot follow
+    WorkflowStatusName: TypeAlias = str
+    ExecutionStatusName: TypeAlias = str
+    AuditActionName: TypeAlias = str
+else:
+    WorkflowStatusName = Literal[WORKFLOW_STATUSES]
+    ExecutionStatusName = Literal[EXECUTION_STATUSES]
+    AuditActionName = Literal[_values(*AuditAction)]
 
 
 def _one_of(column: str, enum: type[StrEnum]) -> str:
@@ -105,30 +161,226 @@ def _one_of(column: str, enum: type[StrEnum]) -> str:
     return f"{column} IN ({', '.join(repr(m.value) for m in enum)})"
 
 
+def new_id(table: str) -> str:
+    """A new id for a row of ``table``: a readable prefix and a ULID (sortable by creation time).
+
+    Example:
+        >>> new_id("workflows").startswith("wf_") and len(new_id("workflows")) == 29
+        True
+    """
+    from ulid import ULID
+
+    return f"{ID_PREFIXES[table]}_{ULID()}"
+
+
+# -- value types: validation mirrors the database ---------------------------------------------
+INT4_MAX = 2_147_483_647
+
+
+def _no_at(value: str) -> str:
+    if "@" in value:
+        raise ValueError(
+            "a username cannot contain '@': a log-in with '@' is matched against emails only"
+        )
+    return value
+
+
+NonEmpty255 = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+#: A username: never an email address (``authenticate("x@y")`` looks at emails only).
+Username = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_no_at)]
+Email = Annotated[EmailStr, StringConstraints(max_length=255)]
+Slug = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+]
+Scope = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
+if TYPE_CHECKING:  # JSON is validated as JSON, and typed as what callers read from it
+    JsonObject: TypeAlias = dict[str, Any]
+    JsonArray: TypeAlias = list[Any]
+else:
+    JsonObject = dict[str, JsonValue]
+    JsonArray = list[JsonValue]
+
 _NOW = sa.text("CURRENT_TIMESTAMP")
 _TZ = sa.DateTime(timezone=True)
+_JSONB = postgresql.JSONB
 
 
-def _created_at() -> Any:
-    return Field(
-        default=None, sa_type=_TZ, nullable=False, sa_column_kwargs={"server_default": _NOW}
-    )
+def _str(*, required: bool = False, **kwargs: Any) -> Any:
+    """A VARCHAR(255) column; ``required``: NOT NULL (the client may still fill it in)."""
+    return Field(default=None, max_length=255, nullable=not required, **kwargs)
 
 
-def _ts() -> Any:
-    return Field(default=None, sa_type=_TZ, nullable=True)
+def _id() -> Any:
+    return Field(default=None, primary_key=True, min_length=1, max_length=255)
 
 
-def _jsonb_object_default(nullable: bool = True) -> Any:
+def _server(sa_type: Any, default: str | Any, *, nullable: bool = True, **kwargs: Any) -> Any:
+    """A column with a server default (``default``: SQL text or a SQLAlchemy element)."""
+    server_default = sa.text(default) if isinstance(default, str) else default
     return Field(
         default=None,
-        sa_type=postgresql.JSONB,
+        sa_type=sa_type,
         nullable=nullable,
-        sa_column_kwargs={"name": "metadata", "server_default": sa.text("'{}'::jsonb")},
+        sa_column_kwargs={"server_default": server_default},
+        **kwargs,
     )
 
 
-class Workflow(SQLModel, table=True):
+def _ts(*, now: bool = False) -> Any:
+    """A timestamptz: ``now``: NOT NULL DEFAULT CURRENT_TIMESTAMP."""
+    return _server(_TZ, _NOW, nullable=False) if now else Field(default=None, sa_type=_TZ)
+
+
+def _org() -> Any:
+    return Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        foreign_key="organizations.id",
+        ondelete="RESTRICT",
+    )
+
+
+def _metadata() -> Any:
+    return Field(
+        default=None,
+        sa_type=_JSONB,
+        sa_column_kwargs={"name": "metadata", "server_default": sa.text("'{}'::jsonb")},
+        schema_extra={
+            "validation_alias": AliasChoices("metadata", "metadata_"),
+            "serialization_alias": "metadata",
+        },
+    )
+
+
+# -- the three kinds of model ------------------------------------------------------------------
+class _Model(SQLModel):
+    """Every flowscope model: dumps use database column names (``metadata``)."""
+
+    model_config = ConfigDict(  # type: ignore[assignment]
+        serialize_by_alias=True, validate_by_name=True, validate_by_alias=True
+    )
+
+
+def _check_storable(value: Any, where: str = "value") -> None:
+    """Refuse what PostgreSQL cannot store: NUL bytes, lone surrogates, NaN/Infinity in JSON."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where}: text may not contain NUL (\\x00) characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where}: text is not valid Unicode (lone surrogate)") from None
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: numbers must be finite (no NaN or Infinity)")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_storable(k, where)
+            _check_storable(v, where)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _check_storable(v, where)
+
+
+class _In(SQLModel):
+    """Input models: unknown fields are errors, every value must be storable."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _storable(self) -> Any:
+        for name in type(self).model_fields:
+            _check_storable(getattr(self, name), name)
+        return self
+
+    def values(self) -> dict[str, Any]:
+        """The fields that were set, keyed by database column name."""
+        return self.model_dump(exclude_unset=True)
+
+
+class _Update(_In):
+    """Changes to a row: the base's fields, each optional (only the given ones change),
+    minus ``fixed``, the ones that never change after creation."""
+
+    fixed: ClassVar[tuple[str, ...]] = ("id",)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        fields = {}
+        for name, info in cls.__pydantic_fields__.items():
+            if name in cls.fixed:
+                continue
+            optional = FieldInfo.merge_field_infos(info, default=None)
+            optional.annotation = Optional[info.annotation]  # type: ignore[assignment]  # noqa: UP045
+            fields[name] = optional
+        cls.__pydantic_fields__ = fields
+        cls.model_rebuild(force=True)
+
+
+class _Out(SQLModel):
+    """Public models: read from database rows (not validated again); extra columns are
+    ignored, instances are frozen."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)  # type: ignore[assignment]
+
+    @classmethod
+    def from_row(cls, row: Any) -> Any:
+        """An instance from a row mapping, trusting the database's types and constraints."""
+        return cls.model_construct(**row)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: one field per row, long values (graphs, JSON) summarised."""
+        from ._display import html_record
+
+        return html_record(type(self).__name__, self.model_dump())
+
+
+class _MetadataAlias:
+    @property
+    def metadata(self) -> Any:
+        """The ``metadata`` column (the field is ``metadata_``; SQLModel reserves the name)."""
+        return self.metadata_  # type: ignore[attr-defined]
+
+
+class _Stamped(_Model):
+    created_at: datetime = _ts(now=True)
+    updated_at: datetime = _ts(now=True)
+
+
+class _SoftDeleted(_Stamped):
+    deleted_at: datetime | None = _ts()
+
+
+# -- workflows -----------------------------------------------------------------------------
+class WorkflowBase(_Model):
+    """The fields a caller gives for a workflow (``owner`` and ``created_by`` default to
+    the client's user)."""
+
+    id: str = _id()
+    name: NonEmpty255 = Field(max_length=255)
+    description: str | None = Field(default=None, sa_type=sa.Text)
+    owner: str | None = _str(required=True, min_length=1)
+    organization_id: str | None = _org()
+    nodes: JsonArray = Field(default_factory=list, sa_type=_JSONB, nullable=False)
+    edges: JsonArray = Field(default_factory=list, sa_type=_JSONB, nullable=False)
+    metadata_: JsonObject | None = _metadata()
+    tags: list[str] | None = _server(postgresql.ARRAY(sa.Text), "'{}'::text[]")
+    status: WorkflowStatusName | None = _server(sa.String(50), "'draft'::character varying")
+    is_public: bool | None = _server(sa.Boolean, sa.false())
+    created_by: str | None = _str(required=True, min_length=1)
+    updated_by: str | None = _str(required=True, min_length=1)
+
+
+class _WorkflowState(_Model):
+    version: int = _server(sa.Integer, "1", nullable=False)
+
+
+class Workflow(_SoftDeleted, _WorkflowState, WorkflowBase, table=True):
     """A workflow definition: a JSONB graph of ``nodes`` and ``edges``."""
 
     __tablename__ = "workflows"
@@ -156,43 +408,61 @@ class Workflow(SQLModel, table=True):
         ),
     )
 
-    id: str = Field(primary_key=True, max_length=255)
-    name: str = Field(max_length=255)
-    description: str | None = Field(default=None, sa_type=sa.Text)
-    version: int = Field(
-        default=None,
-        sa_type=sa.Integer,
-        nullable=False,
-        sa_column_kwargs={"server_default": sa.text("1")},
-    )
-    owner: str = Field(max_length=255)
-    organization_id: str | None = Field(
-        default=None, max_length=255, foreign_key="organizations.id", ondelete="RESTRICT"
-    )
-    nodes: list[Any] = Field(sa_type=postgresql.JSONB, nullable=False)
-    edges: list[Any] = Field(sa_type=postgresql.JSONB, nullable=False)
-    metadata_: dict[str, Any] | None = _jsonb_object_default()
-    tags: list[str] | None = Field(
-        default=None,
-        sa_type=postgresql.ARRAY(sa.Text),
-        sa_column_kwargs={"server_default": sa.text("'{}'::text[]")},
-    )
-    status: str | None = Field(
-        default=None,
-        sa_type=sa.String(50),
-        sa_column_kwargs={"server_default": sa.text("'draft'::character varying")},
-    )
-    is_public: bool | None = Field(
-        default=None, sa_type=sa.Boolean, sa_column_kwargs={"server_default": sa.false()}
-    )
-    created_at: datetime = _created_at()
-    updated_at: datetime = _created_at()
-    created_by: str = Field(max_length=255)
-    updated_by: str = Field(max_length=255)
-    deleted_at: datetime | None = _ts()
+
+class WorkflowCreate(WorkflowBase, _In):
+    """A new workflow. ``owner``/``created_by`` default to the client's user.
+
+    Example:
+        >>> WorkflowCreate(name="etl", owner="ana", nodes=[], edges=[]).status is None
+        True
+    """
 
 
-class Execution(SQLModel, table=True):
+class WorkflowUpdate(WorkflowBase, _Update):
+    """Changes to a workflow (every field optional; only the given ones change).
+
+    Example:
+        >>> WorkflowUpdate(status="active", metadata={"team": "data"}).values()
+        {'metadata': {'team': 'data'}, 'status': 'active'}
+    """
+
+    fixed = ("id", "created_by")
+
+
+class WorkflowPublic(_SoftDeleted, _WorkflowState, WorkflowBase, _MetadataAlias, _Out):  # type: ignore[override]
+    """A workflow as the client returns it."""
+
+
+# -- executions ----------------------------------------------------------------------------
+class ExecutionBase(_Model):
+    """The fields a caller gives for an execution."""
+
+    id: str = _id()
+    workflow_id: str = Field(
+        min_length=1, max_length=255, foreign_key="workflows.id", ondelete="CASCADE"
+    )
+    owner: str | None = _str(required=True, min_length=1)
+    organization_id: str | None = _org()
+    parameters: JsonObject | None = _server(_JSONB, "'{}'::jsonb")
+    metadata_: JsonObject | None = _metadata()
+    trace_id: str | None = _str()
+    current_step: str | None = _str()
+    steps_completed: int | None = _server(sa.Integer, "0", ge=0, le=INT4_MAX)
+    steps_total: int | None = _server(sa.Integer, "0", ge=0, le=INT4_MAX)
+
+
+class _ExecutionState(_Model):
+    status: ExecutionStatusName = _server(
+        sa.String(50), "'queued'::character varying", nullable=False
+    )
+    result: Any | None = Field(default=None, sa_type=_JSONB)
+    error: Any | None = Field(default=None, sa_type=_JSONB)
+    started_at: datetime | None = _ts()
+    completed_at: datetime | None = _ts()
+    duration_seconds: Decimal | None = Field(default=None, sa_type=sa.Numeric(10, 3))
+
+
+class Execution(_Stamped, _ExecutionState, ExecutionBase, table=True):
     """One run of a workflow."""
 
     __tablename__ = "executions"
@@ -221,42 +491,59 @@ class Execution(SQLModel, table=True):
         sa.Index("idx_executions_workflow_created_id", "workflow_id", "created_at", "id"),
     )
 
-    id: str = Field(primary_key=True, max_length=255)
-    workflow_id: str = Field(max_length=255, foreign_key="workflows.id", ondelete="CASCADE")
-    owner: str = Field(max_length=255)
-    organization_id: str | None = Field(
-        default=None, max_length=255, foreign_key="organizations.id", ondelete="RESTRICT"
-    )
-    status: str = Field(
-        default=None,
-        sa_type=sa.String(50),
-        nullable=False,
-        sa_column_kwargs={"server_default": sa.text("'queued'::character varying")},
-    )
-    parameters: dict[str, Any] | None = Field(
-        default=None,
-        sa_type=postgresql.JSONB,
-        sa_column_kwargs={"server_default": sa.text("'{}'::jsonb")},
-    )
-    result: Any | None = Field(default=None, sa_type=postgresql.JSONB)
-    error: Any | None = Field(default=None, sa_type=postgresql.JSONB)
-    started_at: datetime | None = _ts()
-    completed_at: datetime | None = _ts()
-    duration_seconds: Decimal | None = Field(default=None, sa_type=sa.Numeric(10, 3))
-    current_step: str | None = Field(default=None, max_length=255)
-    steps_completed: int | None = Field(
-        default=None, sa_type=sa.Integer, sa_column_kwargs={"server_default": sa.text("0")}
-    )
-    steps_total: int | None = Field(
-        default=None, sa_type=sa.Integer, sa_column_kwargs={"server_default": sa.text("0")}
-    )
-    metadata_: dict[str, Any] | None = _jsonb_object_default()
-    trace_id: str | None = Field(default=None, max_length=255)
-    created_at: datetime = _created_at()
-    updated_at: datetime = _created_at()
+
+class ExecutionCreate(ExecutionBase, _In):
+    """A new (queued) execution of a workflow.
+
+    ``owner`` defaults to the client's user, else the workflow's owner;
+    ``organization_id`` is the workflow's. ``metadata.workflow_version`` is set to
+    the workflow's version at creation.
+
+    Example:
+        >>> ExecutionCreate(workflow_id="wf_1", parameters={"n": 3}).parameters
+        {'n': 3}
+    """
 
 
-class User(SQLModel, table=True):
+class ExecutionUpdate(ExecutionBase, _Update):
+    """Changes to an execution outside its lifecycle (status changes go through the verbs).
+
+    Example:
+        >>> ExecutionUpdate(current_step="load", steps_completed=2).values()
+        {'current_step': 'load', 'steps_completed': 2}
+    """
+
+    fixed = ("id", "workflow_id", "organization_id", "parameters")
+
+
+class ExecutionPublic(_Stamped, _ExecutionState, ExecutionBase, _MetadataAlias, _Out):  # type: ignore[override]
+    """An execution as the client returns it."""
+
+
+# -- users ---------------------------------------------------------------------------------
+class UserBase(_Model):
+    """The fields a caller gives for a user (never a password hash)."""
+
+    id: str = _id()
+    username: Username = Field(max_length=255, unique=True)
+    email: Email = Field(max_length=255, unique=True)
+    full_name: str | None = _str()
+    avatar_url: str | None = Field(default=None, sa_type=sa.Text)
+    organization_id: str | None = _org()
+    is_active: bool | None = _server(sa.Boolean, sa.true())
+    is_admin: bool | None = _server(sa.Boolean, sa.false())
+    email_verified: bool | None = _server(sa.Boolean, sa.false())
+    scopes: list[Scope] | None = _server(_JSONB, '\'["workflow:read", "workflow:execute"]\'::jsonb')
+
+
+class _UserState(_Model):
+    last_login: datetime | None = _ts()
+    password_changed_at: datetime | None = _ts()
+    failed_login_attempts: int | None = _server(sa.Integer, "0")
+    locked_until: datetime | None = _ts()
+
+
+class User(_SoftDeleted, _UserState, UserBase, table=True):
     """A user account. ``password_hash`` never leaves this class (see ``UserPublic``)."""
 
     __tablename__ = "users"
@@ -269,43 +556,48 @@ class User(SQLModel, table=True):
         sa.Index("idx_users_active", "is_active", postgresql_where=sa.text("deleted_at IS NULL")),
     )
 
-    id: str = Field(primary_key=True, max_length=255)
-    username: str = Field(max_length=255, unique=True)
-    email: str = Field(max_length=255, unique=True)
     password_hash: str = Field(max_length=255, repr=False)
-    full_name: str | None = Field(default=None, max_length=255)
-    avatar_url: str | None = Field(default=None, sa_type=sa.Text)
-    organization_id: str | None = Field(
-        default=None, max_length=255, foreign_key="organizations.id", ondelete="RESTRICT"
-    )
-    is_active: bool | None = Field(
-        default=None, sa_type=sa.Boolean, sa_column_kwargs={"server_default": sa.true()}
-    )
-    is_admin: bool | None = Field(
-        default=None, sa_type=sa.Boolean, sa_column_kwargs={"server_default": sa.false()}
-    )
-    email_verified: bool | None = Field(
-        default=None, sa_type=sa.Boolean, sa_column_kwargs={"server_default": sa.false()}
-    )
-    scopes: list[str] | None = Field(
-        default=None,
-        sa_type=postgresql.JSONB,
-        sa_column_kwargs={
-            "server_default": sa.text('\'["workflow:read", "workflow:execute"]\'::jsonb')
-        },
-    )
-    last_login: datetime | None = _ts()
-    password_changed_at: datetime | None = _ts()
-    failed_login_attempts: int | None = Field(
-        default=None, sa_type=sa.Integer, sa_column_kwargs={"server_default": sa.text("0")}
-    )
-    locked_until: datetime | None = _ts()
-    created_at: datetime = _created_at()
-    updated_at: datetime = _created_at()
-    deleted_at: datetime | None = _ts()
 
 
-class Organization(SQLModel, table=True):
+class _PasswordInput(SQLModel):
+    password: Password | None = Field(default=None, repr=False)
+
+
+class UserCreate(UserBase, _PasswordInput, _In):
+    """A new user. ``password`` is hashed with argon2id; without one the account cannot log in.
+
+    Example:
+        >>> UserCreate(username="ana", email="ana@example.com", password="correct horse").username
+        'ana'
+    """
+
+
+class UserUpdate(UserBase, _PasswordInput, _Update):
+    """Changes to a user. A ``password`` here is hashed like in :meth:`Users.set_password`.
+
+    Example:
+        >>> sorted(UserUpdate(full_name="Ana B", password="correct horse").values())
+        ['full_name', 'password']
+    """
+
+
+class UserPublic(_SoftDeleted, _UserState, UserBase, _Out):
+    """A user as the client returns it: never the password hash."""
+
+    HIDDEN: ClassVar[frozenset[str]] = SECRET_COLUMNS["users"]
+
+
+# -- organizations -------------------------------------------------------------------------
+class OrganizationBase(_Model):
+    """The fields a caller gives for an organization (a tenant)."""
+
+    id: str = _id()
+    name: NonEmpty255 = Field(max_length=255)
+    slug: Slug = Field(max_length=255, unique=True)
+    settings: JsonObject | None = _server(_JSONB, "'{}'::jsonb", nullable=False)
+
+
+class Organization(_SoftDeleted, OrganizationBase, table=True):
     """A tenant (spec phase 2). Rows of the other tables belong to one by ``organization_id``."""
 
     __tablename__ = "organizations"
@@ -313,26 +605,59 @@ class Organization(SQLModel, table=True):
         sa.CheckConstraint("jsonb_typeof(settings) = 'object'", name="valid_settings"),
     )
 
-    id: str = Field(primary_key=True, max_length=255)
-    name: str = Field(max_length=255)
-    slug: str = Field(max_length=255, unique=True)
-    settings: dict[str, Any] = Field(
+
+class OrganizationCreate(OrganizationBase, _In):
+    """A new organization (tenant).
+
+    Example:
+        >>> OrganizationCreate(name="Acme", slug="acme").slug
+        'acme'
+    """
+
+
+class OrganizationUpdate(OrganizationBase, _Update):
+    """Changes to an organization.
+
+    Example:
+        >>> OrganizationUpdate(name="Acme Corp").values()
+        {'name': 'Acme Corp'}
+    """
+
+
+class OrganizationPublic(_SoftDeleted, OrganizationBase, _Out):
+    """An organization as the client returns it."""
+
+
+# -- audit log -----------------------------------------------------------------------------
+class _AuditLogRow(_Model):
+    id: int | None = Field(
         default=None,
-        sa_type=postgresql.JSONB,
-        nullable=False,
-        sa_column_kwargs={"server_default": sa.text("'{}'::jsonb")},
+        sa_type=sa.BigInteger,
+        primary_key=True,
+        sa_column_args=[sa.Identity(always=True)],
     )
-    created_at: datetime = _created_at()
-    updated_at: datetime = _created_at()
-    deleted_at: datetime | None = _ts()
+    occurred_at: datetime = Field(
+        default=None,
+        sa_type=_TZ,
+        primary_key=True,
+        nullable=False,
+        sa_column_kwargs={"server_default": _NOW},
+    )
+    table_name: str = Field(max_length=63)
+    row_id: str = Field(max_length=255)
+    action: AuditActionName = Field(sa_type=sa.String(10))
+    actor: str | None = _str()
+    organization_id: str | None = _str()
+    changes: dict[str, Any] = _server(_JSONB, "'{}'::jsonb", nullable=False)
+    transaction_id: int = _server(sa.BigInteger, "txid_current()", nullable=False)
 
 
-class AuditLogEntry(SQLModel, table=True):
+class AuditLogEntry(_AuditLogRow, table=True):
     """One audited change (spec phase 2), written by statement-level triggers.
 
     ``changes`` holds the new row for INSERT, the old row for DELETE and
     ``{column: {"old": ..., "new": ...}}`` of the changed columns for UPDATE;
-    ``password_hash`` is always ``"[redacted]"``.
+    secret columns (``password_hash``) are always ``"[redacted]"``.
 
     Phase 3: the table is range-partitioned by month on ``occurred_at``
     (partitions ``audit_log_YYYY_MM`` and ``audit_log_default``, managed by
@@ -351,36 +676,9 @@ class AuditLogEntry(SQLModel, table=True):
         {"postgresql_partition_by": "RANGE (occurred_at)"},
     )
 
-    id: int | None = Field(
-        default=None,
-        sa_type=sa.BigInteger,
-        primary_key=True,
-        sa_column_args=[sa.Identity(always=True)],
-    )
-    occurred_at: datetime = Field(
-        default=None,
-        sa_type=_TZ,
-        primary_key=True,
-        nullable=False,
-        sa_column_kwargs={"server_default": _NOW},
-    )
-    table_name: str = Field(max_length=63)
-    row_id: str = Field(max_length=255)
-    action: str = Field(max_length=10)
-    actor: str | None = Field(default=None, max_length=255)
-    organization_id: str | None = Field(default=None, max_length=255)
-    changes: dict[str, Any] = Field(
-        default=None,
-        sa_type=postgresql.JSONB,
-        nullable=False,
-        sa_column_kwargs={"server_default": sa.text("'{}'::jsonb")},
-    )
-    transaction_id: int = Field(
-        default=None,
-        sa_type=sa.BigInteger,
-        nullable=False,
-        sa_column_kwargs={"server_default": sa.text("txid_current()")},
-    )
+
+class AuditLogEntryPublic(_AuditLogRow, _Out):
+    """One audit log entry (see :class:`AuditLogEntry` for what ``changes`` holds)."""
 
 
 # Core tables, for query builders (typed handles on the classes' ``__table__``).
@@ -389,418 +687,3 @@ EXECUTIONS: sa.Table = Execution.__table__  # type: ignore[attr-defined]
 USERS: sa.Table = User.__table__  # type: ignore[attr-defined]
 ORGANIZATIONS: sa.Table = Organization.__table__  # type: ignore[attr-defined]
 AUDIT_LOG: sa.Table = AuditLogEntry.__table__  # type: ignore[attr-defined]
-
-
-# ---------------------------------------------------------------------------------------
-# Models the client takes and returns (no tables): XBase / XCreate / XUpdate / XPublic.
-#
-# They are pydantic models (SQLModel reserves the attribute name ``metadata``), so the
-# JSONB column ``metadata`` is the field ``metadata`` here; ``metadata_=`` is accepted as
-# an alias on input and ``.metadata_`` is a read-only alias on the public models.
-# Validation mirrors the database: lengths <= 255, status enums, JSON arrays/objects,
-# non-negative counters and durations, email shape; strings may not hold NUL bytes or
-# lone surrogates and JSON numbers must be finite (PostgreSQL refuses both).
-# ---------------------------------------------------------------------------------------
-
-import math  # noqa: E402
-from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, TypeAlias  # noqa: E402
-
-from pydantic import (  # noqa: E402
-    AfterValidator,
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
-    EmailStr,
-    JsonValue,
-    StringConstraints,
-    model_validator,
-)
-from pydantic import Field as PField  # noqa: E402
-
-__all__ += [
-    "AuditLogEntryPublic",
-    "ExecutionBase",
-    "ExecutionCreate",
-    "ExecutionPublic",
-    "ExecutionUpdate",
-    "OrganizationBase",
-    "OrganizationCreate",
-    "OrganizationPublic",
-    "OrganizationUpdate",
-    "UserBase",
-    "UserCreate",
-    "UserPublic",
-    "UserUpdate",
-    "WorkflowBase",
-    "WorkflowCreate",
-    "WorkflowPublic",
-    "WorkflowUpdate",
-    "new_id",
-]
-
-ID_PREFIXES = {
-    "workflows": "wf",
-    "executions": "ex",
-    "users": "usr",
-    "organizations": "org",
-}
-
-INT4_MAX = 2_147_483_647
-
-Str255 = Annotated[str, StringConstraints(max_length=255)]
-NonEmpty255 = Annotated[str, StringConstraints(min_length=1, max_length=255)]
-Id = Annotated[str, StringConstraints(min_length=1, max_length=255)]
-
-
-def _no_at(value: str) -> str:
-    if "@" in value:
-        raise ValueError(
-            "a username cannot contain '@': a log-in with '@' is matched against emails only"
-        )
-    return value
-
-
-#: A username: never an email address (``authenticate("x@y")`` looks at emails only).
-Username = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_no_at)]
-Slug = Annotated[
-    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[a-z0-9][a-z0-9_-]*$")
-]
-Scope = Annotated[
-    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
-]
-Count = Annotated[int, PField(ge=0, le=INT4_MAX)]
-JsonObject = dict[str, JsonValue]
-JsonArray = list[JsonValue]
-if TYPE_CHECKING:  # the Literals are made from the enums, which a type checker cannot follow
-    WorkflowStatusName: TypeAlias = str
-    ExecutionStatusName: TypeAlias = str
-    AuditActionName: TypeAlias = str
-else:
-    WorkflowStatusName = Literal[WORKFLOW_STATUSES]
-    ExecutionStatusName = Literal[EXECUTION_STATUSES]
-    AuditActionName = Literal[_values(*AuditAction)]
-
-
-def new_id(table: str) -> str:
-    """A new id for a row of ``table``: a readable prefix and a ULID (sortable by creation time).
-
-    Example:
-        >>> new_id("workflows").startswith("wf_") and len(new_id("workflows")) == 29
-        True
-    """
-    from ulid import ULID
-
-    return f"{ID_PREFIXES[table]}_{ULID()}"
-
-
-def _check_storable(value: Any, where: str = "value") -> None:
-    """Refuse what PostgreSQL cannot store: NUL bytes, lone surrogates, NaN/Infinity in JSON."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"{where}: text may not contain NUL (\\x00) characters")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"{where}: text is not valid Unicode (lone surrogate)") from None
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{where}: numbers must be finite (no NaN or Infinity)")
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            _check_storable(k, where)
-            _check_storable(v, where)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            _check_storable(v, where)
-
-
-class _In(BaseModel):
-    """Input models: unknown fields are errors, every value must be storable."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
-
-    @model_validator(mode="after")
-    def _storable(self) -> Any:
-        for name in type(self).model_fields:
-            _check_storable(getattr(self, name), name)
-        return self
-
-    def values(self) -> dict[str, Any]:
-        """The fields that were set, keyed by database column name."""
-        return self.model_dump(exclude_unset=True)
-
-
-class _Out(BaseModel):
-    """Public models: built from database rows; extra columns are ignored."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
-
-    @property
-    def metadata_(self) -> Any:
-        """Alias of ``metadata`` (the tables' Python attribute name)."""
-        return getattr(self, "metadata", None)
-
-    def _repr_html_(self) -> str:
-        """Jupyter: one field per row, long values (graphs, JSON) summarised."""
-        from ._display import html_record
-
-        return html_record(type(self).__name__, self.model_dump())
-
-
-_META = PField(default=None, validation_alias=AliasChoices("metadata", "metadata_"))
-
-
-# -- workflows -----------------------------------------------------------------------------
-class WorkflowBase(_In):
-    """Fields a caller may give for a workflow."""
-
-    name: NonEmpty255
-    description: str | None = None
-    owner: NonEmpty255
-    organization_id: Id | None = None
-    nodes: JsonArray
-    edges: JsonArray
-    metadata: JsonObject | None = _META
-    tags: list[str] | None = None
-    status: WorkflowStatusName | None = None
-    is_public: bool | None = None
-
-
-class WorkflowCreate(WorkflowBase):
-    """A new workflow. ``owner``/``created_by`` default to the client's user.
-
-    Example:
-        >>> WorkflowCreate(name="etl", owner="ana", nodes=[], edges=[]).status is None
-        True
-    """
-
-    id: Id | None = None
-    owner: NonEmpty255 | None = None  # type: ignore[assignment]
-    nodes: JsonArray = PField(default_factory=list)
-    edges: JsonArray = PField(default_factory=list)
-    created_by: NonEmpty255 | None = None
-    updated_by: NonEmpty255 | None = None
-
-
-class WorkflowUpdate(_In):
-    """Changes to a workflow (every field optional; only the given ones change)."""
-
-    name: NonEmpty255 | None = None
-    description: str | None = None
-    owner: NonEmpty255 | None = None
-    organization_id: Id | None = None
-    nodes: JsonArray | None = None
-    edges: JsonArray | None = None
-    metadata: JsonObject | None = _META
-    tags: list[str] | None = None
-    status: WorkflowStatusName | None = None
-    is_public: bool | None = None
-    updated_by: NonEmpty255 | None = None
-
-
-class WorkflowPublic(_Out):
-    """A workflow as the client returns it."""
-
-    id: str
-    name: str
-    description: str | None = None
-    version: int
-    owner: str
-    organization_id: str | None = None
-    nodes: list[Any]
-    edges: list[Any]
-    metadata: dict[str, Any] | None = None
-    tags: list[str] | None = None
-    status: str | None = None
-    is_public: bool | None = None
-    created_at: datetime
-    updated_at: datetime
-    created_by: str
-    updated_by: str
-    deleted_at: datetime | None = None
-
-
-# -- executions ----------------------------------------------------------------------------
-class ExecutionBase(_In):
-    """Fields a caller may give for an execution."""
-
-    workflow_id: Id
-    owner: NonEmpty255 | None = None
-    organization_id: Id | None = None
-    parameters: JsonObject | None = None
-    metadata: JsonObject | None = _META
-    trace_id: Str255 | None = None
-
-
-class ExecutionCreate(ExecutionBase):
-    """A new (queued) execution of a workflow.
-
-    ``owner`` defaults to the client's user, else the workflow's owner;
-    ``organization_id`` is the workflow's. ``metadata.workflow_version`` is set to
-    the workflow's version at creation.
-
-    Example:
-        >>> ExecutionCreate(workflow_id="wf_1", parameters={"n": 3}).parameters
-        {'n': 3}
-    """
-
-    id: Id | None = None
-
-
-class ExecutionUpdate(_In):
-    """Changes to an execution outside its lifecycle (status changes go through the verbs)."""
-
-    owner: NonEmpty255 | None = None
-    metadata: JsonObject | None = _META
-    trace_id: Str255 | None = None
-    current_step: Str255 | None = None
-    steps_completed: Count | None = None
-    steps_total: Count | None = None
-
-
-class ExecutionPublic(_Out):
-    """An execution as the client returns it."""
-
-    id: str
-    workflow_id: str
-    owner: str
-    organization_id: str | None = None
-    status: ExecutionStatusName
-    parameters: dict[str, Any] | None = None
-    result: Any | None = None
-    error: Any | None = None
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    duration_seconds: Decimal | None = PField(default=None, ge=0)
-    current_step: str | None = None
-    steps_completed: int | None = None
-    steps_total: int | None = None
-    metadata: dict[str, Any] | None = None
-    trace_id: str | None = None
-    created_at: datetime
-    updated_at: datetime
-
-
-# -- users ---------------------------------------------------------------------------------
-class UserBase(_In):
-    """Fields a caller may give for a user."""
-
-    username: Username
-    email: Annotated[EmailStr, StringConstraints(max_length=255)]
-    full_name: Str255 | None = None
-    avatar_url: str | None = None
-    organization_id: Id | None = None
-    is_active: bool | None = None
-    is_admin: bool | None = None
-    email_verified: bool | None = None
-    scopes: list[Scope] | None = None
-
-
-class UserCreate(UserBase):
-    """A new user. ``password`` is hashed with argon2id; without one the account cannot log in.
-
-    Example:
-        >>> UserCreate(username="ana", email="ana@example.com", password="correct horse").username
-        'ana'
-    """
-
-    id: Id | None = None
-    password: Annotated[str, StringConstraints(min_length=8, max_length=1024)] | None = PField(
-        default=None, repr=False
-    )
-
-
-class UserUpdate(_In):
-    """Changes to a user. A ``password`` here is hashed like in :meth:`Users.set_password`."""
-
-    username: Username | None = None
-    email: Annotated[EmailStr, StringConstraints(max_length=255)] | None = None
-    full_name: Str255 | None = None
-    avatar_url: str | None = None
-    organization_id: Id | None = None
-    is_active: bool | None = None
-    is_admin: bool | None = None
-    email_verified: bool | None = None
-    scopes: list[Scope] | None = None
-    password: Annotated[str, StringConstraints(min_length=8, max_length=1024)] | None = PField(
-        default=None, repr=False
-    )
-
-
-class UserPublic(_Out):
-    """A user as the client returns it: never the password hash."""
-
-    id: str
-    username: str
-    email: str
-    full_name: str | None = None
-    avatar_url: str | None = None
-    organization_id: str | None = None
-    is_active: bool | None = None
-    is_admin: bool | None = None
-    email_verified: bool | None = None
-    scopes: list[str] | None = None
-    last_login: datetime | None = None
-    password_changed_at: datetime | None = None
-    failed_login_attempts: int | None = None
-    locked_until: datetime | None = None
-    created_at: datetime
-    updated_at: datetime
-    deleted_at: datetime | None = None
-
-    HIDDEN: ClassVar[frozenset[str]] = SECRET_COLUMNS["users"]
-
-
-# -- organizations -------------------------------------------------------------------------
-class OrganizationBase(_In):
-    """Fields a caller may give for an organization."""
-
-    name: NonEmpty255
-    slug: Slug
-    settings: JsonObject | None = None
-
-
-class OrganizationCreate(OrganizationBase):
-    """A new organization (tenant).
-
-    Example:
-        >>> OrganizationCreate(name="Acme", slug="acme").slug
-        'acme'
-    """
-
-    id: Id | None = None
-
-
-class OrganizationUpdate(_In):
-    """Changes to an organization."""
-
-    name: NonEmpty255 | None = None
-    slug: Slug | None = None
-    settings: JsonObject | None = None
-
-
-class OrganizationPublic(_Out):
-    """An organization as the client returns it."""
-
-    id: str
-    name: str
-    slug: str
-    settings: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-    deleted_at: datetime | None = None
-
-
-# -- audit log -----------------------------------------------------------------------------
-class AuditLogEntryPublic(_Out):
-    """One audit log entry (see :class:`AuditLogEntry` for what ``changes`` holds)."""
-
-    id: int
-    occurred_at: datetime
-    table_name: str
-    row_id: str
-    action: AuditActionName
-    actor: str | None = None
-    organization_id: str | None = None
-    changes: dict[str, Any]
-    transaction_id: int

@@ -200,7 +200,7 @@ class Resource(Guarded, Generic[T]):
         return [c for c in self.table.c if c.name not in self.hidden_columns]
 
     def _public(self, row: Any) -> T:
-        return self.public_model.model_validate(dict(row._mapping))  # type: ignore[return-value]
+        return self.public_model.from_row(row._mapping)  # type: ignore[attr-defined]
 
     def _filter(self, filter: Any = None, **fields: Any) -> Any:
         """The resource's filter object from a filter and/or keyword fields."""
