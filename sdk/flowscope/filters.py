@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
+from ._modelkit import check_storable
 from .models import (
     AUDIT_LOG,
     EXECUTIONS,
@@ -31,9 +32,9 @@ from .models import (
     USERS,
     WORKFLOWS,
     AuditActionName,
+    AuditedTableName,
     ExecutionStatusName,
     WorkflowStatusName,
-    _check_storable,
 )
 
 __all__ = [
@@ -116,7 +117,7 @@ class _Filter(BaseModel):
     @model_validator(mode="after")
     def _storable(self) -> Any:
         for name in type(self).model_fields:
-            _check_storable(getattr(self, name), name)
+            check_storable(getattr(self, name), name)
         return self
 
     def is_empty(self) -> bool:
@@ -220,27 +221,40 @@ class ExecutionFilter(_Filter):
             parts.append(w.deleted_at.is_(None))
         return sa.and_(*parts) if parts else None
 
-    def clause(self, table: sa.FromClause | None = None) -> ColumnElement[bool]:
-        """The WHERE expression over ``executions`` (or an alias of it)."""
+    #: the list fields and the ``executions`` column each one matches
+    _MATCHES: ClassVar[dict[str, str]] = {
+        "ids": "id",
+        "workflow_ids": "workflow_id",
+        "owner": "owner",
+        "organization_id": "organization_id",
+        "status": "status",
+    }
+
+    def clause(
+        self, table: sa.FromClause | None = None, *, times: bool = True, workflows: bool = True
+    ) -> ColumnElement[bool]:
+        """The WHERE expression over ``executions`` (or an alias of it, or a relation with
+        its columns, such as a rollup view: ``times=False`` leaves out ``since``/``until``,
+        ``workflows=False`` the semi-join on ``workflows``).
+
+        Example:
+            >>> f = ExecutionFilter(owner="ana", status="failed", include_deleted_workflows=True)
+            >>> print(f.clause().compile(compile_kwargs={"literal_binds": True}))
+            executions.owner = ANY (ARRAY['ana']) AND executions.status = ANY (ARRAY['failed'])
+        """
         e = (table if table is not None else EXECUTIONS).c
-        parts: list[ColumnElement[bool]] = []
-        if self.ids is not None:
-            parts.append(_any(e.id, self.ids))
-        if self.workflow_ids is not None:
-            parts.append(_any(e.workflow_id, self.workflow_ids))
-        if self.owner is not None:
-            parts.append(_any(e.owner, self.owner))
-        if self.organization_id is not None:
-            parts.append(_any(e.organization_id, self.organization_id))
-        if self.status is not None:
-            parts.append(_any(e.status, self.status))
-        if self.since is not None:
+        parts: list[ColumnElement[bool]] = [
+            _any(e[column], getattr(self, field))
+            for field, column in self._MATCHES.items()
+            if getattr(self, field) is not None
+        ]
+        if times and self.since is not None:
             parts.append(e.created_at >= self.since)
-        if self.until is not None:
+        if times and self.until is not None:
             parts.append(e.created_at < self.until)
         if self.trace_id is not None:
             parts.append(e.trace_id == self.trace_id)
-        on_workflows = self.workflow_clause()
+        on_workflows = self.workflow_clause() if workflows else None
         if on_workflows is not None:
             w = WORKFLOWS.c
             parts.append(e.workflow_id.in_(sa.select(w.id).where(on_workflows)))
@@ -313,7 +327,7 @@ class AuditFilter(_Filter):
         ['UPDATE']
     """
 
-    table_name: list[Literal["workflows", "executions", "users", "organizations"]] | None = None
+    table_name: list[AuditedTableName] | None = None
     row_id: list[str] | None = None
     action: list[AuditActionName] | None = None
     actor: list[str] | None = None

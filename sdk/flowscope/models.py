@@ -37,25 +37,39 @@ Example:
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Optional, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import sqlalchemy as sa
-from pydantic import (
-    AfterValidator,
-    AliasChoices,
-    ConfigDict,
-    EmailStr,
-    JsonValue,
-    StringConstraints,
-    model_validator,
-)
-from pydantic.fields import FieldInfo
+from pydantic import AliasChoices
 from sqlalchemy.dialects import postgresql
 from sqlmodel import Field, SQLModel
+
+from ._modelkit import (
+    INT4_MAX,
+    JSONB,
+    NOW,
+    TZ,
+    Email,
+    In,
+    JsonArray,
+    JsonObject,
+    MetadataAlias,
+    Model,
+    NonEmpty255,
+    Out,
+    Password,
+    Scope,
+    Slug,
+    Update,
+    Username,
+    primary_id,
+    server_default,
+    timestamptz,
+    varchar,
+)
 
 __all__ = [
     "AUDIT_LOG",
@@ -64,6 +78,7 @@ __all__ = [
     "FAILED_EXECUTION_STATUSES",
     "ORGANIZATIONS",
     "SECRET_COLUMNS",
+    "TABLES",
     "TERMINAL_EXECUTION_STATUSES",
     "USERS",
     "WORKFLOWS",
@@ -143,10 +158,13 @@ TERMINAL_EXECUTION_STATUSES = _values(
 FAILED_EXECUTION_STATUSES = _values(ExecutionStatus.FAILED, ExecutionStatus.TIMEOUT)
 #: columns that never leave the database (reads, exports, mirrors, audit)
 SECRET_COLUMNS: dict[str, frozenset[str]] = {"users": frozenset({"password_hash"})}
+#: the tables whose changes the audit log records (revision 0002's triggers)
+AUDITED_TABLES = ("workflows", "executions", "users", "organizations")
 #: the readable prefix of each table's ids (``wf_01J...``)
 ID_PREFIXES = {"workflows": "wf", "executions": "ex", "users": "usr", "organizations": "org"}
 
 if TYPE_CHECKING:  # the Literals are made from the enums, which a type checker cannot follow
+    AuditedTableName: TypeAlias = str
     WorkflowStatusName: TypeAlias = str
     ExecutionStatusName: TypeAlias = str
     AuditActionName: TypeAlias = str
@@ -154,6 +172,7 @@ else:
     WorkflowStatusName = Literal[WORKFLOW_STATUSES]
     ExecutionStatusName = Literal[EXECUTION_STATUSES]
     AuditActionName = Literal[_values(*AuditAction)]
+    AuditedTableName = Literal[AUDITED_TABLES]
 
 
 def _one_of(column: str, enum: type[StrEnum]) -> str:
@@ -173,67 +192,6 @@ def new_id(table: str) -> str:
     return f"{ID_PREFIXES[table]}_{ULID()}"
 
 
-# -- value types: validation mirrors the database ---------------------------------------------
-INT4_MAX = 2_147_483_647
-
-
-def _no_at(value: str) -> str:
-    if "@" in value:
-        raise ValueError(
-            "a username cannot contain '@': a log-in with '@' is matched against emails only"
-        )
-    return value
-
-
-NonEmpty255 = Annotated[str, StringConstraints(min_length=1, max_length=255)]
-#: A username: never an email address (``authenticate("x@y")`` looks at emails only).
-Username = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_no_at)]
-Email = Annotated[EmailStr, StringConstraints(max_length=255)]
-Slug = Annotated[
-    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[a-z0-9][a-z0-9_-]*$")
-]
-Scope = Annotated[
-    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
-]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
-if TYPE_CHECKING:  # JSON is validated as JSON, and typed as what callers read from it
-    JsonObject: TypeAlias = dict[str, Any]
-    JsonArray: TypeAlias = list[Any]
-else:
-    JsonObject = dict[str, JsonValue]
-    JsonArray = list[JsonValue]
-
-_NOW = sa.text("CURRENT_TIMESTAMP")
-_TZ = sa.DateTime(timezone=True)
-_JSONB = postgresql.JSONB
-
-
-def _str(*, required: bool = False, **kwargs: Any) -> Any:
-    """A VARCHAR(255) column; ``required``: NOT NULL (the client may still fill it in)."""
-    return Field(default=None, max_length=255, nullable=not required, **kwargs)
-
-
-def _id() -> Any:
-    return Field(default=None, primary_key=True, min_length=1, max_length=255)
-
-
-def _server(sa_type: Any, default: str | Any, *, nullable: bool = True, **kwargs: Any) -> Any:
-    """A column with a server default (``default``: SQL text or a SQLAlchemy element)."""
-    server_default = sa.text(default) if isinstance(default, str) else default
-    return Field(
-        default=None,
-        sa_type=sa_type,
-        nullable=nullable,
-        sa_column_kwargs={"server_default": server_default},
-        **kwargs,
-    )
-
-
-def _ts(*, now: bool = False) -> Any:
-    """A timestamptz: ``now``: NOT NULL DEFAULT CURRENT_TIMESTAMP."""
-    return _server(_TZ, _NOW, nullable=False) if now else Field(default=None, sa_type=_TZ)
-
-
 def _org() -> Any:
     return Field(
         default=None,
@@ -247,7 +205,7 @@ def _org() -> Any:
 def _metadata() -> Any:
     return Field(
         default=None,
-        sa_type=_JSONB,
+        sa_type=JSONB,
         sa_column_kwargs={"name": "metadata", "server_default": sa.text("'{}'::jsonb")},
         schema_extra={
             "validation_alias": AliasChoices("metadata", "metadata_"),
@@ -256,128 +214,37 @@ def _metadata() -> Any:
     )
 
 
-# -- the three kinds of model ------------------------------------------------------------------
-class _Model(SQLModel):
-    """Every flowscope model: dumps use database column names (``metadata``)."""
-
-    model_config = ConfigDict(  # type: ignore[assignment]
-        serialize_by_alias=True, validate_by_name=True, validate_by_alias=True
-    )
-
-
-def _check_storable(value: Any, where: str = "value") -> None:
-    """Refuse what PostgreSQL cannot store: NUL bytes, lone surrogates, NaN/Infinity in JSON."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"{where}: text may not contain NUL (\\x00) characters")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"{where}: text is not valid Unicode (lone surrogate)") from None
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{where}: numbers must be finite (no NaN or Infinity)")
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            _check_storable(k, where)
-            _check_storable(v, where)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            _check_storable(v, where)
-
-
-class _In(SQLModel):
-    """Input models: unknown fields are errors, every value must be storable."""
-
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
-
-    @model_validator(mode="after")
-    def _storable(self) -> Any:
-        for name in type(self).model_fields:
-            _check_storable(getattr(self, name), name)
-        return self
-
-    def values(self) -> dict[str, Any]:
-        """The fields that were set, keyed by database column name."""
-        return self.model_dump(exclude_unset=True)
-
-
-class _Update(_In):
-    """Changes to a row: the base's fields, each optional (only the given ones change),
-    minus ``fixed``, the ones that never change after creation."""
-
-    fixed: ClassVar[tuple[str, ...]] = ("id",)
-
-    @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        super().__pydantic_init_subclass__(**kwargs)
-        fields = {}
-        for name, info in cls.__pydantic_fields__.items():
-            if name in cls.fixed:
-                continue
-            optional = FieldInfo.merge_field_infos(info, default=None)
-            optional.annotation = Optional[info.annotation]  # type: ignore[assignment]  # noqa: UP045
-            fields[name] = optional
-        cls.__pydantic_fields__ = fields
-        cls.model_rebuild(force=True)
-
-
-class _Out(SQLModel):
-    """Public models: read from database rows (not validated again); extra columns are
-    ignored, instances are frozen."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)  # type: ignore[assignment]
-
-    @classmethod
-    def from_row(cls, row: Any) -> Any:
-        """An instance from a row mapping, trusting the database's types and constraints."""
-        return cls.model_construct(**row)
-
-    def _repr_html_(self) -> str:
-        """Jupyter: one field per row, long values (graphs, JSON) summarised."""
-        from ._display import html_record
-
-        return html_record(type(self).__name__, self.model_dump())
-
-
-class _MetadataAlias:
-    @property
-    def metadata(self) -> Any:
-        """The ``metadata`` column (the field is ``metadata_``; SQLModel reserves the name)."""
-        return self.metadata_  # type: ignore[attr-defined]
-
-
-class _Stamped(_Model):
-    created_at: datetime = _ts(now=True)
-    updated_at: datetime = _ts(now=True)
+class _Stamped(Model):
+    created_at: datetime = timestamptz(now=True)
+    updated_at: datetime = timestamptz(now=True)
 
 
 class _SoftDeleted(_Stamped):
-    deleted_at: datetime | None = _ts()
+    deleted_at: datetime | None = timestamptz()
 
 
 # -- workflows -----------------------------------------------------------------------------
-class WorkflowBase(_Model):
+class WorkflowBase(Model):
     """The fields a caller gives for a workflow (``owner`` and ``created_by`` default to
     the client's user)."""
 
-    id: str = _id()
+    id: str = primary_id()
     name: NonEmpty255 = Field(max_length=255)
     description: str | None = Field(default=None, sa_type=sa.Text)
-    owner: str | None = _str(required=True, min_length=1)
+    owner: str | None = varchar(required=True, min_length=1)
     organization_id: str | None = _org()
-    nodes: JsonArray = Field(default_factory=list, sa_type=_JSONB, nullable=False)
-    edges: JsonArray = Field(default_factory=list, sa_type=_JSONB, nullable=False)
+    nodes: JsonArray = Field(default_factory=list, sa_type=JSONB, nullable=False)
+    edges: JsonArray = Field(default_factory=list, sa_type=JSONB, nullable=False)
     metadata_: JsonObject | None = _metadata()
-    tags: list[str] | None = _server(postgresql.ARRAY(sa.Text), "'{}'::text[]")
-    status: WorkflowStatusName | None = _server(sa.String(50), "'draft'::character varying")
-    is_public: bool | None = _server(sa.Boolean, sa.false())
-    created_by: str | None = _str(required=True, min_length=1)
-    updated_by: str | None = _str(required=True, min_length=1)
+    tags: list[str] | None = server_default(postgresql.ARRAY(sa.Text), "'{}'::text[]")
+    status: WorkflowStatusName | None = server_default(sa.String(50), "'draft'::character varying")
+    is_public: bool | None = server_default(sa.Boolean, sa.false())
+    created_by: str | None = varchar(required=True, min_length=1)
+    updated_by: str | None = varchar(required=True, min_length=1)
 
 
-class _WorkflowState(_Model):
-    version: int = _server(sa.Integer, "1", nullable=False)
+class _WorkflowState(Model):
+    version: int = server_default(sa.Integer, "1", nullable=False)
 
 
 class Workflow(_SoftDeleted, _WorkflowState, WorkflowBase, table=True):
@@ -409,7 +276,7 @@ class Workflow(_SoftDeleted, _WorkflowState, WorkflowBase, table=True):
     )
 
 
-class WorkflowCreate(WorkflowBase, _In):
+class WorkflowCreate(WorkflowBase, In):
     """A new workflow. ``owner``/``created_by`` default to the client's user.
 
     Example:
@@ -418,7 +285,7 @@ class WorkflowCreate(WorkflowBase, _In):
     """
 
 
-class WorkflowUpdate(WorkflowBase, _Update):
+class WorkflowUpdate(WorkflowBase, Update):
     """Changes to a workflow (every field optional; only the given ones change).
 
     Example:
@@ -429,36 +296,36 @@ class WorkflowUpdate(WorkflowBase, _Update):
     fixed = ("id", "created_by")
 
 
-class WorkflowPublic(_SoftDeleted, _WorkflowState, WorkflowBase, _MetadataAlias, _Out):  # type: ignore[override]
+class WorkflowPublic(_SoftDeleted, _WorkflowState, WorkflowBase, MetadataAlias, Out):  # type: ignore[override]
     """A workflow as the client returns it."""
 
 
 # -- executions ----------------------------------------------------------------------------
-class ExecutionBase(_Model):
+class ExecutionBase(Model):
     """The fields a caller gives for an execution."""
 
-    id: str = _id()
+    id: str = primary_id()
     workflow_id: str = Field(
         min_length=1, max_length=255, foreign_key="workflows.id", ondelete="CASCADE"
     )
-    owner: str | None = _str(required=True, min_length=1)
+    owner: str | None = varchar(required=True, min_length=1)
     organization_id: str | None = _org()
-    parameters: JsonObject | None = _server(_JSONB, "'{}'::jsonb")
+    parameters: JsonObject | None = server_default(JSONB, "'{}'::jsonb")
     metadata_: JsonObject | None = _metadata()
-    trace_id: str | None = _str()
-    current_step: str | None = _str()
-    steps_completed: int | None = _server(sa.Integer, "0", ge=0, le=INT4_MAX)
-    steps_total: int | None = _server(sa.Integer, "0", ge=0, le=INT4_MAX)
+    trace_id: str | None = varchar()
+    current_step: str | None = varchar()
+    steps_completed: int | None = server_default(sa.Integer, "0", ge=0, le=INT4_MAX)
+    steps_total: int | None = server_default(sa.Integer, "0", ge=0, le=INT4_MAX)
 
 
-class _ExecutionState(_Model):
-    status: ExecutionStatusName = _server(
+class _ExecutionState(Model):
+    status: ExecutionStatusName = server_default(
         sa.String(50), "'queued'::character varying", nullable=False
     )
-    result: Any | None = Field(default=None, sa_type=_JSONB)
-    error: Any | None = Field(default=None, sa_type=_JSONB)
-    started_at: datetime | None = _ts()
-    completed_at: datetime | None = _ts()
+    result: Any | None = Field(default=None, sa_type=JSONB)
+    error: Any | None = Field(default=None, sa_type=JSONB)
+    started_at: datetime | None = timestamptz()
+    completed_at: datetime | None = timestamptz()
     duration_seconds: Decimal | None = Field(default=None, sa_type=sa.Numeric(10, 3))
 
 
@@ -492,7 +359,7 @@ class Execution(_Stamped, _ExecutionState, ExecutionBase, table=True):
     )
 
 
-class ExecutionCreate(ExecutionBase, _In):
+class ExecutionCreate(ExecutionBase, In):
     """A new (queued) execution of a workflow.
 
     ``owner`` defaults to the client's user, else the workflow's owner;
@@ -505,7 +372,7 @@ class ExecutionCreate(ExecutionBase, _In):
     """
 
 
-class ExecutionUpdate(ExecutionBase, _Update):
+class ExecutionUpdate(ExecutionBase, Update):
     """Changes to an execution outside its lifecycle (status changes go through the verbs).
 
     Example:
@@ -516,31 +383,33 @@ class ExecutionUpdate(ExecutionBase, _Update):
     fixed = ("id", "workflow_id", "organization_id", "parameters")
 
 
-class ExecutionPublic(_Stamped, _ExecutionState, ExecutionBase, _MetadataAlias, _Out):  # type: ignore[override]
+class ExecutionPublic(_Stamped, _ExecutionState, ExecutionBase, MetadataAlias, Out):  # type: ignore[override]
     """An execution as the client returns it."""
 
 
 # -- users ---------------------------------------------------------------------------------
-class UserBase(_Model):
+class UserBase(Model):
     """The fields a caller gives for a user (never a password hash)."""
 
-    id: str = _id()
+    id: str = primary_id()
     username: Username = Field(max_length=255, unique=True)
     email: Email = Field(max_length=255, unique=True)
-    full_name: str | None = _str()
+    full_name: str | None = varchar()
     avatar_url: str | None = Field(default=None, sa_type=sa.Text)
     organization_id: str | None = _org()
-    is_active: bool | None = _server(sa.Boolean, sa.true())
-    is_admin: bool | None = _server(sa.Boolean, sa.false())
-    email_verified: bool | None = _server(sa.Boolean, sa.false())
-    scopes: list[Scope] | None = _server(_JSONB, '\'["workflow:read", "workflow:execute"]\'::jsonb')
+    is_active: bool | None = server_default(sa.Boolean, sa.true())
+    is_admin: bool | None = server_default(sa.Boolean, sa.false())
+    email_verified: bool | None = server_default(sa.Boolean, sa.false())
+    scopes: list[Scope] | None = server_default(
+        JSONB, '\'["workflow:read", "workflow:execute"]\'::jsonb'
+    )
 
 
-class _UserState(_Model):
-    last_login: datetime | None = _ts()
-    password_changed_at: datetime | None = _ts()
-    failed_login_attempts: int | None = _server(sa.Integer, "0")
-    locked_until: datetime | None = _ts()
+class _UserState(Model):
+    last_login: datetime | None = timestamptz()
+    password_changed_at: datetime | None = timestamptz()
+    failed_login_attempts: int | None = server_default(sa.Integer, "0")
+    locked_until: datetime | None = timestamptz()
 
 
 class User(_SoftDeleted, _UserState, UserBase, table=True):
@@ -563,7 +432,7 @@ class _PasswordInput(SQLModel):
     password: Password | None = Field(default=None, repr=False)
 
 
-class UserCreate(UserBase, _PasswordInput, _In):
+class UserCreate(UserBase, _PasswordInput, In):
     """A new user. ``password`` is hashed with argon2id; without one the account cannot log in.
 
     Example:
@@ -572,7 +441,7 @@ class UserCreate(UserBase, _PasswordInput, _In):
     """
 
 
-class UserUpdate(UserBase, _PasswordInput, _Update):
+class UserUpdate(UserBase, _PasswordInput, Update):
     """Changes to a user. A ``password`` here is hashed like in :meth:`Users.set_password`.
 
     Example:
@@ -581,20 +450,20 @@ class UserUpdate(UserBase, _PasswordInput, _Update):
     """
 
 
-class UserPublic(_SoftDeleted, _UserState, UserBase, _Out):
+class UserPublic(_SoftDeleted, _UserState, UserBase, Out):
     """A user as the client returns it: never the password hash."""
 
     HIDDEN: ClassVar[frozenset[str]] = SECRET_COLUMNS["users"]
 
 
 # -- organizations -------------------------------------------------------------------------
-class OrganizationBase(_Model):
+class OrganizationBase(Model):
     """The fields a caller gives for an organization (a tenant)."""
 
-    id: str = _id()
+    id: str = primary_id()
     name: NonEmpty255 = Field(max_length=255)
     slug: Slug = Field(max_length=255, unique=True)
-    settings: JsonObject | None = _server(_JSONB, "'{}'::jsonb", nullable=False)
+    settings: JsonObject | None = server_default(JSONB, "'{}'::jsonb", nullable=False)
 
 
 class Organization(_SoftDeleted, OrganizationBase, table=True):
@@ -606,7 +475,7 @@ class Organization(_SoftDeleted, OrganizationBase, table=True):
     )
 
 
-class OrganizationCreate(OrganizationBase, _In):
+class OrganizationCreate(OrganizationBase, In):
     """A new organization (tenant).
 
     Example:
@@ -615,7 +484,7 @@ class OrganizationCreate(OrganizationBase, _In):
     """
 
 
-class OrganizationUpdate(OrganizationBase, _Update):
+class OrganizationUpdate(OrganizationBase, Update):
     """Changes to an organization.
 
     Example:
@@ -624,12 +493,12 @@ class OrganizationUpdate(OrganizationBase, _Update):
     """
 
 
-class OrganizationPublic(_SoftDeleted, OrganizationBase, _Out):
+class OrganizationPublic(_SoftDeleted, OrganizationBase, Out):
     """An organization as the client returns it."""
 
 
 # -- audit log -----------------------------------------------------------------------------
-class _AuditLogRow(_Model):
+class _AuditLogRow(Model):
     id: int | None = Field(
         default=None,
         sa_type=sa.BigInteger,
@@ -638,18 +507,18 @@ class _AuditLogRow(_Model):
     )
     occurred_at: datetime = Field(
         default=None,
-        sa_type=_TZ,
+        sa_type=TZ,
         primary_key=True,
         nullable=False,
-        sa_column_kwargs={"server_default": _NOW},
+        sa_column_kwargs={"server_default": NOW},
     )
     table_name: str = Field(max_length=63)
     row_id: str = Field(max_length=255)
     action: AuditActionName = Field(sa_type=sa.String(10))
-    actor: str | None = _str()
-    organization_id: str | None = _str()
-    changes: dict[str, Any] = _server(_JSONB, "'{}'::jsonb", nullable=False)
-    transaction_id: int = _server(sa.BigInteger, "txid_current()", nullable=False)
+    actor: str | None = varchar()
+    organization_id: str | None = varchar()
+    changes: dict[str, Any] = server_default(JSONB, "'{}'::jsonb", nullable=False)
+    transaction_id: int = server_default(sa.BigInteger, "txid_current()", nullable=False)
 
 
 class AuditLogEntry(_AuditLogRow, table=True):
@@ -677,7 +546,7 @@ class AuditLogEntry(_AuditLogRow, table=True):
     )
 
 
-class AuditLogEntryPublic(_AuditLogRow, _Out):
+class AuditLogEntryPublic(_AuditLogRow, Out):
     """One audit log entry (see :class:`AuditLogEntry` for what ``changes`` holds)."""
 
 
@@ -687,3 +556,7 @@ EXECUTIONS: sa.Table = Execution.__table__  # type: ignore[attr-defined]
 USERS: sa.Table = User.__table__  # type: ignore[attr-defined]
 ORGANIZATIONS: sa.Table = Organization.__table__  # type: ignore[attr-defined]
 AUDIT_LOG: sa.Table = AuditLogEntry.__table__  # type: ignore[attr-defined]
+#: every table by name
+TABLES: dict[str, sa.Table] = {
+    t.name: t for t in (WORKFLOWS, EXECUTIONS, USERS, ORGANIZATIONS, AUDIT_LOG)
+}

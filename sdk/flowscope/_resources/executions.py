@@ -27,6 +27,7 @@ from pydantic import JsonValue, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.dialects import postgresql
 
+from .._modelkit import check_storable
 from ..errors import ConflictError, NotFoundError, ValidationError
 from ..filters import ExecutionFilter
 from ..models import (
@@ -36,7 +37,6 @@ from ..models import (
     ExecutionCreate,
     ExecutionPublic,
     ExecutionUpdate,
-    _check_storable,
     new_id,
 )
 from ._base import EXECUTE, READ, Resource, check_id, parse, validation_error
@@ -59,7 +59,7 @@ _JSON = TypeAdapter(JsonValue)
 def _json(value: Any, what: str) -> Any:
     try:
         checked = _JSON.validate_python(value)
-        _check_storable(checked, what)
+        check_storable(checked, what)
     except PydanticValidationError as exc:
         raise validation_error(exc, what) from None
     except ValueError as exc:

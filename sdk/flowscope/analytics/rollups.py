@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql
 
 from .. import _db
 from ..filters import ExecutionFilter
-from ..models import EXECUTION_STATUSES
+from ..models import EXECUTION_STATUSES, EXECUTIONS
 from . import _base
 from ._base import FLOAT, FLT, INT, E, Freq, Measure, Query, W
 
@@ -50,51 +50,51 @@ VIEWS = (
 )
 ORG_KEYS = frozenset({"organization_id", "status", "day"})
 
+
+def _execution_columns(*names: str) -> list[Any]:
+    """Columns a view keeps from ``executions``: their types come from the model."""
+    return [sa.column(n, EXECUTIONS.c[n].type) for n in names]
+
+
+def _columns(**types: Any) -> list[Any]:
+    return [sa.column(n, t) for n, t in types.items()]
+
+
+COUNT = sa.BigInteger()
+DAY = sa.Date()
+#: aggregates of the daily views (revision 0003), per key and day
+_DAILY_MEASURES = _columns(
+    executions=COUNT,
+    started=COUNT,
+    duration_count=COUNT,
+    duration_sum=FLOAT,
+    duration_min=FLOAT,
+    duration_max=FLOAT,
+    wait_sum=FLOAT,
+    sketch_keys=postgresql.ARRAY(sa.Integer),
+    sketch_counts=postgresql.ARRAY(sa.BigInteger),
+)
 DAILY = sa.table(
     "flowscope_executions_daily_visible",
-    *[
-        sa.column(n, t)
-        for n, t in (
-            ("organization_id", sa.String()),
-            ("workflow_id", sa.String()),
-            ("owner", sa.String()),
-            ("workflow_version", sa.String()),
-            ("day", sa.Date()),
-            ("status", sa.String()),
-            ("executions", sa.BigInteger()),
-            ("started", sa.BigInteger()),
-            ("duration_count", sa.BigInteger()),
-            ("duration_sum", FLOAT),
-            ("duration_min", FLOAT),
-            ("duration_max", FLOAT),
-            ("wait_sum", FLOAT),
-            ("sketch_keys", postgresql.ARRAY(sa.Integer)),
-            ("sketch_counts", postgresql.ARRAY(sa.BigInteger)),
-        )
-    ],
+    *_execution_columns("organization_id", "workflow_id", "owner"),
+    *_columns(workflow_version=sa.String(), day=DAY),
+    *_execution_columns("status"),
+    *_DAILY_MEASURES,
 )
-_DAILY_ORG_COLUMNS = [
-    c for c in DAILY.c if c.name not in ("workflow_id", "owner", "workflow_version")
-]
 DAILY_ORG = sa.table(
     "flowscope_executions_daily_org_visible",
-    *[sa.column(c.name, c.type) for c in _DAILY_ORG_COLUMNS],
-    sa.column("workflow_deleted", sa.Boolean()),
+    *_execution_columns("organization_id"),
+    *_columns(day=DAY),
+    *_execution_columns("status"),
+    *[sa.column(c.name, c.type) for c in _DAILY_MEASURES],
+    *_columns(workflow_deleted=sa.Boolean()),
 )
 EVENTS_ORG = sa.table(
     "flowscope_execution_events_daily_org_visible",
-    *[
-        sa.column(n, t)
-        for n, t in (
-            ("organization_id", sa.String()),
-            ("created_day", sa.Date()),
-            ("day", sa.Date()),
-            ("status", sa.String()),
-            ("kind", sa.String()),
-            ("workflow_deleted", sa.Boolean()),
-            ("n", sa.BigInteger()),
-        )
-    ],
+    *_execution_columns("organization_id"),
+    *_columns(created_day=DAY, day=DAY),
+    *_execution_columns("status"),
+    *_columns(kind=sa.String(), workflow_deleted=sa.Boolean(), n=COUNT),
 )
 REFRESHES = sa.table(
     "flowscope_rollup_refreshes",
@@ -234,26 +234,14 @@ def org_level(flt: ExecutionFilter, keys: Sequence[str]) -> bool:
 def _view_where(
     view: Any, flt: ExecutionFilter, day_col: Any, cover: tuple[datetime, datetime]
 ) -> list[Any]:
+    """The filter on a view: its days inside ``cover``, the rest as on ``executions``
+    (the organization-level view has no workflow column: it carries the workflows'
+    soft-delete state instead, and :func:`org_level` keeps workflow filters away)."""
     where: list[Any] = [day_col >= cover[0].date(), day_col < cover[1].date()]
-    if "workflow_deleted" in view.c:  # organization-level view
-        if flt.organization_id is not None:
-            where.append(view.c.organization_id.in_(flt.organization_id))
-        if flt.status is not None:
-            where.append(view.c.status.in_(flt.status))
-        if not flt.include_deleted_workflows:
-            where.append(sa.not_(view.c.workflow_deleted))
-        return where
-    if flt.workflow_ids is not None:
-        where.append(view.c.workflow_id.in_(flt.workflow_ids))
-    if flt.owner is not None:
-        where.append(view.c.owner.in_(flt.owner))
-    if flt.organization_id is not None:
-        where.append(view.c.organization_id.in_(flt.organization_id))
-    if flt.status is not None:
-        where.append(view.c.status.in_(flt.status))
-    on_workflows = flt.workflow_clause()
-    if on_workflows is not None:
-        where.append(view.c.workflow_id.in_(sa.select(W.c.id).where(on_workflows)))
+    per_workflow = "workflow_id" in view.c
+    where.append(flt.clause(view, times=False, workflows=per_workflow))
+    if not per_workflow and not flt.include_deleted_workflows:
+        where.append(sa.not_(view.c.workflow_deleted))
     return where
 
 
