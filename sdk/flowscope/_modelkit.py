@@ -177,6 +177,12 @@ class Out(SQLModel):
         """An instance from a row mapping, trusting the database's types and constraints."""
         return cls.model_construct(**row)
 
+    def __repr_args__(self) -> Any:
+        # the database's names, as in dumps and frames (``metadata``, not ``metadata_``)
+        for name, value in super().__repr_args__():
+            info = type(self).model_fields.get(name) if name else None
+            yield (info.serialization_alias or name) if info else name, value
+
     def _repr_html_(self) -> str:
         """Jupyter: one field per row, long values (graphs, JSON) summarised."""
         from ._display import html_record

@@ -36,6 +36,7 @@ from ..models import (
     WORKFLOWS,
     ExecutionCreate,
     ExecutionPublic,
+    ExecutionStatus,
     ExecutionUpdate,
     new_id,
 )
@@ -45,12 +46,13 @@ from ._io import IngestMixin, TableIO
 __all__ = ["TRANSITIONS", "Executions"]
 
 # verb -> (statuses it may leave, status it enters)
+_S = ExecutionStatus
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
-    "start": (("queued",), "running"),
-    "complete": (("running",), "completed"),
-    "fail": (("running",), "failed"),
-    "cancel": (("queued", "running"), "cancelled"),
-    "time_out": (("running",), "timeout"),
+    "start": ((_S.QUEUED,), _S.RUNNING),
+    "complete": ((_S.RUNNING,), _S.COMPLETED),
+    "fail": ((_S.RUNNING,), _S.FAILED),
+    "cancel": ((_S.QUEUED, _S.RUNNING), _S.CANCELLED),
+    "time_out": ((_S.RUNNING,), _S.TIMEOUT),
 }
 
 _JSON = TypeAdapter(JsonValue)
