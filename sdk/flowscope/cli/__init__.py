@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
-from .errors import FlowscopeError
+from ..errors import FlowscopeError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ._client import Client
+    from .._client import Client
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -200,7 +200,7 @@ def _command(fn: Callable[_P, _R]) -> Callable[_P, _R]:
 
 # -- connections and output ------------------------------------------------------------
 def _engine_url(database_url: str | None) -> str:
-    from . import _db, _embedded, _settings
+    from .. import _db, _embedded, _settings
 
     url = database_url or _state().database_url
     if url:
@@ -247,8 +247,8 @@ def _table_text(frame: pd.DataFrame) -> str:
 
 
 def _parse_time(value: str | None, option: str) -> datetime | None:
-    from .errors import ValidationError
-    from .filters import to_utc
+    from ..errors import ValidationError
+    from ..filters import to_utc
 
     try:
         return to_utc(value)
@@ -264,7 +264,7 @@ def db_upgrade(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Migrate the database up to REVISION (default: head)."""
-    from . import _db, _migrate
+    from .. import _db, _migrate
 
     url = _engine_url(database_url)
     engine = _db.create_engine(url)
@@ -284,7 +284,7 @@ def db_downgrade(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Migrate the database down to REVISION."""
-    from . import _db, _migrate
+    from .. import _db, _migrate
 
     url = _engine_url(database_url)
     engine = _db.create_engine(url)
@@ -301,7 +301,7 @@ def db_downgrade(
 @_command
 def db_current(database_url: DatabaseUrl = None) -> None:
     """Print the database's revision and the latest one this flowscope knows."""
-    from . import _db, _migrate
+    from .. import _db, _migrate
 
     url = _engine_url(database_url)
     engine = _db.create_engine(url)
@@ -363,7 +363,7 @@ def prune(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Archive rows older than --older-than to Parquet, then delete them (resumable)."""
-    from .errors import ValidationError
+    from ..errors import ValidationError
 
     if not archive_to and not dry_run:
         raise ValidationError("--archive-to is required (unless --dry-run)")
@@ -405,7 +405,7 @@ def demo(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Load realistic demo data (idempotent) and print a few analytics tables."""
-    from . import demo as demo_data
+    from .. import demo as demo_data
 
     moment = _parse_time(now, "--now") or demo_data.DEMO_NOW
     demo_data._check_arguments(workflows, executions, seed, moment, days)  # before connecting
@@ -429,7 +429,7 @@ def demo(
 
 
 def _describe(client: Client) -> str:
-    from . import _db
+    from .. import _db
 
     return _db.describe_host(client.url)
 
@@ -490,7 +490,7 @@ def _execution_filter(
     tag: list[str] | None = None,
     any_tag: list[str] | None = None,
 ) -> Any:
-    from .filters import ExecutionFilter, coerce_filter
+    from ..filters import ExecutionFilter, coerce_filter
 
     return coerce_filter(
         ExecutionFilter,
@@ -575,7 +575,7 @@ def _split(values: list[str] | None) -> list[str] | None:
 def _page_frame(items: list[Any], columns: list[str]) -> pd.DataFrame:
     import pandas as pd
 
-    from ._display import summarize
+    from .._display import summarize
 
     records = []
     for item in items:
@@ -606,7 +606,7 @@ def _emit_page(page: Any, columns: list[str], fmt: OutputFormat) -> None:
 
 
 def _emit_record(item: Any, fmt: OutputFormat) -> None:
-    from ._display import summarize
+    from .._display import summarize
 
     if fmt is OutputFormat.json:
         typer.echo(item.model_dump_json())
@@ -741,7 +741,7 @@ def analytics_durations(
     filters: dict[str, Any],
 ) -> None:
     """Duration percentiles (seconds) per group and/or time bucket."""
-    from .errors import ValidationError
+    from ..errors import ValidationError
 
     try:
         qs = tuple(float(q) for q in percentiles.split(",") if q.strip())
@@ -927,13 +927,13 @@ def export_command(
 
     Example: flowscope export executions runs.parquet --status failed --since 2026-06-01
     """
-    from .errors import ValidationError
+    from ..errors import ValidationError
 
     flt: Any = None
     if table == "executions":
         flt = _execution_filter(**filters)
     elif table == "workflows":
-        from .filters import WorkflowFilter, coerce_filter
+        from ..filters import WorkflowFilter, coerce_filter
 
         flt = coerce_filter(
             WorkflowFilter,
@@ -1012,7 +1012,7 @@ def users_set_password(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Set a user's password (also unlocks the account)."""
-    from .errors import NotFoundError
+    from ..errors import NotFoundError
 
     with _connect(database_url) as client:
         try:
