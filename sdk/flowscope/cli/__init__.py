@@ -6,22 +6,22 @@ Every command takes ``--database-url`` before or after it (default:
 a traceback. Durations and frequencies (``--older-than``, ``--period``, ``--freq``) are
 pandas offset aliases, as in the SDK (:mod:`flowscope._durations`).
 
-===============  ==========================================================
-module           commands
-===============  ==========================================================
-:mod:`._app`     the app, global options, :func:`._app.command` (shared options)
-:mod:`._filters` the shared filter, paging, grouping and duration options
-:mod:`._output`  ``--format``: tables, CSV, JSON
-:mod:`.db`       ``db upgrade | downgrade | current | maintain | refresh-rollups``
-:mod:`.demo`     ``demo``
-:mod:`.workflows`  ``workflows list | show``
-:mod:`.executions` ``executions list | show``
-:mod:`.analytics`  ``analytics durations | status | tags | failures | compare | summary``
-:mod:`.export`   ``export``
-:mod:`.mirror`   ``mirror sync``
-:mod:`.retention`  ``prune``
-:mod:`.users`    ``users create | set-password``
-===============  ==========================================================
+==================  ======================================================================
+module              commands
+==================  ======================================================================
+:mod:`._app`        the app, its global options, ``command()`` (adds the shared options)
+:mod:`._filters`    the shared filter, paging, grouping and duration options
+:mod:`._output`     ``--format``: tables, CSV, JSON
+:mod:`.db`          ``db upgrade | downgrade | current | maintain | refresh-rollups``
+:mod:`.demo`        ``demo``
+:mod:`.workflows`   ``workflows list | show``
+:mod:`.executions`  ``executions list | show``
+:mod:`.analytics`   ``analytics durations | status | tags | failures | compare | summary``
+:mod:`.export`      ``export``
+:mod:`.mirror`      ``mirror sync``
+:mod:`.retention`   ``prune``
+:mod:`.users`       ``users create | set-password``
+==================  ======================================================================
 
 Example:
     $ flowscope demo
