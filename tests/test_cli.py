@@ -5,12 +5,18 @@ from __future__ import annotations
 import io
 import json
 import socket
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import flowscope
 import pandas as pd
 import pytest
+import typer
 from flowscope import cli
+from flowscope.cli._output import OutputFormat, emit
 from typer.testing import CliRunner
 
 runner = CliRunner()
@@ -21,6 +27,27 @@ def invoke(*args: str, url: str | None = None, input: str | None = None) -> tupl
     result = runner.invoke(cli.app, argv, env={"FLOWSCOPE_DATABASE_URL": None}, input=input)
     assert "Traceback" not in result.output
     return result.exit_code, result.stdout, result.stderr
+
+
+def _click_command(*path: str) -> Any:
+    """The (click) command that `flowscope <path>` runs."""
+    command: Any = typer.main.get_command(cli.app)
+    for name in path:
+        command = command.commands[name]
+    return command
+
+
+def _walk(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    if hasattr(command, "commands"):
+        for name, sub in command.commands.items():
+            yield from _walk(sub, (*path, name))
+    else:
+        yield path
+
+
+def _nowhere() -> str:
+    """A URL where nothing listens: a command that connects fails differently."""
+    return f"postgresql://nobody@127.0.0.1:{_free_port()}/nowhere"
 
 
 def _free_port() -> int:
@@ -34,6 +61,91 @@ def test_help_lists_the_commands() -> None:
     assert code == 0
     for command in ("demo", "db"):
         assert command in out
+
+
+def test_every_command_once_each_with_the_shared_options() -> None:
+    """No two visible commands run the same code; every command takes --database-url."""
+    root = typer.main.get_command(cli.app)
+    paths = list(_walk(root))
+    assert len(paths) >= 20
+    seen: dict[object, tuple[str, ...]] = {}
+    for path in paths:
+        command = _click_command(*path)
+        assert "database_url" in {p.name for p in command.params}, path
+        if command.hidden:
+            continue
+        target = command.callback
+        while hasattr(target, "__wrapped__"):
+            target = target.__wrapped__
+        assert target not in seen, f"{path} repeats {seen.get(target)}"
+        seen[target] = path
+    assert [p for p in paths if _click_command(*p).hidden] == [("analytics", "refresh")]
+
+
+def test_the_package_runs_as_a_module() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "flowscope.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(Path(flowscope.__file__).parents[1]), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "analytics" in result.stdout and "prune" in result.stdout
+
+
+def test_database_url_after_the_command_wins(database_url: str) -> None:
+    code, out, err = invoke("db", "current", "--database-url", database_url, url=_nowhere())
+    assert code == 0, err
+    assert out.startswith("current: 0")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("prune", "--older-than", "30M"), "'30M' is ambiguous: flowscope uses pandas offsets"),
+        (("prune", "--older-than", "30M"), "for 30 minutes write '30min'"),
+        (("prune", "--older-than", "12H", "--dry-run"), "write '12h'"),
+        (("prune", "--older-than", "45S", "--dry-run"), "write '45s'"),
+        (("prune", "--older-than", "3MS", "--dry-run"), "calendar offset"),
+        (("prune", "--older-than", "90 days", "--dry-run"), "write '90D'"),
+        (("analytics", "status", "--freq", "1H"), "--freq='1H' is an old spelling"),
+        (("analytics", "durations", "--freq", "15T"), "write '15min'"),
+        (("analytics", "status", "--freq", "1M"), "for calendar months '1MS'"),
+        (("analytics", "status", "--freq", "1ME"), "write '1MS'"),
+        (("analytics", "compare", "--period", "1MS"), "--period='1MS' is a calendar offset"),
+        (("analytics", "compare", "--period", "7 days"), "write '7D'"),
+    ],
+)
+def test_old_duration_spellings_fail_before_connecting(args: tuple[str, ...], message: str) -> None:
+    code, out, err = invoke(*args, url=_nowhere())
+    assert code == 1, out
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_durations_in_pandas_offsets_reach_the_sdk(demo_url: str, tmp_path: Path) -> None:
+    for age in ("36500D", "5200W", "876000h", "30min", "7d"):
+        code, out, err = invoke(
+            "prune", "--older-than", age, "--dry-run", "--archive-to", str(tmp_path), url=demo_url
+        )
+        assert code == 0, err
+        assert out.startswith("would prune ") and "executions rows created before" in out
+    code, out, _ = invoke("prune", "--older-than", "36500D", "--dry-run", url=demo_url)
+    assert out.startswith("would prune 0 executions")  # nothing is 100 years old
+    code, out, err = invoke("analytics", "status", "--freq", "W-MON", "-f", "json", url=demo_url)
+    assert code == 0, err
+    code2, out2, _ = invoke("analytics", "status", "--freq", "1W", "-f", "json", url=demo_url)
+    assert code2 == 0 and json.loads(out) == json.loads(out2)
+    code, out, err = invoke(
+        "analytics", "compare", "--period", "168h", "--until", "2026-06-30", "-f", "json",
+        url=demo_url,
+    )  # fmt: skip
+    code2, out2, _ = invoke(
+        "analytics", "compare", "--period", "1W", "--until", "2026-06-30", "-f", "json",
+        url=demo_url,
+    )  # fmt: skip
+    assert code == code2 == 0, err
+    assert json.loads(out) == json.loads(out2)
 
 
 def test_db_current(database_url: str) -> None:
@@ -122,7 +234,7 @@ def test_emit_formats(capsys: pytest.CaptureFixture[str]) -> None:
             "day": pd.to_datetime(["2026-06-01", "2026-06-02"], utc=True),
         }
     )
-    cli._emit(frame, cli.OutputFormat.json)
+    emit(frame, OutputFormat.json)
     records = json.loads(capsys.readouterr().out)
     assert records[0] == {
         "workflow": "a",
@@ -131,14 +243,14 @@ def test_emit_formats(capsys: pytest.CaptureFixture[str]) -> None:
         "day": "2026-06-01T00:00:00.000Z",
     }
     assert records[1]["runs"] is None and records[1]["workflow"] is None
-    cli._emit(frame, cli.OutputFormat.csv)
+    emit(frame, OutputFormat.csv)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "workflow,runs,p50_seconds,day"
     assert lines[1].startswith("a,3,1.23456,2026-06-01T00:00:00")
-    cli._emit(frame, cli.OutputFormat.table, title="t")
+    emit(frame, OutputFormat.table, title="t")
     text = capsys.readouterr().out
     assert "1.235" in text and "2026-06-02 00:00:00" in text and "-" in text.splitlines()[-1]
-    cli._emit(frame.iloc[0:0], cli.OutputFormat.table)
+    emit(frame.iloc[0:0], OutputFormat.table)
     assert capsys.readouterr().out.strip() == "(no rows)"
 
 
@@ -252,9 +364,15 @@ def test_analytics_commands_pass_their_options(client: flowscope.Client, demo_ur
     code, out, _ = invoke("analytics", "summary", "--limit", "3", "-f", "json", url=demo_url)
     assert code == 0 and len(json.loads(out)) == 3
     code, out, err = invoke("db", "refresh-rollups", url=demo_url)
-    assert code == 0 and out.startswith("rollups refreshed at "), err
+    assert code == 0 and out.startswith("rollups refreshed at ") and err == "", err
+
+
+def test_analytics_refresh_is_a_hidden_deprecated_alias(demo_url: str) -> None:
     code, out, err = invoke("analytics", "refresh", "--no-concurrently", url=demo_url)
     assert code == 0 and out.startswith("rollups refreshed at "), err
+    assert err == "warning: this spelling is deprecated; use: flowscope db refresh-rollups\n"
+    code, out, _ = invoke("analytics", "--help")
+    assert code == 0 and "refresh" not in out and "durations" in out
 
 
 @pytest.mark.parametrize(
@@ -332,23 +450,23 @@ def test_filter_options_are_shared_and_mean_the_same(demo_url: str, tmp_path) ->
 
     shared = {"since", "until", "workflow", "status", "organization", "owner", "tag", "any_tag"}
     commands = {
-        "executions list": cli.executions_list,
-        "analytics durations": cli.analytics_durations,
-        "analytics status": cli.analytics_status,
-        "analytics tags": cli.analytics_tags,
-        "analytics failures": cli.analytics_failures,
-        "analytics compare": cli.analytics_compare,
-        "analytics summary": cli.analytics_summary,
-        "export": cli.export_command,
+        ("executions", "list"): shared,
+        ("analytics", "durations"): shared,
+        ("analytics", "status"): shared,
+        ("analytics", "tags"): shared,
+        ("analytics", "failures"): shared - {"status"},
+        ("analytics", "compare"): shared - {"since"},
+        ("analytics", "summary"): shared,
+        ("export",): shared,
     }
-    import inspect
-
-    for name, fn in commands.items():
-        params = set(inspect.signature(fn).parameters)
-        expected = shared - {"failures": {"status"}, "compare": {"since"}}.get(
-            name.split()[-1], set()
+    for path, expected in commands.items():
+        params = {p.name: p for p in _click_command(*path).params}
+        assert expected <= set(params) and "filters" not in params, path
+        assert params["until"].help == (
+            "End of the current period (default: now)."
+            if path[-1] == "compare"
+            else "Only executions created before (ISO 8601; naive = UTC)."
         )
-        assert expected <= params and "filters" not in params, name
     code, _, err = invoke("analytics", "failures", "--status", "failed", url=demo_url)
     assert code == 2 and "--status" in err  # failures are failed by definition
 

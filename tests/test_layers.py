@@ -57,7 +57,7 @@ def test_lower_layers_import_nothing_above_them() -> None:
     checked = 0
     for path in sorted(PACKAGE.rglob("*.py")):
         name = _module_name(path)
-        if name in UPPER:
+        if name in UPPER or name.startswith("flowscope.cli."):  # the CLI package is upper
             continue
         checked += 1
         for imported in sorted(_imports(path, name)):

@@ -15,7 +15,7 @@ from typing import Any
 import flowscope
 import pyarrow.parquet as pq
 import pytest
-from flowscope._retention import MANIFEST, parse_age
+from flowscope._retention import MANIFEST
 
 TERMINAL = ("completed", "failed", "cancelled", "timeout")
 
@@ -102,13 +102,30 @@ def _vacuums(client: flowscope.Client) -> int:
     return int(rows[0]["n"])
 
 
-def test_parse_age() -> None:
-    assert parse_age("90D").days == 90
-    assert parse_age("12h").total_seconds() == 12 * 3600
-    assert parse_age(" 30 M ").total_seconds() == 1800
-    for bad in ("90", "D", "-3D", "0D", "1Y", 5):
-        with pytest.raises(flowscope.ValidationError):
-            parse_age(bad)  # type: ignore[arg-type]
+def test_older_than_is_a_pandas_duration(client: flowscope.Client, tmp_path: Path) -> None:
+    """older_than takes the SDK's one duration syntax; old spellings and calendar months
+    fail naming what to write, before anything is created."""
+    from datetime import timedelta
+
+    import pandas as pd
+
+    _seed(client, 60)
+    archive = tmp_path / "archive"
+    want = client.retention.prune(older_than="30D", archive_to=archive, dry_run=True)
+    for same in ("720h", "43200min", "2592000s", timedelta(days=30), pd.Timedelta("30D")):
+        got = client.retention.prune(older_than=same, archive_to=archive, dry_run=True)
+        assert got.rows == want.rows > 0, same
+    assert client.retention.prune(older_than="4W", archive_to=archive, dry_run=True).rows > 0
+    for old, new in (("30M", "'30min'"), ("30m", "'30min'"), ("12H", "'12h'"), ("45S", "'45s'")):
+        with pytest.raises(flowscope.ValidationError, match=f"older_than={old!r} .*write {new}"):
+            client.retention.prune(older_than=old, archive_to=archive)
+    for calendar in ("1MS", "3MS", "1ME", "1Y"):
+        with pytest.raises(flowscope.ValidationError, match="calendar offset, not a fixed"):
+            client.retention.prune(older_than=calendar, archive_to=archive)
+    for bad in ("90", "-3D", "0D", "1 fortnight", 5):
+        with pytest.raises(flowscope.ValidationError, match="older_than"):
+            client.retention.prune(older_than=bad, archive_to=archive)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []  # refused before anything was created
 
 
 def test_prune_archives_exactly_what_it_deletes(client: flowscope.Client, tmp_path: Path) -> None:

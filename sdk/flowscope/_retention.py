@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import time
 from collections.abc import Callable
@@ -39,6 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from ._boundary import Guarded
+from ._durations import parse_duration
 from ._files import directory_lock, fsync_dir
 from .errors import ConfigurationError, ConflictError, DatabaseError, ValidationError
 
@@ -47,11 +47,9 @@ if TYPE_CHECKING:
 
     from ._session import Session
 
-__all__ = ["PruneReport", "Retention", "parse_age"]
+__all__ = ["PruneReport", "Retention"]
 
 MANIFEST = "prune-manifest.json"
-_AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 TABLES = ("executions",)
 
 
@@ -71,33 +69,6 @@ class PruneReport:
     """This call continued an interrupted run."""
     dry_run: bool = False
     seconds: float = 0.0
-
-
-def parse_age(older_than: str | timedelta) -> timedelta:
-    """``"90D"``, ``"12h"``, ``"2w"``, ``"30m"`` (minutes), ``"45s"`` or a timedelta → timedelta.
-
-    Example:
-        >>> parse_age("90D")
-        datetime.timedelta(days=90)
-        >>> parse_age("2w")
-        datetime.timedelta(days=14)
-    """
-    if isinstance(older_than, timedelta):
-        age = older_than
-    elif isinstance(older_than, str) and (m := _AGE.match(older_than)):
-        try:
-            age = timedelta(**{_UNITS[m.group(2).lower()]: int(m.group(1))})
-        except OverflowError:
-            raise ValidationError(
-                f"older_than {older_than!r} is too long an age (at most {timedelta.max.days:,} days)"
-            ) from None
-    else:
-        raise ValidationError(
-            f"older_than must look like '90D', '12H', '2W', '30M' or '45S'; got {older_than!r}"
-        )
-    if age <= timedelta(0):
-        raise ValidationError("older_than must be a positive age")
-    return age
 
 
 class Retention(Guarded):
@@ -144,9 +115,12 @@ class Retention(Guarded):
 
         Args:
             table: the table to prune; ``"executions"``.
-            older_than: age of the rows to prune: ``"90D"`` (days), ``"12H"``,
-                ``"2W"``, ``"30M"`` (minutes), ``"45S"``, or a ``timedelta``.
-                Measured from the database's clock at the start of the run.
+            older_than: age of the rows to prune, a fixed length in pandas' offset aliases:
+                ``"90D"`` (days), ``"12h"``, ``"2W"``, ``"30min"``, ``"45s"``, or a
+                ``timedelta``; calendar months are refused (write ``"90D"``), and the old
+                ``"30M"``/``"12H"`` spellings are errors naming the new ones
+                (:mod:`flowscope._durations`). Measured from the database's clock at the
+                start of the run.
             archive_to: a directory for the Parquet files and the manifest (created).
             batch_size: rows per batch, file and transaction (1 to 1,000,000).
             dry_run: only count what would be pruned; write and delete nothing.
@@ -174,7 +148,7 @@ class Retention(Guarded):
         started = time.perf_counter()
         if table not in TABLES:
             raise ValidationError(f"prune supports the tables {', '.join(TABLES)}; got {table!r}")
-        age = parse_age(older_than)
+        age = parse_duration(older_than, name="older_than")
         try:  # before anything is created: an age that reaches before the year 1
             datetime.now(UTC) - age - timedelta(days=2)
         except OverflowError:

@@ -323,25 +323,24 @@ class Analytics(Guarded):
         Example:
             >>> client.analytics.compare(period="7D", by="workflow")   # doctest: +SKIP
         """
+        from .._durations import parse_duration
         from .compare import compare_query
 
         flt = _base.as_filter(filter, filter_fields)
-        fq = _base.parse_freq(period, name="period")
-        if fq is None or fq.fixed is None:
-            raise ValidationError(f"period={period!r} must be a fixed length such as '24h' or '7D'")
+        length = parse_duration(period, name="period")  # a fixed length: no calendar months
         if flt.since is not None:
             raise ValidationError(
                 "compare() derives both periods from until and period; drop since"
             )
         end = flt.until or datetime.now(UTC)
         try:  # the previous period starts two periods before the end
-            end - 2 * fq.fixed
+            end - 2 * length
         except OverflowError:
             raise ValidationError(
                 f"period={period!r} twice back from {end:%Y-%m-%d} reaches before the year 1",
                 errors=[{"loc": ("period",), "msg": "reaches before the year 1", "index": None}],
             ) from None
-        return self._run(compare_query(flt, _base.parse_by(by), fq.fixed, end))
+        return self._run(compare_query(flt, _base.parse_by(by), length, end))
 
     def summary(
         self,

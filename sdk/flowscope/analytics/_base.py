@@ -14,7 +14,6 @@ daylight-saving shifts never move a bucket.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement, Grouping
 
+from .._durations import parse_frequency
 from .._frames import STRING
 from .._settings import analytics_work_mem
 from ..errors import ValidationError
@@ -135,10 +135,6 @@ def parse_by(
 
 # -- frequencies ---------------------------------------------------------------------
 
-#: The longest ``freq``/``period`` accepted (10,000 years, in days).
-MAX_FREQ_DAYS = 3_652_425
-_FREQ = re.compile(r"^\s*(\d*)\s*(min|T|h|H|D|W|W-MON|MS)\s*$")
-_UNITS = {"min": "mins", "T": "mins", "h": "hours", "H": "hours", "D": "days", "W": "weeks"}
 # date_bin origin: a Monday at midnight, so weekly buckets start on Mondays (ISO weeks)
 _ORIGIN = datetime(2000, 1, 3)
 
@@ -181,24 +177,12 @@ class Freq:
 
 
 def parse_freq(freq: str | None, *, name: str = "freq") -> Freq | None:
-    """Parse ``"1h"``, ``"15min"``, ``"1D"``, ``"1W"`` (weeks from Monday) or ``"1MS"`` (month starts)."""
+    """Parse ``"1h"``, ``"15min"``, ``"1D"``, ``"1W"`` (weeks from Monday) or ``"1MS"`` (month
+    starts): flowscope's one syntax (:func:`flowscope._durations.parse_frequency`)."""
     if freq is None:
         return None
-    m = _FREQ.match(freq) if isinstance(freq, str) else None
-    if not m or (m.group(1) and int(m.group(1)) == 0):
-        raise ValidationError(
-            f"{name}={freq!r} is not a supported frequency; use e.g. '15min', '1h', '1D', '1W'"
-            " (weeks starting Monday) or '1MS' (calendar months), in UTC"
-        )
-    n = int(m.group(1) or 1)
-    unit = "months" if m.group(2) == "MS" else _UNITS[m.group(2).split("-")[0]]
-    days = n * {"mins": 1 / 1440, "hours": 1 / 24, "days": 1, "weeks": 7, "months": 31}[unit]
-    if days > MAX_FREQ_DAYS or n > 2**31 - 1:
-        raise ValidationError(
-            f"{name}={freq!r} is too long: at most 10,000 years",
-            errors=[{"loc": (name,), "msg": "longer than 10,000 years", "index": None}],
-        )
-    return Freq(n, unit, freq)
+    parsed = parse_frequency(freq, name=name)
+    return Freq(parsed.n, parsed.unit, parsed.text)
 
 
 # -- the filtered rows ---------------------------------------------------------------

@@ -1,0 +1,5 @@
+"""``python -m flowscope.cli``: the ``flowscope`` command."""
+
+from . import main
+
+main()
