@@ -68,9 +68,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from . import _changes, _db
-from ._boundary import Guarded, boundary
-from ._files import (
+from .. import _changes, _db
+from .._boundary import Guarded, boundary
+from .._files import (
     directory_lock,
     fsync_dir,
     owned_temp_dir,
@@ -78,15 +78,15 @@ from ._files import (
     release,
     sweep_stale,
 )
-from ._frames import pandas_dtype
-from ._session import session_of
-from .errors import (
+from .._frames import pandas_dtype
+from .._session import session_of
+from ..errors import (
     ConfigurationError,
     DatabaseError,
     FlowscopeError,
     ValidationError,
 )
-from .filters import (
+from ..filters import (
     AuditFilter,
     ExecutionFilter,
     OrganizationFilter,
@@ -94,13 +94,13 @@ from .filters import (
     WorkflowFilter,
     coerce_filter,
 )
-from .models import AUDIT_LOG, EXECUTIONS, ORGANIZATIONS, SECRET_COLUMNS, USERS, WORKFLOWS
+from ..models import AUDIT_LOG, EXECUTIONS, ORGANIZATIONS, SECRET_COLUMNS, USERS, WORKFLOWS
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from ._session import Session
+    from .._session import Session
 
 __all__ = [
     "TABLES",
@@ -703,7 +703,7 @@ def _stream_plan(
     that imports the snapshot: the same rows, at ADBC's speed."""
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValidationError(f"batch_size must be a positive integer, got {batch_size!r}")
-    from ._session import READ
+    from .._session import READ
 
     session.require(READ)
     adbc = _adbc_query(session, plan) if conn is None or snapshot is not None else None
@@ -768,7 +768,7 @@ def _adbc_query(session: Session, plan: _Plan) -> tuple[str, str, list[tuple[str
     choice = _transport()
     if choice == "copy":
         return None
-    from ._session import _WRITE_TX
+    from .._session import _WRITE_TX
 
     if session.replicas is not None or _WRITE_TX.get() is not None:
         # read_transaction() decides where reads go (a replica, read-your-writes waits, the
@@ -1276,7 +1276,7 @@ def _split_runs(
 
 
 def _progress(enabled: bool, desc: str, total: int | None) -> Any:
-    from ._display import progress_bar
+    from .._display import progress_bar
 
     return progress_bar(
         enabled,
