@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 from flowscope import export
+from flowscope.export import _adbc, _atomic, _copy, _read
 from flowscope.models import EXECUTIONS, ORGANIZATIONS, USERS, WORKFLOWS
 
 T0 = datetime(2026, 3, 1, 23, 59, 59, 999_999, tzinfo=UTC)
@@ -181,6 +182,57 @@ def test_schema_is_explicit_and_faithful() -> None:
 
 
 @pytest.mark.parametrize("table", list(export.TABLES))
+def test_schema_is_derived_from_the_model_tables(table: str) -> None:
+    """Every column of the table but the secret ones, in order, NOT NULL kept: no list of
+    columns is written anywhere but in the models."""
+    from flowscope.models import SECRET_COLUMNS
+
+    schema = export.arrow_schema(table)
+    columns = [c for c in export.TABLES[table].c if c.name not in SECRET_COLUMNS.get(table, ())]
+    assert schema.names == [c.name for c in columns]
+    assert [f.nullable for f in schema] == [bool(c.nullable) for c in columns]
+
+
+def test_a_column_added_to_a_model_table_reaches_the_schema(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a new revision's column needs here: nothing (the table is all there is)."""
+    from flowscope.export import _schema
+
+    grown = sa.Table(
+        "executions",
+        sa.MetaData(),
+        *(c._copy() for c in EXECUTIONS.c),
+        sa.Column("cost", sa.Numeric(12, 2), nullable=False),
+        sa.Column("labels", sa.ARRAY(sa.Text)),
+    )
+    monkeypatch.setitem(_schema.TABLES, "executions", grown)
+    schema = export.arrow_schema("executions")
+    assert schema.field("cost") == pa.field("cost", pa.decimal128(12, 2), nullable=False)
+    assert schema.field("labels").type == pa.list_(pa.string())
+    plan = _read._plan("executions")
+    assert [c.name for c in plan.columns][-2:] == ["cost", "labels"]
+
+
+def test_every_read_has_the_one_signature(seeded: flowscope.Client) -> None:
+    """to_arrow, to_pandas, to_polars and iter_batches take read_options' arguments (for
+    help(), type checkers and the error boundary), and the free functions are aliases."""
+    import inspect
+
+    one = list(inspect.signature(_read.read_options).parameters.values())
+    for method in ("to_arrow", "to_pandas", "to_polars", "iter_batches"):
+        got = list(inspect.signature(getattr(seeded.executions, method)).parameters.values())
+        assert got == one, method
+    with pytest.raises(flowscope.ValidationError, match="batch_size"):
+        seeded.executions.to_arrow(batch_size="many")
+    with pytest.raises(flowscope.ValidationError, match="colums"):
+        seeded.executions.to_arrow(colums=["id"])  # a misspelt option is no filter field
+    alias = flowscope.read_arrow(seeded, "executions", columns=["id"], status="failed")
+    assert alias.equals(seeded.executions.to_arrow(columns=["id"], status="failed"))
+    assert alias.num_rows == 10
+
+
+@pytest.mark.parametrize("table", list(export.TABLES))
 def test_read_arrow_equals_source_rows(
     seeded: flowscope.Client, engine: sa.Engine, table: str
 ) -> None:
@@ -309,7 +361,7 @@ def test_batches_are_gathered_into_row_groups(
     path = tmp_path / "rg.parquet"
     seeded.export.parquet("executions", path, batch_size=3, progress=False)
     assert pq.ParquetFile(path).metadata.num_row_groups == 1  # 40 rows < _ROW_GROUP_ROWS
-    monkeypatch.setattr(export, "_ROW_GROUP_ROWS", 16)
+    monkeypatch.setattr(_atomic, "_ROW_GROUP_ROWS", 16)
     seeded.export.parquet("executions", path, batch_size=5, progress=False)
     meta = pq.ParquetFile(path).metadata
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [20, 20]
@@ -393,7 +445,7 @@ def test_failed_export_leaves_nothing(
 ) -> None:
     calls = {"n": 0}
     # the per-batch step of either transport: the COPY decoder or the ADBC caster
-    for step in (export._Decoder, export._AdbcCaster):
+    for step in (_copy._Decoder, _adbc._AdbcCaster):
 
         def flaky(self: Any, data: Any, real: Any = step.__call__) -> Any:
             calls["n"] += 1
@@ -757,12 +809,12 @@ def test_adbc_is_used_without_parameters_and_copy_with_them(
 ) -> None:
     if transport != "adbc":
         pytest.skip("ADBC only")
-    real_copy = export._copy_batches
+    real_copy = _copy._copy_batches
 
     def no_copy(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the COPY decoder ran")
 
-    monkeypatch.setattr(export, "_copy_batches", no_copy)
+    monkeypatch.setattr(_copy, "_copy_batches", no_copy)
     got = seeded.executions.to_arrow(decimal="float64").sort_by("id")
     rows = _source(engine, "executions")
     assert got.column("id").to_pylist() == [r["id"] for r in rows]
@@ -786,8 +838,8 @@ def test_adbc_is_used_without_parameters_and_copy_with_them(
         r["id"] for r in rows if r["status"] in ("failed", "completed") and r["created_at"] >= since
     ]
     assert (
-        export._adbc_query(
-            seeded._session, export._plan("executions", filter_fields={"status": "failed"})
+        _adbc._adbc_query(
+            seeded._session, _read._plan("executions", filter_fields={"status": "failed"})
         )
         is not None
     )
@@ -800,12 +852,12 @@ def test_adbc_is_used_without_parameters_and_copy_with_them(
     def no_adbc(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("ADBC ran")
 
-    monkeypatch.setattr(export, "_copy_batches", real_copy)
-    monkeypatch.setattr(export, "_adbc_batches", no_adbc)
+    monkeypatch.setattr(_copy, "_copy_batches", real_copy)
+    monkeypatch.setattr(_adbc, "_adbc_batches", no_adbc)
     query = sa.select(sa.literal_column("'$1'", sa.Text).label("dollar"))
     assert (
-        export._adbc_query(
-            seeded._session, export._plan_query(seeded._session, query, decimal="float64")
+        _adbc._adbc_query(
+            seeded._session, _read._plan_query(seeded._session, query, decimal="float64")
         )
         is None
     )
@@ -815,9 +867,9 @@ def test_adbc_decimal_cast_is_exact() -> None:
     import pyarrow.compute as pc
 
     text = pa.array(["1.500", None, "-0.001", "9999999.999"])
-    got = export._adbc_cast(text, pa.decimal128(10, 3))
+    got = _adbc._adbc_cast(text, pa.decimal128(10, 3))
     assert got.to_pylist() == [Decimal("1.500"), None, Decimal("-0.001"), Decimal("9999999.999")]
     with pytest.raises(pa.ArrowInvalid):
-        export._adbc_cast(pa.array(["1.0005"]), pa.decimal128(10, 3))
-    as_json = export._adbc_cast(pa.array(['{"a": 1}', None]), pa.json_())
+        _adbc._adbc_cast(pa.array(["1.0005"]), pa.decimal128(10, 3))
+    as_json = _adbc._adbc_cast(pa.array(['{"a": 1}', None]), pa.json_())
     assert as_json.type == pa.json_() and pc.is_null(as_json.storage).to_pylist() == [False, True]

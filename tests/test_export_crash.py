@@ -1,7 +1,7 @@
 """Exports killed with SIGKILL at every step of their write protocol, then run again.
 
 A child process runs the export and kills itself (``SIGKILL``: no cleanup of any kind) at
-a named step of :func:`flowscope.export._step`. The test then checks what the kill left
+a named step of :func:`flowscope.export._atomic._step`. The test then checks what the kill left
 (the old file, nothing, or a resumable dataset), runs the export again, and checks that
 the Parquet files a reader sees hold exactly the table's rows, once, with no temp file,
 staging directory or empty partition directory left behind.
@@ -31,7 +31,7 @@ CHILD = textwrap.dedent(
     """
     import json, os, signal, sys
     import flowscope
-    from flowscope import export
+    from flowscope.export import _atomic
 
     url, target, options, step, nth = sys.argv[1:]
     seen = {"n": 0}
@@ -42,7 +42,7 @@ CHILD = textwrap.dedent(
             if seen["n"] == int(nth):
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    export._step = die
+    _atomic._step = die
     with flowscope.connect(url) as client:
         client.export.parquet("executions", target, progress=False, batch_size=4,
                               **json.loads(options))
@@ -218,9 +218,9 @@ def test_killed_incremental_export(
     # killed before its intent: the run never happened, the rerun exports its 15 rows;
     # after its intent: the rerun finishes and records it, then finds nothing new
     recovered = step in ("intent-written", "renamed", "before-manifest")
-    lost = step in ("batch", "files-ready")
-    assert again.rows == (15 if lost else 0)
-    assert len(manifest["runs"]) == (2 if lost else 3)
+    never_ran = step in ("batch", "files-ready")
+    assert again.rows == (15 if never_ran else 0)
+    assert len(manifest["runs"]) == (2 if never_ran else 3)
     assert manifest["runs"][1].get("recovered", False) is recovered
     _insert(rows, 45, 48)
     assert client.export.parquet("executions", root, progress=False, **options).rows == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 from pathlib import Path
 
@@ -64,3 +65,14 @@ def test_sweep_removes_only_what_no_live_process_holds(tmp_path: Path) -> None:
         _files.release(dir_fd)
     assert sorted(_files.sweep_stale(sorted(tmp_path.glob(".*.tmp")))) == sorted([live, live_dir])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_json_replaces_atomically_and_leaves_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.json"
+    _files.write_json(path, {"runs": [1]})
+    _files.write_json(path, {"runs": [1, 2]})
+    assert json.loads(path.read_text()) == {"runs": [1, 2]}
+    with pytest.raises(TypeError):
+        _files.write_json(path, {"runs": [object()]})  # fails half-way through the dump
+    assert json.loads(path.read_text()) == {"runs": [1, 2]}  # the old file, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]  # no temp file left

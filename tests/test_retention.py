@@ -16,8 +16,8 @@ import flowscope
 import pyarrow.parquet as pq
 import pytest
 from flowscope._retention import MANIFEST
-
-TERMINAL = ("completed", "failed", "cancelled", "timeout")
+from flowscope.export import arrow_schema
+from flowscope.models import TERMINAL_EXECUTION_STATUSES as TERMINAL
 
 
 def _seed(client: flowscope.Client, n: int = 120) -> None:
@@ -151,6 +151,9 @@ def test_prune_archives_exactly_what_it_deletes(client: flowscope.Client, tmp_pa
     schema = pq.read_schema(report.files[0])
     assert str(schema.field("created_at").type) == "timestamp[us, tz=UTC]"
     assert str(schema.field("duration_seconds").type) == "decimal128(10, 3)"
+    # an archive is an export: the same schema, derived from the models (NOT NULL kept)
+    assert schema.remove_metadata() == arrow_schema("executions")
+    assert not schema.field("id").nullable and schema.field("trace_id").nullable
     # the deletions are audited like any other
     audited = client.sql(
         "SELECT count(*) AS n FROM audit_log WHERE table_name = 'executions' AND action = 'DELETE'"

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ __all__ = [
     "owned_temp_file",
     "release",
     "sweep_stale",
+    "write_json",
 ]
 
 #: The fallback lock file of :func:`directory_lock` (only where ``flock`` on a directory
@@ -56,6 +59,31 @@ def fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Replace the JSON file ``path`` atomically: a hidden sibling temp file is written,
+    fsynced and renamed over it, then the directory is fsynced (manifests of exports and
+    prunes). On an error the temp file is removed and ``path`` is unchanged.
+
+    Example:
+        >>> import tempfile
+        >>> where = Path(tempfile.mkdtemp()) / "m.json"
+        >>> write_json(where, {"runs": []})
+        >>> json.loads(where.read_text()), [p.name for p in where.parent.iterdir()]
+        ({'runs': []}, ['m.json'])
+    """
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(temp, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+    fsync_dir(path.parent)
 
 
 def _try_flock(fd: int) -> bool:

@@ -3,8 +3,10 @@
 Each batch runs in ONE database transaction:
 
 1. ``SELECT ... FOR UPDATE`` the oldest ``batch_size`` rows past the cutoff;
-2. write them to ``<archive>/<table>-<run>-<batch>.parquet`` (temporary file,
-   fsync, row count read back and checked, ``os.replace``, directory fsync);
+2. write them to ``<archive>/<table>-<run>-<batch>.parquet`` with export's crash-safe
+   writer (:func:`flowscope.export._atomic.write_parquet`: temporary file, row count read
+   back and checked, fsync, ``os.replace``, directory fsync), in export's Arrow schema of
+   the table (derived from the models: an archive reads like an export);
 3. record the batch in the manifest with the transaction id, as ``pending``
    (the manifest is replaced atomically as well);
 4. ``DELETE`` exactly those ids, checking the count;
@@ -39,7 +41,7 @@ from sqlalchemy.dialects import postgresql
 
 from ._boundary import Guarded
 from ._durations import parse_duration
-from ._files import directory_lock, fsync_dir
+from ._files import directory_lock, sweep_stale, write_json
 from .errors import ConfigurationError, ConflictError, DatabaseError, ValidationError
 
 if TYPE_CHECKING:
@@ -201,6 +203,7 @@ class Retention(Guarded):
             raise ConfigurationError(f"cannot create archive directory {directory}: {exc}") from exc
 
         with directory_lock(directory, "a prune"):
+            sweep_stale(list(directory.glob(".*.tmp")))  # what a killed run was writing
             manifest = _Manifest.load(directory)
             run = manifest.unfinished()
             resumed = run is not None
@@ -263,30 +266,25 @@ class Retention(Guarded):
         batch_size: int,
         hook: Callable[[str, int], None] | None,
     ) -> tuple[Path, int] | None:
+        from .export._atomic import write_parquet
         from .models import EXECUTIONS as t
 
         number = len(run["batches"]) + 1
         name = f"{run['table']}-{run['id']}-{number:06d}.parquet"
         path = directory / name
         with self._session.transaction() as conn:
-            rows = conn.execute(
-                sa.select(*archive_columns())
-                .where(where)
-                .order_by(t.c.created_at, t.c.id)
-                .limit(batch_size)
-                .with_for_update()
-            ).all()
-            if not rows:
+            archive = _archive_batch(self._session, conn, run["table"], where, batch_size)
+            if archive.num_rows == 0:
                 return None
-            write_archive(_to_arrow(rows), path)
+            write_parquet(archive, path)
+            rows = archive.column("id").to_pylist()
             if hook:
                 hook("archived", number)
             xid = conn.execute(sa.text("SELECT pg_current_xact_id()::text")).scalar_one()
             batch = {"file": name, "rows": len(rows), "xid": xid, "state": "pending"}
             run["batches"].append(batch)
             manifest.save()
-            ids = [r[0] for r in rows]
-            doomed = sa.bindparam("ids", ids, type_=postgresql.ARRAY(sa.String))
+            doomed = sa.bindparam("ids", rows, type_=postgresql.ARRAY(sa.String))
             deleted = conn.execute(sa.delete(t).where(t.c.id == sa.any_(doomed))).rowcount
             if deleted != len(rows):
                 raise DatabaseError(
@@ -366,85 +364,25 @@ class Retention(Guarded):
 # -- archive files -----------------------------------------------------------------------
 
 
-def executions_schema() -> pa.Schema:
-    """The Arrow schema of archived executions: database column names, explicit types."""
+def _archive_batch(
+    session: Session, conn: sa.Connection, table: str, where: Any, batch_size: int
+) -> pa.Table:
+    """The oldest ``batch_size`` rows of ``table`` matching ``where``, locked ``FOR UPDATE``
+    in ``conn``'s transaction, as an Arrow table in export's schema of the table (derived
+    from the models), read by export's binary COPY decoder: an archive is an export."""
+    import dataclasses
+
     import pyarrow as pa
 
-    ts = pa.timestamp("us", tz="UTC")
-    return pa.schema(
-        [
-            pa.field("id", pa.string(), nullable=False),
-            pa.field("workflow_id", pa.string(), nullable=False),
-            pa.field("owner", pa.string(), nullable=False),
-            pa.field("organization_id", pa.string()),
-            pa.field("status", pa.string(), nullable=False),
-            pa.field("parameters", pa.json_()),
-            pa.field("result", pa.json_()),
-            pa.field("error", pa.json_()),
-            pa.field("started_at", ts),
-            pa.field("completed_at", ts),
-            pa.field("duration_seconds", pa.decimal128(10, 3)),
-            pa.field("current_step", pa.string()),
-            pa.field("steps_completed", pa.int32()),
-            pa.field("steps_total", pa.int32()),
-            pa.field("metadata", pa.json_()),
-            pa.field("trace_id", pa.string()),
-            pa.field("created_at", ts, nullable=False),
-            pa.field("updated_at", ts, nullable=False),
-        ]
-    )
+    from .export import TABLES as EXPORTABLE
+    from .export import _plan, _stream_plan
 
-
-_JSON_COLUMNS = ("parameters", "result", "error", "metadata")
-
-
-def archive_columns() -> list[sa.ColumnElement[Any]]:
-    """The executions columns in archive order; JSONB comes as its text (no parse/re-encode)."""
-    from .models import EXECUTIONS as t
-
-    return [
-        sa.cast(t.c[name], sa.Text).label(name) if name in _JSON_COLUMNS else t.c[name]
-        for name in executions_schema().names
-    ]
-
-
-def _to_arrow(rows: Any) -> pa.Table:
-    """Rows selected with :func:`archive_columns` → an Arrow table of :func:`executions_schema`."""
-    import pyarrow as pa
-
-    schema = executions_schema()
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
-    return pa.table(
-        [pa.array(values, type=f.type) for values, f in zip(columns, schema, strict=True)],
-        schema=schema,
-    )
-
-
-def write_archive(table: pa.Table, path: Path) -> None:
-    """Write ``table`` to ``path`` durably and atomically, checking the row count.
-
-    A sibling temporary file is written, fsynced, read back (row count), then
-    renamed over ``path`` and the directory fsynced: ``path`` is either absent or
-    complete, even if the process is killed.
-    """
-    # TODO(export): swap for flowscope.export's atomic writer once it lands on main.
-    import pyarrow.parquet as pq
-
-    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        written = pq.read_metadata(tmp).num_rows
-        if written != table.num_rows:
-            raise DatabaseError(
-                f"archive {path.name}: wrote {written} rows, expected {table.num_rows}"
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    plan = _plan(table, extra_where=where)
+    c = EXPORTABLE[table].c
+    select = plan.select.order_by(c.created_at, c.id).limit(batch_size).with_for_update()
+    plan = dataclasses.replace(plan, select=select)
+    batches = list(_stream_plan(session, plan, batch_size=None, conn=conn))
+    return pa.Table.from_batches(batches, schema=plan.schema)
 
 
 # -- manifest ----------------------------------------------------------------------------
@@ -486,11 +424,4 @@ class _Manifest:
         return run
 
     def save(self) -> None:
-        path = self.directory / MANIFEST
-        tmp = path.with_name(f"{MANIFEST}.tmp")
-        with open(tmp, "w") as fh:
-            json.dump(self.data, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(self.directory)
+        write_json(self.directory / MANIFEST, self.data)

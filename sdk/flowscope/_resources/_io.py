@@ -12,8 +12,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+from ..export._read import ReadOptions, reads, to_pandas
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,7 +23,6 @@ if TYPE_CHECKING:
 
     from .._ingest import IngestResult
     from .._session import Session
-    from ..export import Decimal
 
 __all__ = ["IngestMixin", "TableIO"]
 
@@ -37,21 +38,20 @@ def _table_name(resource: Any) -> str:
 
 
 class TableIO:
-    """Arrow/pandas reads of one table with its explicit schema (see :mod:`flowscope.export`)."""
+    """Arrow/pandas/polars reads of one table with its explicit schema (see
+    :mod:`flowscope.export`): flowscope's one read surface.
+
+    Every read takes the same arguments, declared once
+    (:func:`flowscope.export._read.read_options`): ``filter`` (or its fields as keywords:
+    ``status="failed"``, ``since=...``), ``columns``, ``flatten`` (JSON keys as their own
+    columns: ``["parameters.lr"]`` or ``{"parameters.lr": "float64"}``), ``decimal``
+    (``"float64"`` reads NUMERIC as float64) and ``batch_size``.
+    """
 
     _session: Session
 
-    def to_arrow(
-        self,
-        filter: Any = None,
-        /,
-        *,
-        columns: Sequence[str] | None = None,
-        flatten: Sequence[str] | Mapping[str, Any] | None = None,
-        decimal: Decimal = "decimal128",
-        batch_size: int = 32_768,
-        **filter_fields: Any,
-    ) -> pa.Table:
+    @reads
+    def to_arrow(self, options: ReadOptions) -> pa.Table:
         """The matching rows as one Arrow table (explicit schema; JSONB as ``pa.json_()``).
 
         Example:
@@ -59,54 +59,29 @@ class TableIO:
             pyarrow.Table
             id: string
             ...
+            >>> t = client.executions.to_arrow(status="completed",  # doctest: +SKIP
+            ...                                flatten={"parameters.lr": "float64"})
+            >>> t.schema.field("parameters.lr").type                 # doctest: +SKIP
+            DataType(double)
         """
-        from ..export import read_arrow
+        return options.arrow(self._session, _table_name(self))
 
-        return read_arrow(
-            self._session,
-            _table_name(self),
-            filter,
-            columns=columns,
-            flatten=flatten,
-            decimal=decimal,
-            batch_size=batch_size,
-            **filter_fields,
-        )
-
-    def to_pandas(
-        self,
-        filter: Any = None,
-        /,
-        *,
-        columns: Sequence[str] | None = None,
-        flatten: Sequence[str] | Mapping[str, Any] | None = None,
-        decimal: Decimal = "decimal128",
-        batch_size: int = 32_768,
-        **filter_fields: Any,
-    ) -> pd.DataFrame:
-        """The matching rows as a DataFrame with nullable / Arrow-backed dtypes.
+    @reads
+    def to_pandas(self, options: ReadOptions) -> pd.DataFrame:
+        """The matching rows as a DataFrame with nullable / Arrow-backed dtypes
+        (:func:`flowscope._frames.pandas_dtype`): the same columns when nothing matches.
 
         Example:
             >>> df = client.executions.to_pandas(status="completed", decimal="float64")  # doctest: +SKIP
             >>> df["duration_seconds"].dtype                                             # doctest: +SKIP
             Float64Dtype()
         """
-        from ..export import read_pandas
+        return to_pandas(options.arrow(self._session, _table_name(self)))
 
-        return read_pandas(
-            self._session,
-            _table_name(self),
-            filter,
-            columns=columns,
-            flatten=flatten,
-            decimal=decimal,
-            batch_size=batch_size,
-            **filter_fields,
-        )
-
-    def to_polars(self, filter: Any = None, /, **options: Any) -> Any:
-        """The matching rows as a polars DataFrame: :meth:`to_arrow` (same arguments),
-        wrapped without a copy (``pip install 'flowscope[polars]'``).
+    @reads
+    def to_polars(self, options: ReadOptions) -> Any:
+        """The matching rows as a polars DataFrame: :meth:`to_arrow` wrapped without a
+        copy (``pip install 'flowscope[polars]'``).
 
         Example:
             >>> client.executions.to_polars(status="failed").select("id", "error")  # doctest: +SKIP
@@ -114,37 +89,18 @@ class TableIO:
         from .._frames import require_polars, to_polars
 
         require_polars()  # before anything is read
-        return to_polars(self.to_arrow(filter, **options))
+        return to_polars(options.arrow(self._session, _table_name(self)))
 
-    def iter_batches(
-        self,
-        filter: Any = None,
-        /,
-        *,
-        columns: Sequence[str] | None = None,
-        flatten: Sequence[str] | Mapping[str, Any] | None = None,
-        decimal: Decimal = "decimal128",
-        batch_size: int = 32_768,
-        **filter_fields: Any,
-    ) -> Iterator[pa.RecordBatch]:
-        """Stream the matching rows as RecordBatches in constant memory.
+    @reads
+    def iter_batches(self, options: ReadOptions) -> Iterator[pa.RecordBatch]:
+        """Stream the matching rows as RecordBatches of ``batch_size`` rows in constant
+        memory; closing the iterator early cancels the query.
 
         Example:
             >>> for batch in client.executions.iter_batches(batch_size=100_000):  # doctest: +SKIP
             ...     handle(batch)
         """
-        from ..export import iter_batches
-
-        return iter_batches(
-            self._session,
-            _table_name(self),
-            filter,
-            columns=columns,
-            flatten=flatten,
-            decimal=decimal,
-            batch_size=batch_size,
-            **filter_fields,
-        )
+        return options.batches(self._session, _table_name(self))
 
 
 class IngestMixin:
