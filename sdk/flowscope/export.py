@@ -78,6 +78,8 @@ from ._files import (
     release,
     sweep_stale,
 )
+from ._frames import Decimal as Decimal  # re-exported: the read signatures use it
+from ._frames import arrow_type as _arrow_type
 from ._frames import pandas_dtype
 from ._session import session_of
 from .errors import (
@@ -111,8 +113,6 @@ __all__ = [
     "read_arrow",
     "read_pandas",
 ]
-
-Decimal = Literal["decimal128", "float64"]
 
 #: Exportable tables, by name.
 TABLES: dict[str, sa.Table] = {
@@ -157,38 +157,6 @@ _HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
 # -- schemas ------------------------------------------------------------------------------
-def _arrow_type(sa_type: Any, *, decimal: Decimal) -> pa.DataType:
-    import pyarrow as pa
-
-    if isinstance(sa_type, sa.TypeDecorator):
-        sa_type = sa_type.load_dialect_impl(postgresql.dialect())
-    if isinstance(sa_type, postgresql.JSONB | postgresql.JSON | sa.JSON):
-        return pa.json_()
-    if isinstance(sa_type, sa.ARRAY):
-        return pa.list_(_arrow_type(sa_type.item_type, decimal=decimal))
-    if isinstance(sa_type, sa.DateTime):
-        return pa.timestamp("us", tz="UTC" if sa_type.timezone else None)
-    if isinstance(sa_type, sa.Date):
-        return pa.date32()
-    if isinstance(sa_type, sa.Boolean):
-        return pa.bool_()
-    if isinstance(sa_type, sa.BigInteger):
-        return pa.int64()
-    if isinstance(sa_type, sa.SmallInteger):
-        return pa.int16()
-    if isinstance(sa_type, sa.Integer):
-        return pa.int32()
-    if isinstance(sa_type, sa.Float):
-        return pa.float64()
-    if isinstance(sa_type, sa.Numeric):
-        if decimal == "float64" or sa_type.precision is None:
-            return pa.float64()
-        return pa.decimal128(sa_type.precision, sa_type.scale or 0)
-    if isinstance(sa_type, sa.String | sa.Text | sa.Enum):
-        return pa.string()
-    raise ConfigurationError(f"no Arrow type for the SQL type {sa_type!r}")
-
-
 @dataclasses.dataclass(frozen=True)
 class _Column:
     name: str
