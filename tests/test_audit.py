@@ -99,8 +99,8 @@ def test_list_filters_pages_and_frame(acting: flowscope.Client, client: flowscop
     empty = acting.audit.to_frame(table_name="organizations")
     assert len(empty) == 0 and list(empty.columns) == list(frame.columns)
     assert (empty.dtypes == frame.dtypes).all()
-    first = acting.audit.get(seen[-1])
-    assert first.table_name in {"workflows", "users"}
+    first = acting.audit.get(seen[-1])  # the oldest workflows entry: w0's INSERT
+    assert (first.table_name, first.action, first.row_id) == ("workflows", "INSERT", wfs[0].id)
     with pytest.raises(flowscope.NotFoundError):
         acting.audit.get(10**9)
     for bad in (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import flowscope
 import pytest
@@ -62,6 +63,8 @@ def test_each_revision_downgrade_restores_the_previous_catalog(
 
     script = ScriptDirectory.from_config(_migrate.alembic_config())
     revisions = [r.revision for r in reversed(list(script.walk_revisions()))]
+    files = list(Path(script.versions).glob("*.py"))
+    assert files and len(revisions) == len(files), (revisions, files)  # every revision is walked
     engine = _fresh(create_database)
     with engine.connect() as conn:
         previous = snapshot(conn)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import subprocess
 import sys
 
@@ -40,7 +41,26 @@ def test_public_callables_have_docstring_examples() -> None:
     assert not missing, missing
 
 
+#: What ``import flowscope`` must leave for the calls that need it (each loads in seconds).
+HEAVY = ("pandas", "pyarrow", "numpy", "alembic", "duckdb", "polars", "adbc_driver_postgresql")
+_IMPORT = f"""
+import json, sys, time
+start = time.process_time()
+import flowscope
+took = time.process_time() - start
+print(json.dumps({{"cpu_seconds": took, "heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
+"""
+
+
 def test_import_is_quick_and_light() -> None:
-    code = "import sys, flowscope; print(sorted(m for m in ('pandas', 'pyarrow', 'alembic') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    """``import flowscope`` loads none of the heavy modules and takes little CPU time (about
+    1 s here, SQLAlchemy and pydantic included; CPU time, not wall time, so a busy machine
+    does not fail it). The best of three fresh interpreters: the first may compile bytecode."""
+    runs = []
+    for _ in range(3):
+        out = subprocess.run(
+            [sys.executable, "-c", _IMPORT], capture_output=True, text=True, check=True
+        )
+        runs.append(json.loads(out.stdout))
+    assert all(r["heavy"] == [] for r in runs), runs
+    assert min(r["cpu_seconds"] for r in runs) < 5, runs

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from .._frames import STRING
+from .._frames import conform
 from ..errors import ValidationError
 from ..filters import AuditFilter
 from ..models import AUDIT_LOG, AuditLogEntryPublic
@@ -19,17 +19,6 @@ if TYPE_CHECKING:
 __all__ = ["AUDITED_TABLES", "Audit"]
 
 AUDITED_TABLES = ("workflows", "executions", "users", "organizations")
-FRAME_COLUMNS = {
-    "id": "Int64",
-    "occurred_at": "datetime64[us, UTC]",
-    "table_name": STRING,
-    "row_id": STRING,
-    "action": STRING,
-    "actor": STRING,
-    "organization_id": STRING,
-    "changes": "object",
-    "transaction_id": "Int64",
-}
 
 
 class Audit(Resource[AuditLogEntryPublic], TableIO):
@@ -75,7 +64,14 @@ class Audit(Resource[AuditLogEntryPublic], TableIO):
             return [self._public(r) for r in conn.execute(stmt)]
 
     def to_frame(self, filter: Any = None, **filter_fields: Any) -> pd.DataFrame:
-        """Matching entries as a pandas DataFrame (columns and dtypes fixed, also when empty).
+        """Matching entries as a pandas DataFrame, oldest first (read where ``list`` reads).
+
+        The columns and dtypes of :meth:`to_pandas`, also when nothing matches (the frame
+        contract, :mod:`flowscope._frames`): ``id`` and ``transaction_id`` ``Int64``,
+        ``occurred_at`` ``datetime64[us, UTC]``, text columns :data:`flowscope._frames.STRING`,
+        and ``changes`` ``extension<arrow.json>[pyarrow]``, JSON text as PostgreSQL writes
+        it (``frame["changes"].map(json.loads)`` gives dicts; :meth:`history` and :meth:`list`
+        give them parsed).
 
         Example:
             >>> client.audit.to_frame(table_name="users", action="UPDATE")   # doctest: +SKIP
@@ -84,11 +80,16 @@ class Audit(Resource[AuditLogEntryPublic], TableIO):
 
         f = self._filter(filter, **filter_fields)
         self._require(self.read_scope)
-        stmt = sa.select(*self.columns).where(f.clause()).order_by(self.table.c.id)
+        # JSON as PostgreSQL's text, the form reads and exports carry (not re-serialised here)
+        selected = [
+            sa.cast(c, sa.Text).label(c.name) if isinstance(c.type, sa.JSON) else c
+            for c in self.columns
+        ]
+        stmt = sa.select(*selected).where(f.clause()).order_by(self.table.c.id)
         with self._session.read_transaction() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(stmt)]
-        frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
-        return frame.astype(FRAME_COLUMNS)
+            result = conn.execute(stmt)
+            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        return conform(frame, {c.name: c.type for c in self.columns})
 
     def _readonly(self, *args: Any, **kwargs: Any) -> Any:
         raise ValidationError("the audit log is append-only and written by the database")

@@ -4,8 +4,14 @@
 * pandas-style frequencies compiled to UTC bucket expressions,
 * the filtered ``rows`` CTE every call starts from,
 * zero-filling of bucket grids (every bucket in the range, zeros not gaps),
-* :class:`Query`: a Select plus its column/dtype contract, and :func:`run`, the one
+* :class:`Query`: a Select plus its column contract, and :func:`run`, the one
   place where a query meets the database and becomes a typed DataFrame.
+
+A column contract names each column's database type (:data:`INT` ``bigint``, :data:`FLT`
+``double precision``, :data:`STR` ``text``, :data:`BOOL` ``boolean``, :data:`TS`
+``timestamptz``); its pandas dtype comes from the one map of :mod:`flowscope._frames`
+(``Int64``, ``Float64``, :data:`flowscope._frames.STRING`, ``boolean``,
+``datetime64[us, UTC]``), the map every other flowscope frame follows.
 
 Builders do no I/O. Time arithmetic is done on ``timestamp without time zone``
 values in UTC (``timezone('UTC', created_at)``), so the session's TimeZone and
@@ -24,7 +30,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement, Grouping
 
 from .._durations import parse_frequency
-from .._frames import STRING
+from .._frames import conform
 from .._settings import analytics_work_mem
 from ..errors import ValidationError
 from ..filters import ExecutionFilter, coerce_filter
@@ -40,12 +46,12 @@ W = WORKFLOWS
 UTC_ZONE: Any = sa.literal_column("'UTC'")
 FLOAT: Any = postgresql.DOUBLE_PRECISION()
 
-# dtype names of the column contracts
-INT = "Int64"
-FLT = "Float64"
-STR = STRING  # the string dtype of every flowscope frame (flowscope._frames)
-BOOL = "boolean"
-TS = "datetime64[us, UTC]"
+# the database types of the column contracts (their dtypes: flowscope._frames)
+INT: Any = sa.BigInteger()  # counts: Int64
+FLT: Any = FLOAT  # measures (seconds, rates): Float64
+STR: Any = sa.Text()  # keys and labels: flowscope._frames.STRING
+BOOL: Any = sa.Boolean()  # boolean
+TS: Any = sa.DateTime(timezone=True)  # times: datetime64[us, UTC]
 
 
 def utc_naive(column: Any) -> ColumnElement[Any]:
@@ -69,7 +75,7 @@ def seconds(interval: Any) -> ColumnElement[float]:
 @dataclass(frozen=True)
 class Key:
     name: str
-    dtype: str
+    type: Any  # the column's database type (STR, TS)
     needs_workflow: bool = False
     needs_tag: bool = False
     description: str = ""
@@ -292,7 +298,7 @@ class Measure:
 
     name: str
     build: Callable[..., Any]  # rows-CTE columns -> aggregate expression
-    dtype: str
+    dtype: Any  # the column's database type (INT, FLT)
     zero: bool = False  # counts: empty buckets get 0; statistics: NULL
 
 
@@ -357,51 +363,27 @@ def grouped(
 
 @dataclass
 class Query:
-    """A Select and the DataFrame it becomes: ordered column names → dtypes.
+    """A Select and the DataFrame it becomes: ordered column names → database types
+    (:data:`INT`, :data:`FLT`, :data:`STR`, :data:`TS`; dtypes by :mod:`flowscope._frames`).
 
     ``rename`` maps SQL labels (``k_workflow``, ``bucket``) to frame columns;
     ``post`` derives columns (ratios) on the small aggregated frame.
     """
 
     select: sa.Select[Any]
-    columns: dict[str, str]
+    columns: dict[str, Any]
     rename: dict[str, str] = field(default_factory=dict)
     post: Callable[[pd.DataFrame], pd.DataFrame] | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
-def key_columns(keys: Sequence[str], freq: Freq | None) -> tuple[dict[str, str], dict[str, str]]:
+def key_columns(keys: Sequence[str], freq: Freq | None) -> tuple[dict[str, Any], dict[str, str]]:
     """Contract and rename map for the grouping columns (``bucket`` last)."""
-    cols = {k: KEYS[k].dtype for k in keys}
+    cols = {k: KEYS[k].type for k in keys}
     rename = {f"k_{k}": k for k in keys}
     if freq is not None:
         cols["bucket"] = TS
     return cols, rename
-
-
-def empty_frame(columns: Mapping[str, str]) -> pd.DataFrame:
-    import pandas as pd
-
-    return pd.DataFrame({c: pd.Series([], dtype=d) for c, d in columns.items()})
-
-
-def typed(frame: pd.DataFrame, columns: Mapping[str, str]) -> pd.DataFrame:
-    """Apply the dtype contract (and column order) to a frame."""
-    import pandas as pd
-
-    out = {}
-    for name, dtype in columns.items():
-        col: Any = (
-            frame[name] if name in frame.columns else pd.Series([None] * len(frame), dtype=object)
-        )
-        if dtype == TS:
-            col = pd.to_datetime(col, utc=True).astype(TS)
-        elif dtype in (INT, FLT):
-            col = pd.to_numeric(col.astype(object).where(col.notna(), None)).astype(dtype)
-        else:
-            col = col.astype(object).where(col.notna(), None).astype(dtype)
-        out[name] = col.reset_index(drop=True)
-    return pd.DataFrame(out, columns=list(columns))
 
 
 def _has_ordered_set_aggregate(stmt: Any) -> bool:
@@ -439,7 +421,7 @@ def finish(query: Query, names: list[str], rows: Sequence[Any]) -> pd.DataFrame:
     frame = frame.rename(columns=query.rename)
     if query.post is not None:
         frame = query.post(frame)
-    frame = typed(frame, query.columns) if len(frame) else empty_frame(query.columns)
+    frame = conform(frame, query.columns)
     frame.attrs.update(query.attrs)
     return frame
 

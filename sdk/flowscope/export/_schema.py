@@ -20,55 +20,21 @@ from typing import TYPE_CHECKING, Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from .. import models
 from .._boundary import boundary
-from ..errors import ConfigurationError, ValidationError
-from ..models import AUDIT_LOG, EXECUTIONS, ORGANIZATIONS, SECRET_COLUMNS, USERS, WORKFLOWS
+from .._frames import Decimal, arrow_type
+from ..errors import ValidationError
+from ..models import SECRET_COLUMNS
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = ["TABLES", "TIME_COLUMN", "Decimal", "arrow_schema", "table_columns", "table_schema"]
 
-Decimal = Literal["decimal128", "float64"]
-
 #: Exportable tables, by name.
-TABLES: dict[str, sa.Table] = {
-    t.name: t for t in (WORKFLOWS, EXECUTIONS, USERS, ORGANIZATIONS, AUDIT_LOG)
-}
+TABLES: dict[str, sa.Table] = models.TABLES
 #: The column that orders a table in time: partitions by day, incremental high-water mark.
 TIME_COLUMN = {name: "occurred_at" if name == "audit_log" else "created_at" for name in TABLES}
-
-
-def _arrow_type(sa_type: Any, *, decimal: Decimal) -> pa.DataType:
-    import pyarrow as pa
-
-    if isinstance(sa_type, sa.TypeDecorator):
-        sa_type = sa_type.load_dialect_impl(postgresql.dialect())
-    if isinstance(sa_type, postgresql.JSONB | postgresql.JSON | sa.JSON):
-        return pa.json_()
-    if isinstance(sa_type, sa.ARRAY):
-        return pa.list_(_arrow_type(sa_type.item_type, decimal=decimal))
-    if isinstance(sa_type, sa.DateTime):
-        return pa.timestamp("us", tz="UTC" if sa_type.timezone else None)
-    if isinstance(sa_type, sa.Date):
-        return pa.date32()
-    if isinstance(sa_type, sa.Boolean):
-        return pa.bool_()
-    if isinstance(sa_type, sa.BigInteger):
-        return pa.int64()
-    if isinstance(sa_type, sa.SmallInteger):
-        return pa.int16()
-    if isinstance(sa_type, sa.Integer):
-        return pa.int32()
-    if isinstance(sa_type, sa.Float):
-        return pa.float64()
-    if isinstance(sa_type, sa.Numeric):
-        if decimal == "float64" or sa_type.precision is None:
-            return pa.float64()
-        return pa.decimal128(sa_type.precision, sa_type.scale or 0)
-    if isinstance(sa_type, sa.String | sa.Text | sa.Enum):
-        return pa.string()
-    raise ConfigurationError(f"no Arrow type for the SQL type {sa_type!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +53,7 @@ def _column(
 ) -> _Column:
     import pyarrow as pa
 
-    arrow = _arrow_type(sa_type, decimal=decimal)
+    arrow = arrow_type(sa_type, decimal=decimal)
     make = functools.partial(_Column, name, type=arrow, nullable=nullable)
     if isinstance(arrow, pa.JsonType):
         return make(sa.cast(expr, sa.Text), kind="json")
