@@ -136,12 +136,14 @@ class Client(Guarded):
             ...     conn.execute(sa.text("SELECT count(*) FROM organizations")).scalar()
             3
             >>> with client.transaction():      # both or neither
-            ...     wf = client.workflows.create(name="nightly", owner="usr_demo_ana", nodes=[], edges=[])
+            ...     wf = client.workflows.create(name="nightly", owner="usr_demo_ana",
+            ...                                  organization_id="org_demo_acme", nodes=[], edges=[])
             ...     client.executions.ingest([{"workflow_id": wf.id}]).rows
             1
             >>> try:
             ...     with client.transaction():
-            ...         wf = client.workflows.create(name="doomed", owner="usr_demo_ana", nodes=[], edges=[])
+            ...         wf = client.workflows.create(name="doomed", owner="usr_demo_ana",
+            ...                                      organization_id="org_demo_acme", nodes=[], edges=[])
             ...         raise RuntimeError("changed my mind")
             ... except RuntimeError:
             ...     pass
@@ -193,7 +195,8 @@ class Client(Guarded):
             >>> with client.read_transaction() as conn:
             ...     conn.execute(sa.text("SELECT count(*) FROM executions WHERE status = 'failed'")).scalar()
             93
-            >>> wf = client.workflows.create(name="weekly", owner="usr_demo_ana", nodes=[], edges=[])
+            >>> wf = client.workflows.create(name="weekly", owner="usr_demo_ana",
+            ...                              organization_id="org_demo_acme", nodes=[], edges=[])
             >>> with client.read_transaction(read_your_writes=True) as conn:   # waits for the replay
             ...     conn.execute(sa.text("SELECT name FROM workflows WHERE id = :id"), {"id": wf.id}).scalar()
             'weekly'
@@ -274,10 +277,10 @@ class Client(Guarded):
             >>> bruno = client.scoped("org_demo_acme", user_id="usr_demo_bruno")
             >>> bruno
             <flowscope.Client ..., organization_id='org_demo_acme'>
-            >>> client.workflows.count(organization_id="org_demo_acme")
-            89
             >>> bruno.workflows.count()     # his own and his organization's public ones
             33
+            >>> client.workflows.count(owner="usr_demo_bruno")
+            28
         """
         user = user_id if user_id is not None else self.user_id
         return type(self)(
@@ -299,7 +302,7 @@ class Client(Guarded):
 
             >>> mirror = client.mirror(tmp_path / "mirror")
             >>> mirror.sync(progress=False)
-            SyncReport(full=True, added=2200, changed=0, removed=0, seconds=..., as_of=...)
+            SyncReport(full=True, added=..., changed=0, removed=0, seconds=..., as_of=...)
             >>> mirror.analytics.durations(by="organization_id")["organization_id"].tolist()
             ['org_demo_acme', 'org_demo_globex', 'org_demo_initech']
         """
@@ -317,7 +320,14 @@ class Client(Guarded):
         return Mirror(self._session, Path(path).expanduser())
 
     def close(self) -> None:
-        """Close the connection pools this client owns (a scoped client leaves its parent's open)."""
+        """Close the connection pools this client owns (a scoped client leaves its parent's open).
+
+        Example:
+            >>> other = flowscope.connect(url)
+            >>> other.organizations.count()
+            3
+            >>> other.close()       # or: with flowscope.connect(url) as other: ...
+        """
         self._session.close()
         if self._owner is not None:
             self._owner.close()

@@ -70,9 +70,9 @@ class Maintenance(Guarded):
     Example (``today`` defaults to today; fixed here so the output stays the same):
 
         >>> report = client.maintenance.maintain(
-        ...     months_ahead=3, retention_months=24, today=date(2026, 7, 1), dry_run=True)
+        ...     months_ahead=3, retention_months=24, today=date(2025, 7, 1), dry_run=True)
         >>> report.created
-        ['audit_log_2026_07', 'audit_log_2026_08', 'audit_log_2026_09', 'audit_log_2026_10']
+        ['audit_log_2025_07', 'audit_log_2025_08', 'audit_log_2025_09', 'audit_log_2025_10']
     """
 
     def __init__(self, session: Session) -> None:

@@ -606,7 +606,8 @@ class Resource(Guarded, Generic[T]):
         """Delete a row for good (foreign keys decide: executions cascade, organizations refuse).
 
         Example:
-            >>> wf = client.workflows.create(name="scratch", owner="usr_demo_ana", nodes=[], edges=[])
+            >>> wf = client.workflows.create(name="scratch", owner="usr_demo_ana",
+            ...                              organization_id="org_demo_acme", nodes=[], edges=[])
             >>> client.workflows.purge(wf.id)
             >>> client.workflows.count(include_deleted=True)
             200

@@ -81,8 +81,8 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
         >>> ex = client.executions.complete(ex.id, result={"rows": 10})
         >>> ex.status, ex.result, ex.duration_seconds > 0
         ('completed', {'rows': 10}, True)
-        >>> client.executions.count(workflow_ids=["wf_demo_0001"], status="failed")
-        28
+        >>> client.executions.count(workflow_ids=["wf_demo_0008"], status="completed")
+        65
     """
 
     table = EXECUTIONS

@@ -151,8 +151,8 @@ class Users(Resource[UserPublic], TableIO):
         """Change a user (a ``password`` is hashed; ``password_changed_at`` set).
 
         Example:
-            >>> client.users.update("usr_demo_ana", full_name="Ana Souza Lima").full_name
-            'Ana Souza Lima'
+            >>> client.users.update("usr_demo_emeka", full_name="Emeka Obi Jr.").full_name
+            'Emeka Obi Jr.'
         """
         return super().update(id, data, **changes)
 
