@@ -26,6 +26,7 @@ database also ``client`` (an admin :class:`flowscope.Client` on the copy) and ``
 
 from __future__ import annotations
 
+import doctest
 import re
 import secrets
 from collections.abc import Callable, Iterator
@@ -46,12 +47,13 @@ _NAME = re.compile(r"\b(client|url|tmp_path)\b")
 
 
 def _names_used(module: pytest.Collector) -> set[str]:
-    """Which of the names above the module's examples use."""
+    """Which of the names above the module's examples use (skipped examples do not count)."""
     return {
         match
         for item in module.session.items
         if isinstance(item, DoctestItem) and item.parent is module and item.dtest is not None
         for example in item.dtest.examples
+        if not example.options.get(doctest.SKIP)
         for match in _NAME.findall(example.source)
     }
 
