@@ -15,9 +15,10 @@ comes from flowscope's own pytest plugin (:mod:`flowscope.testing`): the server 
   or logs in changes nothing for another module. Within a module, examples run in the
   order doctest sorts them (by name); an example that writes must leave what the later
   ones print unchanged (run alone, each must pass too).
-* The databases, with their tenant login roles, are dropped together when the session
-  ends: each ``DROP DATABASE`` waits for a checkpoint (seconds on a busy server), and
-  concurrent drops share one.
+* A copy, with its tenant login roles, is dropped in the background once its module is
+  done (the template when the session ends): each ``DROP DATABASE`` waits for a checkpoint
+  (seconds on a busy server), which then overlaps the next modules, and concurrent drops
+  share one.
 
 Names every example may use: ``flowscope``, ``pd``, ``sa``; in a module that uses the
 database also ``client`` (an admin :class:`flowscope.Client` on the copy) and ``url``
@@ -26,11 +27,12 @@ database also ``client`` (an admin :class:`flowscope.Client` on the copy) and ``
 
 from __future__ import annotations
 
+import contextlib
 import doctest
 import re
 import secrets
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import flowscope
@@ -38,7 +40,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from _pytest.doctest import DoctestItem
-from flowscope import _migrate, demo, testing
+from flowscope import demo, testing
 
 DEMO_EXECUTIONS = 2_000
 """Executions in the examples' demo data: enough for every analytics example, quick to load."""
@@ -59,42 +61,52 @@ def _names_used(module: pytest.Collector) -> set[str]:
 
 
 @pytest.fixture(scope="session")
-def doctest_database(flowscope_server_url: str) -> Iterator[Callable[[], str]]:
-    """Factory: the URL of a new copy of the demo database; all are dropped at session end."""
+def doctest_database(
+    flowscope_server_url: str,
+) -> Iterator[Callable[[], contextlib.AbstractContextManager[str]]]:
+    """Factory: ``with doctest_database() as url:`` a new copy of the demo database, dropped
+    in the background once the block is done (the template at the end of the session)."""
     admin = testing._admin_engine(flowscope_server_url)
-    made: list[str] = []
+    template: list[str] = []
+    # DROP DATABASE waits for a checkpoint (seconds on a busy server): dropped in the
+    # background, while the next modules run, concurrent drops share one checkpoint
+    dropper = ThreadPoolExecutor(max_workers=4)
+    drops: list[Future[None]] = []
 
-    def create(template: str | None = None) -> str:
+    def create(source: str | None = None) -> str:
         name = f"flowscope_doctest_{secrets.token_hex(4)}"
-        copy = f' TEMPLATE "{template}"' if template else ""
+        copy = f' TEMPLATE "{source}"' if source else ""
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"{copy}'))
-        made.append(name)
-        return name
+        url = testing._with_database(flowscope_server_url, name)
+        if source is None:
+            template.append(url)  # dropped at the end, even if loading it fails
+        return url
 
-    def copy() -> str:
-        if not made:  # the template: migrated, with the demo data
-            url = testing._with_database(flowscope_server_url, create())
-            engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-            with engine.connect() as conn:
-                _migrate.upgrade(conn)
-                conn.commit()
-            engine.dispose()
-            with flowscope.connect(url) as client:
-                demo.generate(client, executions=DEMO_EXECUTIONS, progress=False)
-        return testing._with_database(flowscope_server_url, create(template=made[0]))
-
-    def drop(name: str) -> None:
-        testing.drop_identities(testing._with_database(flowscope_server_url, name))
+    def drop(url: str) -> None:
+        testing.drop_identities(url)
         with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(
+                sa.text(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)')
+            )
+
+    @contextlib.contextmanager
+    def copy() -> Iterator[str]:
+        if not template:  # migrated, with the demo data
+            with flowscope.connect(testing._migrated(create)) as client:
+                demo.generate(client, executions=DEMO_EXECUTIONS, progress=False)
+        url = create(source=sa.make_url(template[0]).database)
+        try:
+            yield url
+        finally:
+            drops.append(dropper.submit(drop, url))
 
     yield copy
-    # DROP DATABASE waits for a checkpoint (seconds on a busy server); dropped at the
-    # same time, the databases share one instead of queueing for one each
-    with ThreadPoolExecutor(max_workers=max(1, len(made))) as pool:
-        list(pool.map(drop, made))
+    drops.extend(dropper.submit(drop, url) for url in template)
+    dropper.shutdown(wait=True)
     admin.dispose()
+    for done in drops:
+        done.result()  # a drop that failed fails the session
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -108,15 +120,13 @@ def _doctest_names(
         doctest_namespace["tmp_path"] = request.getfixturevalue("tmp_path_factory").mktemp(
             "doctest"
         )
-    client = None
-    if used & {"client", "url"}:
-        url = request.getfixturevalue("doctest_database")()
-        client = flowscope.connect(url)
-        doctest_namespace.update(client=client, url=url)
-    try:
-        yield
-    finally:
-        for key in ("client", "url", "tmp_path"):
-            doctest_namespace.pop(key, None)
-        if client is not None:
-            client.close()
+    with contextlib.ExitStack() as stack:
+        if used & {"client", "url"}:
+            url = stack.enter_context(request.getfixturevalue("doctest_database")())
+            client = stack.enter_context(flowscope.connect(url))  # closed before the drop
+            doctest_namespace.update(client=client, url=url)
+        try:
+            yield
+        finally:
+            for key in ("client", "url", "tmp_path"):
+                doctest_namespace.pop(key, None)
