@@ -32,15 +32,6 @@ def test_every_error_is_a_flowscope_error_exported_at_top_level() -> None:
         assert getattr(flowscope, cls.__name__) is cls
 
 
-def test_public_callables_have_docstring_examples() -> None:
-    missing = []
-    for name in flowscope.__all__:
-        obj = getattr(flowscope, name)
-        if callable(obj) and not isinstance(obj, type) and "Example" not in (obj.__doc__ or ""):
-            missing.append(name)
-    assert not missing, missing
-
-
 #: What ``import flowscope`` must leave for the calls that need it (each loads in seconds).
 HEAVY = ("pandas", "pyarrow", "numpy", "alembic", "duckdb", "polars", "adbc_driver_postgresql")
 _IMPORT = f"""

@@ -2,9 +2,13 @@
 
 Example:
     >>> import flowscope
-    >>> client = flowscope.connect()          # embedded PostgreSQL  # doctest: +SKIP
-    >>> client.workflows.count()                                      # doctest: +SKIP
-    0
+    >>> client = flowscope.connect(url)    # without a URL: the embedded PostgreSQL
+    >>> client.workflows.count()
+    200
+    >>> client.analytics.status_breakdown()[["completed", "failed", "total"]]
+       completed  failed  total
+    0       1897      93   2000
+    >>> client.close()
 """
 
 from __future__ import annotations

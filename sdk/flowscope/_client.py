@@ -50,10 +50,13 @@ class Client(Guarded):
 
     Example:
         >>> import flowscope
-        >>> client = flowscope.connect()            # doctest: +SKIP
-        >>> client.workflows.count()                # doctest: +SKIP
-        0
-        >>> acme = client.scoped("org_acme", user_id="usr_alice")  # doctest: +SKIP
+        >>> client = flowscope.connect(url)     # "postgresql://me@db.internal:5432/orchestrator"
+        >>> client.organizations.count()
+        3
+        >>> acme = client.scoped("org_demo_acme", user_id="usr_demo_bruno")
+        >>> acme.organizations.count()          # row-level security: its own organization
+        1
+        >>> client.close()
     """
 
     # the caller's own block runs inside these: what it raises is the caller's
@@ -109,8 +112,10 @@ class Client(Guarded):
         """The PostgreSQL login role of a scoped client (None for an admin client).
 
         Example:
-            >>> client.scoped("org_acme").role      # doctest: +SKIP
-            'fs_1f0c...'
+            >>> client.role is None
+            True
+            >>> client.scoped("org_demo_acme").role
+            'fs_...'
         """
         return self._session.role
 
@@ -127,12 +132,23 @@ class Client(Guarded):
         block undoes that block only, and propagates.
 
         Example:
-            >>> with client.transaction() as conn:                     # doctest: +SKIP
-            ...     conn.execute(sa.text("SELECT count(*) FROM workflows")).scalar()
+            >>> with client.transaction() as conn:
+            ...     conn.execute(sa.text("SELECT count(*) FROM organizations")).scalar()
+            3
+            >>> with client.transaction():      # both or neither
+            ...     wf = client.workflows.create(name="nightly", owner="usr_demo_ana",
+            ...                                  organization_id="org_demo_acme", nodes=[], edges=[])
+            ...     client.executions.ingest([{"workflow_id": wf.id}]).rows
+            1
+            >>> try:
+            ...     with client.transaction():
+            ...         wf = client.workflows.create(name="doomed", owner="usr_demo_ana",
+            ...                                      organization_id="org_demo_acme", nodes=[], edges=[])
+            ...         raise RuntimeError("changed my mind")
+            ... except RuntimeError:
+            ...     pass
+            >>> client.workflows.count(search="doomed")    # rolled back
             0
-            >>> with client.transaction():                             # doctest: +SKIP
-            ...     wf = client.workflows.create(name="nightly", nodes=[], edges=[])
-            ...     client.executions.ingest([{"workflow_id": wf.id}])  # both or neither
         """
         return self._session.transaction()
 
@@ -173,14 +189,17 @@ class Client(Guarded):
         :class:`flowscope.DatabaseError` even on the primary). A scoped client logs in
         to the replica as its own role too, so row-level security confines it there.
 
-        Example:
-            >>> client = flowscope.connect(primary_url, read_url=[replica_a, replica_b])  # doctest: +SKIP
-            >>> with client.read_transaction() as conn:                          # doctest: +SKIP
-            ...     conn.execute(sa.select(sa.func.count()).select_from(EXECUTIONS)).scalar()
-            1200
-            >>> client.workflows.create(...)                                     # doctest: +SKIP
-            >>> with client.read_transaction(read_your_writes=True) as conn:     # doctest: +SKIP
-            ...     ...   # sees the workflow just created
+        Example (``client = flowscope.connect(primary_url, read_url=[replica_a, replica_b])``
+        reads from the replicas; this client has none, so it reads from the primary):
+
+            >>> with client.read_transaction() as conn:
+            ...     conn.execute(sa.text("SELECT count(*) FROM executions WHERE status = 'failed'")).scalar()
+            93
+            >>> wf = client.workflows.create(name="weekly", owner="usr_demo_ana",
+            ...                              organization_id="org_demo_acme", nodes=[], edges=[])
+            >>> with client.read_transaction(read_your_writes=True) as conn:   # waits for the replay
+            ...     conn.execute(sa.text("SELECT name FROM workflows WHERE id = :id"), {"id": wf.id}).scalar()
+            'weekly'
         """
         return self._session.read_transaction(read_your_writes=read_your_writes, timeout=timeout)
 
@@ -196,8 +215,8 @@ class Client(Guarded):
         it changes on the session outlives the call.
 
         Example:
-            >>> client.sql("SELECT count(*) AS n FROM workflows WHERE owner = :o", {"o": "ana"})  # doctest: +SKIP
-            [{'n': 3}]
+            >>> client.sql("SELECT count(*) AS n FROM workflows WHERE owner = :o", {"o": "usr_demo_bruno"})
+            [{'n': 28}]
         """
         return self._session.sql(statement, params)
 
@@ -213,11 +232,15 @@ class Client(Guarded):
         For statements that change data, use :meth:`sql`.
 
         Example:
-            >>> df = client.query(                                             # doctest: +SKIP
+            >>> df = client.query(
             ...     "SELECT workflow_id, count(*) AS runs, max(completed_at) AS last"
-            ...     " FROM executions WHERE status = :s GROUP BY 1", {"s": "failed"})
-            >>> df.dtypes["runs"], df.dtypes["last"]                           # doctest: +SKIP
+            ...     " FROM executions WHERE status = :s GROUP BY 1 ORDER BY 2 DESC, 1", {"s": "failed"})
+            >>> df.shape
+            (35, 3)
+            >>> df.dtypes["runs"], df.dtypes["last"]
             (Int64Dtype(), datetime64[us, UTC])
+            >>> df["workflow_id"].head(3).tolist(), df["runs"].head(3).tolist()
+            (['wf_demo_0001', 'wf_demo_0008', 'wf_demo_0075'], [28, 6, 5])
         """
         from .export import query_arrow, to_pandas
 
@@ -230,8 +253,12 @@ class Client(Guarded):
         without a copy).
 
         Example:
-            >>> import polars as pl                                            # doctest: +SKIP
-            >>> pl.from_arrow(client.query_arrow("SELECT * FROM workflows"))    # doctest: +SKIP
+            >>> table = client.query_arrow("SELECT id, tags FROM workflows ORDER BY id LIMIT 3")
+            >>> table.num_rows, table.schema.field("tags").type
+            (3, ListType(list<item: string>))
+            >>> import polars as pl
+            >>> pl.from_arrow(table).shape
+            (3, 2)
         """
         from .export import query_arrow
 
@@ -247,9 +274,13 @@ class Client(Guarded):
         connection pool, shared by every scoped client of that identity.
 
         Example:
-            >>> acme = client.scoped("org_acme", user_id="usr_alice")  # doctest: +SKIP
-            >>> acme.workflows.count()   # only org_acme's workflows   # doctest: +SKIP
-            12
+            >>> bruno = client.scoped("org_demo_acme", user_id="usr_demo_bruno")
+            >>> bruno
+            <flowscope.Client ..., organization_id='org_demo_acme'>
+            >>> bruno.workflows.count()     # his own and his organization's public ones
+            33
+            >>> client.workflows.count(owner="usr_demo_bruno")
+            28
         """
         user = user_id if user_id is not None else self.user_id
         return type(self)(
@@ -267,10 +298,13 @@ class Client(Guarded):
         ``analytics`` has every method of :attr:`analytics`, answered by DuckDB
         (:mod:`flowscope.mirror`).
 
-        Example:
-            >>> mirror = client.mirror()                                # doctest: +SKIP
-            >>> mirror.sync()                                           # doctest: +SKIP
-            >>> mirror.analytics.durations(by="workflow")               # doctest: +SKIP
+        Example (the default path is in the user's data directory; this one is temporary):
+
+            >>> mirror = client.mirror(tmp_path / "mirror")
+            >>> mirror.sync(progress=False)
+            SyncReport(full=True, added=..., changed=0, removed=0, seconds=..., as_of=...)
+            >>> mirror.analytics.durations(by="organization_id")["organization_id"].tolist()
+            ['org_demo_acme', 'org_demo_globex', 'org_demo_initech']
         """
         try:
             import duckdb  # noqa: F401
@@ -286,7 +320,14 @@ class Client(Guarded):
         return Mirror(self._session, Path(path).expanduser())
 
     def close(self) -> None:
-        """Close the connection pools this client owns (a scoped client leaves its parent's open)."""
+        """Close the connection pools this client owns (a scoped client leaves its parent's open).
+
+        Example:
+            >>> other = flowscope.connect(url)
+            >>> other.organizations.count()
+            3
+            >>> other.close()       # or: with flowscope.connect(url) as other: ...
+        """
         self._session.close()
         if self._owner is not None:
             self._owner.close()
@@ -422,8 +463,11 @@ def connect(
 
     Example:
         >>> import flowscope
-        >>> client = flowscope.connect()                      # embedded  # doctest: +SKIP
-        >>> client = flowscope.connect("postgresql://me@db.internal:5432/orchestrator")  # doctest: +SKIP
+        >>> client = flowscope.connect()    # the embedded PostgreSQL  # doctest: +SKIP
+        >>> client = flowscope.connect(url, statement_timeout=30)  # "postgresql://me@db.internal:5432/orchestrator"
+        >>> client.users.get_by_username("demo.ana").email
+        'ana@acme.example'
+        >>> client.close()
     """
     settings = _settings.load()
     timeout = _db.parse_timeout(

@@ -81,7 +81,11 @@ def create_engine(
     session default of every connection.
 
     Example:
-        >>> engine = create_engine("postgresql://me@db:5432/x", statement_timeout=30)  # doctest: +SKIP
+        >>> engine = create_engine(url, statement_timeout=30)   # "postgresql://me@db:5432/x"
+        >>> with engine.connect() as conn:
+        ...     conn.execute(sa.text("SHOW statement_timeout")).scalar()
+        '30s'
+        >>> engine.dispose()
     """
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_reset_on_return", None)  # replaced by _reset_session below
@@ -316,9 +320,15 @@ def discard_if_busy(conn: Connection, exc: BaseException) -> None:
     closes it and opens a new one, instead of failing (and logging) at check-in.
 
     Example:
-        >>> with engine.connect() as conn:                     # doctest: +SKIP
-        ...     try: conn.exec_driver_sql("COPY t TO STDOUT")
-        ...     except Exception as exc: discard_if_busy(conn, exc); raise
+        >>> engine = create_engine(url)
+        >>> with engine.connect() as conn:
+        ...     try:
+        ...         conn.exec_driver_sql("COPY workflows TO STDOUT")
+        ...     except sa.exc.ProgrammingError as exc:
+        ...         discard_if_busy(conn, exc)
+        ...     conn.invalidated
+        True
+        >>> engine.dispose()
     """
     try:
         dbapi = conn.connection.driver_connection

@@ -67,10 +67,12 @@ def _bound(month: date) -> str:
 class Maintenance(Guarded):
     """Housekeeping: ``client.maintenance``. Needs an unscoped (admin) client.
 
-    Example:
-        >>> report = client.maintenance.maintain(months_ahead=3, retention_months=24)  # doctest: +SKIP
-        >>> report.created                                                         # doctest: +SKIP
-        ['audit_log_2027_03']
+    Example (``today`` defaults to today; fixed here so the output stays the same):
+
+        >>> report = client.maintenance.maintain(
+        ...     months_ahead=3, retention_months=24, today=date(2025, 7, 1), dry_run=True)
+        >>> report.created
+        ['audit_log_2025_07', 'audit_log_2025_08', 'audit_log_2025_09', 'audit_log_2025_10']
     """
 
     def __init__(self, session: Session) -> None:
@@ -80,8 +82,8 @@ class Maintenance(Guarded):
         """Names of the audit log's partitions, oldest month first, the default last.
 
         Example:
-            >>> client.maintenance.partitions()[-2:]        # doctest: +SKIP
-            ['audit_log_2027_02', 'audit_log_default']
+            >>> client.maintenance.partitions()    # from the month of the first migration on
+            ['audit_log_...', ..., 'audit_log_default']
         """
         with self._session.transaction() as conn:
             return _partitions(conn)
@@ -126,8 +128,8 @@ class Maintenance(Guarded):
             PermissionDeniedError: called on a scoped (tenant) client.
 
         Example:
-            >>> client.maintenance.maintain(months_ahead=2, retention_months=12)   # doctest: +SKIP
-            MaintenanceReport(created=['audit_log_2027_01'], dropped=['audit_log_2025_10'], ...)
+            >>> client.maintenance.maintain(months_ahead=1, retention_months=12, today=date(2026, 7, 1))
+            MaintenanceReport(created=['audit_log_2026_07', 'audit_log_2026_08'], dropped=[], moved_from_default=0, deleted_from_default=0, dry_run=False)
         """
         if isinstance(months_ahead, bool) or not isinstance(months_ahead, int):
             raise ValidationError("months_ahead must be an integer")

@@ -142,7 +142,13 @@ class In(SQLModel):
         return self
 
     def values(self) -> dict[str, Any]:
-        """The fields that were set, keyed by database column name."""
+        """The fields that were set, keyed by database column name.
+
+        Example:
+            >>> from flowscope.models import WorkflowUpdate
+            >>> WorkflowUpdate(metadata_={"team": "ops"}).values()
+            {'metadata': {'team': 'ops'}}
+        """
         return self.model_dump(exclude_unset=True)
 
 
@@ -174,7 +180,13 @@ class Out(SQLModel):
 
     @classmethod
     def from_row(cls, row: Any) -> Any:
-        """An instance from a row mapping, trusting the database's types and constraints."""
+        """An instance from a row mapping, trusting the database's types and constraints.
+
+        Example:
+            >>> from flowscope.models import OrganizationPublic
+            >>> OrganizationPublic.from_row({"id": "org_1", "name": "Acme", "slug": "acme"}).slug
+            'acme'
+        """
         return cls.model_construct(**row)
 
     def __repr_args__(self) -> Any:

@@ -68,11 +68,12 @@ class Session:
 
     Example:
         >>> from flowscope import _db
-        >>> admin = Session(_db.create_engine(url), url=url)        # doctest: +SKIP
-        >>> acme = admin.scoped("org_acme", user_id="usr_ana")      # doctest: +SKIP
-        >>> with acme.read_transaction() as conn:                   # doctest: +SKIP
+        >>> admin = Session(_db.create_engine(url), url=url)
+        >>> acme = admin.scoped("org_demo_acme", user_id="usr_demo_bruno")
+        >>> with acme.read_transaction() as conn:
         ...     conn.execute(sa.text("SELECT count(*) FROM workflows")).scalar()
-        12
+        33
+        >>> admin.close()
     """
 
     def __init__(
@@ -201,7 +202,10 @@ class Session:
         organization's), before their roles go; they are provisioned again on next use.
 
         Example:
-            >>> admin.forget_logins("org_acme")    # doctest: +SKIP
+            >>> admin = session_of(client)
+            >>> admin.scoped("org_demo_acme").sql("SELECT count(*) AS n FROM organizations")
+            [{'n': 1}]
+            >>> admin.forget_logins("org_demo_acme")   # the next use opens a new pool
         """
         admin = self._admin if self._admin is not None else self
         with admin._lock:
@@ -220,9 +224,9 @@ class Session:
         of the same identity.
 
         Example:
-            >>> acme = admin.scoped("org_acme", user_id="usr_ana")   # doctest: +SKIP
-            >>> acme.role                                           # doctest: +SKIP
-            'fs_5c2d...'
+            >>> acme = session_of(client).scoped("org_demo_acme", user_id="usr_demo_bruno")
+            >>> acme.is_tenant, acme.role
+            (True, 'fs_...')
         """
         if not organization_id or not isinstance(organization_id, str):
             raise ConfigurationError("scoped() needs an organization id (a non-empty string)")
@@ -245,7 +249,10 @@ class Session:
         fixed statements that a tenant's privileges do not cover (password checks).
 
         Never runs SQL from the caller. Example:
-            >>> with session.admin_transaction() as conn: ...   # doctest: +SKIP
+            >>> acme = session_of(client).scoped("org_demo_acme", user_id="usr_demo_bruno")
+            >>> with acme.admin_transaction() as conn:     # the admin login, not the tenant's
+            ...     conn.execute(sa.text("SELECT count(*) FROM organizations")).scalar()
+            3
         """
         admin = self._admin if self._admin is not None else self
         return admin.transaction()
@@ -263,9 +270,11 @@ class Session:
         same identity (same thread) it joins as a ``SAVEPOINT``.
 
         Example:
-            >>> with session.transaction() as conn:          # doctest: +SKIP
-            ...     conn.execute(sa.text("SELECT 1")).scalar()
-            1
+            >>> session = session_of(client)
+            >>> with session.transaction() as conn:
+            ...     with session.transaction() as inner:     # joins as a SAVEPOINT
+            ...         inner is conn
+            True
         """
         current = _WRITE_TX.get()
         key = self._key()
@@ -314,9 +323,9 @@ class Session:
         :meth:`flowscope.Client.read_transaction` for the routing rules).
 
         Example:
-            >>> with session.read_transaction() as conn:      # doctest: +SKIP
+            >>> with session_of(client).read_transaction() as conn:
             ...     conn.execute(sa.text("SELECT count(*) FROM executions")).scalar()
-            1200
+            2000
         """
         current = _WRITE_TX.get()
         if current is not None and current[0] == self._key():
@@ -378,7 +387,12 @@ class Session:
         target user id; users may act on their own account.
 
         Example:
-            >>> session.require(READ)     # doctest: +SKIP
+            >>> bruno = session_of(client).scoped("org_demo_acme", user_id="usr_demo_bruno")
+            >>> bruno.require(READ)
+            >>> bruno.require(ADMIN)
+            Traceback (most recent call last):
+            ...
+            flowscope.errors.PermissionDeniedError: user 'usr_demo_bruno' lacks the scope 'admin'
         """
         user_id = self.user_id
         if user_id is None:
@@ -427,8 +441,8 @@ class Session:
         several statements is refused by the server.
 
         Example:
-            >>> session.sql("SELECT count(*) AS n FROM workflows")   # doctest: +SKIP
-            [{'n': 3}]
+            >>> session_of(client).sql("SELECT count(*) AS n FROM workflows")
+            [{'n': 200}]
         """
         if not isinstance(statement, str | sa.sql.expression.Executable):
             from .errors import ValidationError

@@ -117,10 +117,12 @@ class QueryTimeoutError(DatabaseError, TimeoutError):
     or no pooled connection came free within ``connect(pool_timeout=)``.
 
     Example:
-        >>> client = flowscope.connect(statement_timeout=5)               # doctest: +SKIP
-        >>> client.sql("SELECT pg_sleep(60)")                             # doctest: +SKIP
+        >>> client = flowscope.connect(url, statement_timeout=0.5)
+        >>> client.sql("SELECT pg_sleep(5)")
         Traceback (most recent call last):
-        flowscope.errors.QueryTimeoutError: canceling statement due to statement timeout ...
+        ...
+        flowscope.errors.QueryTimeoutError: canceling statement due to statement timeout
+        >>> client.close()
     """
 
 
@@ -135,7 +137,15 @@ class FlowscopeWarning(UserWarning):
 class ReplicaUnavailableWarning(FlowscopeWarning):
     """A read replica could not be reached; reads go to the primary until it is back.
 
-    Example:
+    Example (a replica that is down; ``warnings.simplefilter("error", ...)`` makes it an error):
+
         >>> import warnings, flowscope
-        >>> warnings.simplefilter("error", flowscope.ReplicaUnavailableWarning)  # doctest: +SKIP
+        >>> client = flowscope.connect(url, read_url="postgresql://reader@127.0.0.1:1/orchestrator")
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     client.workflows.count()      # read from the primary instead
+        200
+        >>> print(caught[0].message)
+        read replica 127.0.0.1:1/orchestrator is unreachable (...); skipping it for 30 s, reading from another replica or the primary
+        >>> client.close()
     """

@@ -121,7 +121,12 @@ class _Filter(BaseModel):
         return self
 
     def is_empty(self) -> bool:
-        """True when the filter selects everything (only defaults set)."""
+        """True when no field was given (the filter selects everything but soft-deleted rows).
+
+        Example:
+            >>> ExecutionFilter().is_empty(), ExecutionFilter(status="failed").is_empty()
+            (True, False)
+        """
         return not self.model_fields_set
 
 
@@ -150,7 +155,13 @@ class WorkflowFilter(_Filter):
     )
 
     def clause(self) -> ColumnElement[bool]:
-        """The WHERE expression over ``workflows`` (``sa.true()`` when empty)."""
+        """The WHERE expression over ``workflows`` (``sa.true()`` when empty).
+
+        Example:
+            >>> where = WorkflowFilter(owner="usr_demo_ana", status="active").clause()
+            >>> print(where.compile(compile_kwargs={"literal_binds": True}))
+            workflows.owner = ANY (ARRAY['usr_demo_ana']) AND workflows.status = ANY (ARRAY['active']) AND workflows.deleted_at IS NULL
+        """
         w = WORKFLOWS.c
         parts: list[ColumnElement[bool]] = []
         if self.ids is not None:
@@ -210,7 +221,15 @@ class ExecutionFilter(_Filter):
     _utc = field_validator("since", "until", mode="before")(lambda cls, v: to_utc(v))
 
     def workflow_clause(self) -> ColumnElement[bool] | None:
-        """Conditions on the executions' workflows, or None when there are none."""
+        """Conditions on the executions' workflows, or None when there are none.
+
+        Example:
+            >>> where = ExecutionFilter(tags_all=["finance"]).workflow_clause()
+            >>> print(where.compile(compile_kwargs={"literal_binds": True}))
+            (workflows.tags @> CAST(ARRAY['finance'] AS ARRAY)) AND workflows.deleted_at IS NULL
+            >>> print(ExecutionFilter(include_deleted_workflows=True).workflow_clause())
+            None
+        """
         w = WORKFLOWS.c
         parts: list[ColumnElement[bool]] = []
         if self.tags_any:
@@ -278,7 +297,13 @@ class UserFilter(_Filter):
     include_deleted: bool = False
 
     def clause(self) -> ColumnElement[bool]:
-        """The WHERE expression over ``users``."""
+        """The WHERE expression over ``users``.
+
+        Example:
+            >>> where = UserFilter(organization_id="org_demo_acme", is_active=True).clause()
+            >>> print(where.compile(compile_kwargs={"literal_binds": True}))
+            users.organization_id = ANY (ARRAY['org_demo_acme']) AND users.is_active IS true AND users.deleted_at IS NULL
+        """
         u = USERS.c
         parts: list[ColumnElement[bool]] = []
         for name in ("ids", "username", "email", "organization_id"):
@@ -307,7 +332,12 @@ class OrganizationFilter(_Filter):
     include_deleted: bool = False
 
     def clause(self) -> ColumnElement[bool]:
-        """The WHERE expression over ``organizations``."""
+        """The WHERE expression over ``organizations``.
+
+        Example:
+            >>> print(OrganizationFilter(slug="demo-acme").clause().compile(compile_kwargs={"literal_binds": True}))
+            organizations.slug = ANY (ARRAY['demo-acme']) AND organizations.deleted_at IS NULL
+        """
         o = ORGANIZATIONS.c
         parts: list[ColumnElement[bool]] = []
         if self.ids is not None:
@@ -338,7 +368,13 @@ class AuditFilter(_Filter):
     _utc = field_validator("since", "until", mode="before")(lambda cls, v: to_utc(v))
 
     def clause(self) -> ColumnElement[bool]:
-        """The WHERE expression over ``audit_log``."""
+        """The WHERE expression over ``audit_log``.
+
+        Example:
+            >>> where = AuditFilter(table_name="users", action="UPDATE").clause()
+            >>> print(where.compile(compile_kwargs={"literal_binds": True}))
+            audit_log.table_name = ANY (ARRAY['users']) AND audit_log.action = ANY (ARRAY['UPDATE'])
+        """
         a = AUDIT_LOG.c
         parts: list[ColumnElement[bool]] = []
         for name in ("table_name", "row_id", "action", "actor", "organization_id"):

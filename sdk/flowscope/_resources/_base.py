@@ -79,9 +79,13 @@ class Page(Generic[T]):
     resource's ``iter(...)``.
 
     Example:
-        >>> page = client.workflows.list(limit=50)              # doctest: +SKIP
-        >>> while page.has_more:                                 # doctest: +SKIP
+        >>> page = client.workflows.list(limit=50)
+        >>> seen = len(page)
+        >>> while page.has_more:
         ...     page = client.workflows.list(limit=50, after=page.next_cursor)
+        ...     seen += len(page)
+        >>> seen
+        200
     """
 
     items: list[T] = field(default_factory=list)
@@ -346,8 +350,15 @@ class Resource(Guarded, Generic[T]):
         because a replica lags.
 
         Example:
-            >>> client.workflows.get("wf_01J...")          # doctest: +SKIP
-            >>> client.workflows.get("wf_01J...", read_your_writes=True)   # replica  # doctest: +SKIP
+            >>> wf = client.workflows.get("wf_demo_0001")
+            >>> wf.name, wf.version, wf.tags
+            ('web-events export', 4, ['analytics', 'hourly', 'pipeline', 'experimental'])
+            >>> client.workflows.get("wf_demo_0001", read_your_writes=True).status  # on a replica
+            'active'
+            >>> client.workflows.get("wf_demo_9999")
+            Traceback (most recent call last):
+            ...
+            flowscope.errors.NotFoundError: workflow 'wf_demo_9999' not found
         """
         check_id(id, self.noun)
         self._require(self.read_scope, self_service=id if self.table.name == "users" else None)
@@ -379,8 +390,13 @@ class Resource(Guarded, Generic[T]):
         makes it see this client's earlier writes (default: the client's setting).
 
         Example:
-            >>> page = client.workflows.list(status="active", limit=20)   # doctest: +SKIP
-            >>> page.has_more, page.next_cursor                            # doctest: +SKIP
+            >>> page = client.workflows.list(status="active", order_by="name", limit=3)
+            >>> [wf.name for wf in page], page.has_more
+            (['campaigns backfill', 'campaigns cleanup', 'campaigns enrich'], True)
+            >>> page = client.workflows.list(status="active", order_by="name", limit=3,
+            ...                              after=page.next_cursor)
+            >>> [wf.name for wf in page]
+            ['campaigns reconcile', 'campaigns refresh', 'campaigns sync']
         """
         f = self._filter(filter, **filter_fields)
         self._require(self.read_scope)
@@ -404,8 +420,17 @@ class Resource(Guarded, Generic[T]):
         """Every matching row, walking all pages (one short transaction per page, like ``list``).
 
         Example:
-            >>> for wf in client.workflows.iter(owner="ana"):   # doctest: +SKIP
+            >>> for wf in client.workflows.iter(owner="usr_demo_kofi", order_by="name"):
             ...     print(wf.name)
+            features daily report
+            fraud-scores etl
+            invoices ingest
+            payroll etl
+            returns etl
+            sessions alerts
+            tickets refresh
+            tickets sync
+            web-events scoring
         """
         f = self._filter(filter, **filter_fields)
         after: str | None = None
@@ -428,10 +453,12 @@ class Resource(Guarded, Generic[T]):
         """How many rows match (read like ``list``: a replica when there is one).
 
         Example:
-            >>> client.workflows.count(tags_any=["etl"])     # doctest: +SKIP
-            4
-            >>> client.workflows.count(read_your_writes=True)  # sees this client's writes  # doctest: +SKIP
-            5
+            >>> client.workflows.count(tags_any=["finance"])
+            43
+            >>> client.workflows.count(flowscope.WorkflowFilter(tags_any=["finance"], status="active"))
+            38
+            >>> client.workflows.count(read_your_writes=True)  # on a replica: sees this client's writes
+            200
         """
         f = self._filter(filter, **filter_fields)
         self._require(self.read_scope)
@@ -453,7 +480,13 @@ class Resource(Guarded, Generic[T]):
         """Insert a row from keyword fields (or a Create model) and return it.
 
         Example:
-            >>> client.organizations.create(name="Acme", slug="acme")   # doctest: +SKIP
+            >>> org = client.organizations.create(name="Acme Rockets", slug="acme-rockets")
+            >>> org.id, org.name, org.settings
+            ('org_...', 'Acme Rockets', {})
+            >>> client.organizations.create(name="Again", slug="acme-rockets")
+            Traceback (most recent call last):
+            ...
+            flowscope.errors.ConflictError: ...
         """
         model = parse(self.create_model, data, fields, f"new {self.noun}")
         self._require(self.write_scope)
@@ -484,7 +517,8 @@ class Resource(Guarded, Generic[T]):
         """Change the given fields of a row and return it (NotFoundError if absent or deleted).
 
         Example:
-            >>> client.organizations.update("org_01J...", name="Acme Inc.")   # doctest: +SKIP
+            >>> client.organizations.update("org_demo_globex", name="Globex Retail Inc.").name
+            'Globex Retail Inc.'
         """
         check_id(id, self.noun)
         model = parse(self.update_model, data, changes, f"{self.noun} update")
@@ -514,7 +548,15 @@ class Resource(Guarded, Generic[T]):
         """Delete a row: a soft delete (``deleted_at`` set) where the table has one, else a hard one.
 
         Example:
-            >>> client.workflows.delete("wf_01J...")     # doctest: +SKIP
+            >>> client.workflows.delete("wf_demo_0200")
+            >>> client.workflows.get("wf_demo_0200")
+            Traceback (most recent call last):
+            ...
+            flowscope.errors.NotFoundError: workflow 'wf_demo_0200' not found
+            >>> client.workflows.count(), client.workflows.count(include_deleted=True)
+            (199, 200)
+            >>> client.workflows.restore("wf_demo_0200").deleted_at is None
+            True
         """
         if not self.soft_deletes:
             return self.purge(id)
@@ -536,7 +578,10 @@ class Resource(Guarded, Generic[T]):
         """Undo a soft delete and return the row (a row that is not deleted is returned as is).
 
         Example:
-            >>> client.workflows.restore("wf_01J...")    # doctest: +SKIP
+            >>> client.workflows.delete("wf_demo_0199")
+            >>> wf = client.workflows.restore("wf_demo_0199")
+            >>> wf.name, wf.deleted_at
+            ('shipments etl', None)
         """
         check_id(id, self.noun)
         if not self.soft_deletes:
@@ -561,7 +606,11 @@ class Resource(Guarded, Generic[T]):
         """Delete a row for good (foreign keys decide: executions cascade, organizations refuse).
 
         Example:
-            >>> client.workflows.purge("wf_01J...")      # doctest: +SKIP
+            >>> wf = client.workflows.create(name="scratch", owner="usr_demo_ana",
+            ...                              organization_id="org_demo_acme", nodes=[], edges=[])
+            >>> client.workflows.purge(wf.id)
+            >>> client.workflows.count(include_deleted=True)
+            200
         """
         check_id(id, self.noun)
         self._require(self.write_scope)

@@ -78,11 +78,13 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
     ``deleted_at``).
 
     Example:
-        >>> ex = client.executions.create(workflow_id=wf.id, parameters={"day": "2026-01-01"})  # doctest: +SKIP
-        >>> ex = client.executions.start(ex.id)                                               # doctest: +SKIP
-        >>> ex = client.executions.complete(ex.id, result={"rows": 10})                        # doctest: +SKIP
-        >>> ex.status, ex.duration_seconds                                                    # doctest: +SKIP
-        ('completed', Decimal('0.042'))
+        >>> ex = client.executions.create(workflow_id="wf_demo_0001", parameters={"day": "2026-07-01"})
+        >>> ex = client.executions.start(ex.id)
+        >>> ex = client.executions.complete(ex.id, result={"rows": 10})
+        >>> ex.status, ex.result, ex.duration_seconds > 0
+        ('completed', {'rows': 10}, True)
+        >>> client.executions.count(workflow_ids=["wf_demo_0008"], status="completed")
+        65
     """
 
     table = EXECUTIONS
@@ -103,7 +105,11 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
         the workflow's version at this moment (one INSERT ... SELECT).
 
         Example:
-            >>> client.executions.create(workflow_id="wf_01J...", parameters={"n": 1})  # doctest: +SKIP
+            >>> ex = client.executions.create(workflow_id="wf_demo_0001", parameters={"n": 1})
+            >>> ex.id, ex.status, ex.owner, ex.organization_id
+            ('ex_...', 'queued', 'usr_demo_dara', 'org_demo_acme')
+            >>> ex.metadata      # the workflow's version when it was queued
+            {'workflow_version': 4}
         """
         model = parse(self.create_model, data, fields, "new execution")
         self._require(self.write_scope)
@@ -202,8 +208,12 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
         """queued → running; sets ``started_at`` (database clock).
 
         Example:
-            >>> client.executions.start("ex_01J...").status     # doctest: +SKIP
+            >>> client.executions.start("exe_demo_0002000").status
             'running'
+            >>> client.executions.start("exe_demo_0002000")
+            Traceback (most recent call last):
+            ...
+            flowscope.errors.ConflictError: cannot start execution 'exe_demo_0002000': it is running (allowed from queued)
         """
         return self._transition("start", id, {"started_at": sa.func.now()})
 
@@ -211,7 +221,10 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
         """running → completed with an optional JSON ``result``; sets ``completed_at``.
 
         Example:
-            >>> client.executions.complete("ex_01J...", result={"rows": 10})   # doctest: +SKIP
+            >>> ex = client.executions.start(client.executions.create(workflow_id="wf_demo_0001").id)
+            >>> ex = client.executions.complete(ex.id, result={"rows": 10})
+            >>> ex.status, ex.result
+            ('completed', {'rows': 10})
         """
         values: dict[str, Any] = {"completed_at": sa.func.now()}
         if result is not None:
@@ -222,7 +235,9 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
         """running → failed with an optional JSON ``error`` (a string becomes ``{"message": ...}``).
 
         Example:
-            >>> client.executions.fail("ex_01J...", error="disk full")   # doctest: +SKIP
+            >>> ex = client.executions.start(client.executions.create(workflow_id="wf_demo_0001").id)
+            >>> client.executions.fail(ex.id, error="disk full").error
+            {'message': 'disk full'}
         """
         values: dict[str, Any] = {"completed_at": sa.func.now()}
         if error is not None:
@@ -237,7 +252,8 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
         """queued or running → cancelled; sets ``completed_at``.
 
         Example:
-            >>> client.executions.cancel("ex_01J...").status    # doctest: +SKIP
+            >>> ex = client.executions.create(workflow_id="wf_demo_0001")
+            >>> client.executions.cancel(ex.id).status
             'cancelled'
         """
         return self._transition("cancel", id, {"completed_at": sa.func.now()})
@@ -246,7 +262,8 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
         """running → timeout; sets ``completed_at``.
 
         Example:
-            >>> client.executions.time_out("ex_01J...").status  # doctest: +SKIP
+            >>> ex = client.executions.start(client.executions.create(workflow_id="wf_demo_0001").id)
+            >>> client.executions.time_out(ex.id).status
             'timeout'
         """
         return self._transition("time_out", id, {"completed_at": sa.func.now()})
@@ -262,8 +279,10 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
         """Record step progress of a running execution (ConflictError if it is not running).
 
         Example:
-            >>> client.executions.progress("ex_01J...", current_step="load",   # doctest: +SKIP
-            ...                            steps_completed=2, steps_total=5)
+            >>> ex = client.executions.start(client.executions.create(workflow_id="wf_demo_0001").id)
+            >>> ex = client.executions.progress(ex.id, current_step="n3", steps_completed=2, steps_total=9)
+            >>> ex.status, ex.current_step, ex.steps_completed, ex.steps_total
+            ('running', 'n3', 2, 9)
         """
         check_id(id, self.noun)
         changes = {

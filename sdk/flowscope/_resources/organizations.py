@@ -30,9 +30,11 @@ class Organizations(Resource[OrganizationPublic], TableIO):
     ``ON DELETE RESTRICT``).
 
     Example:
-        >>> acme = client.organizations.create(name="Acme", slug="acme")   # doctest: +SKIP
-        >>> client.organizations.get(acme.id).slug                          # doctest: +SKIP
-        'acme'
+        >>> rockets = client.organizations.create(name="Acme Rockets", slug="acme-rockets")
+        >>> client.organizations.get(rockets.id).slug
+        'acme-rockets'
+        >>> [org.slug for org in client.organizations.list(order_by="slug")]
+        ['acme-rockets', 'demo-acme', 'demo-globex', 'demo-initech']
     """
 
     table = ORGANIZATIONS
@@ -61,7 +63,16 @@ class Organizations(Resource[OrganizationPublic], TableIO):
         nothing is dropped.
 
         Example:
-            >>> client.organizations.purge("org_01J...")      # doctest: +SKIP
+            >>> client.organizations.purge("org_demo_acme")     # it still owns workflows
+            Traceback (most recent call last):
+            ...
+            flowscope.errors.ConflictError: ...
+            >>> empty = client.organizations.create(name="Empty", slug="empty")
+            >>> client.organizations.purge(empty.id)
+            >>> client.organizations.get(empty.id)
+            Traceback (most recent call last):
+            ...
+            flowscope.errors.NotFoundError: organization 'org_...' not found
         """
         check_id(id, self.noun)
         self._require(self.write_scope)

@@ -106,10 +106,12 @@ class Users(Resource[UserPublic], TableIO):
     except that users may change their own ``full_name``, ``avatar_url``, ``email`` and password.
 
     Example:
-        >>> ana = client.users.create(username="ana", email="ana@example.com",    # doctest: +SKIP
-        ...                           password="a long passphrase")
-        >>> client.users.authenticate("ana@example.com", "a long passphrase").id  # doctest: +SKIP
-        'usr_01J...'
+        >>> zoe = client.users.create(username="zoe", email="zoe@Example.COM",
+        ...                           password="a long passphrase", organization_id="org_demo_acme")
+        >>> zoe.id, zoe.email, zoe.scopes
+        ('usr_...', 'zoe@example.com', ['workflow:read', 'workflow:execute'])
+        >>> client.users.authenticate("zoe@example.com", "a long passphrase").id == zoe.id
+        True
     """
 
     table = USERS
@@ -149,7 +151,8 @@ class Users(Resource[UserPublic], TableIO):
         """Change a user (a ``password`` is hashed; ``password_changed_at`` set).
 
         Example:
-            >>> client.users.update("usr_01J...", full_name="Ana Lima")   # doctest: +SKIP
+            >>> client.users.update("usr_demo_emeka", full_name="Emeka Obi Jr.").full_name
+            'Emeka Obi Jr.'
         """
         return super().update(id, data, **changes)
 
@@ -166,7 +169,10 @@ class Users(Resource[UserPublic], TableIO):
         """Set a new password (argon2id); resets failed log-ins and any lock.
 
         Example:
-            >>> client.users.set_password("usr_admin", "a new long passphrase")   # doctest: +SKIP
+            >>> client.users.set_password("usr_demo_chen", "a new long passphrase").username
+            'demo.chen'
+            >>> client.users.authenticate("demo.chen", "a new long passphrase").id
+            'usr_demo_chen'
         """
         return self.update(id, password=password)
 
@@ -190,8 +196,8 @@ class Users(Resource[UserPublic], TableIO):
         """Add scopes to a user (atomic; duplicates ignored).
 
         Example:
-            >>> client.users.grant("usr_01J...", "workflow:write").scopes    # doctest: +SKIP
-            ['workflow:execute', 'workflow:read', 'workflow:write']
+            >>> client.users.grant("usr_demo_bruno", "workflow:read:all").scopes
+            ['workflow:execute', 'workflow:read', 'workflow:read:all', 'workflow:write']
         """
         return self._scopes(id, scopes, grant=True)
 
@@ -199,8 +205,8 @@ class Users(Resource[UserPublic], TableIO):
         """Remove scopes from a user (atomic; absent ones ignored).
 
         Example:
-            >>> client.users.revoke("usr_01J...", "workflow:write").scopes   # doctest: +SKIP
-            ['workflow:execute', 'workflow:read']
+            >>> client.users.revoke("usr_demo_dara", "workflow:write").scopes
+            ['workflow:read', 'workflow:execute']
         """
         return self._scopes(id, scopes, grant=False)
 
@@ -222,11 +228,17 @@ class Users(Resource[UserPublic], TableIO):
         scoped client authenticates only its organization's users (on the admin
         login behind it: a tenant login cannot read password hashes).
 
-        Example:
-            >>> client.users.authenticate("ana", "a long passphrase").username   # doctest: +SKIP
-            'ana'
-            >>> client.users.authenticate("ana@example.com", "a long passphrase").id  # doctest: +SKIP
-            'usr_01J...'
+        Example (the demo's users have no password until one is set):
+
+            >>> _ = client.users.set_password("usr_demo_lena", "a long passphrase")
+            >>> client.users.authenticate("demo.lena", "a long passphrase").id
+            'usr_demo_lena'
+            >>> client.users.authenticate("lena@INITECH.example", "a long passphrase").username
+            'demo.lena'
+            >>> client.users.authenticate("demo.lena", "a wrong passphrase")
+            Traceback (most recent call last):
+            ...
+            flowscope.errors.AuthenticationError: invalid username/email or password
         """
         if not isinstance(username_or_email, str) or not isinstance(password, str):
             raise ValidationError("username_or_email and password must be strings")
@@ -326,8 +338,10 @@ class Users(Resource[UserPublic], TableIO):
         """The (not deleted) user with this username, or NotFoundError (read where ``get`` reads).
 
         Example:
-            >>> client.users.get_by_username("admin").id     # doctest: +SKIP
+            >>> client.users.get_by_username("admin").id
             'usr_admin'
+            >>> client.users.get_by_username("demo.ana").full_name
+            'Ana Souza'
         """
         if not isinstance(username, str):
             raise ValidationError("username must be a string")

@@ -32,11 +32,14 @@ class Workflows(Resource[WorkflowPublic], TableIO, IngestMixin):
     ``created_before``, ``ids``).
 
     Example:
-        >>> wf = client.workflows.create(name="nightly etl", owner="ana",   # doctest: +SKIP
+        >>> wf = client.workflows.create(name="nightly etl", owner="usr_demo_ana",
+        ...                              organization_id="org_demo_acme",
         ...                              nodes=[{"id": "a"}], edges=[], tags=["etl"])
-        >>> wf = client.workflows.update(wf.id, status="active", expected_version=1)  # doctest: +SKIP
-        >>> wf.version                                                       # doctest: +SKIP
-        2
+        >>> wf.id, wf.status, wf.version, wf.organization_id
+        ('wf_...', 'draft', 1, 'org_demo_acme')
+        >>> wf = client.workflows.update(wf.id, status="active", expected_version=1)
+        >>> wf.status, wf.version
+        ('active', 2)
     """
 
     table = WORKFLOWS
@@ -77,9 +80,15 @@ class Workflows(Resource[WorkflowPublic], TableIO, IngestMixin):
         client's user unless given.
 
         Example:
-            >>> wf = client.workflows.get("wf_01J...")                          # doctest: +SKIP
-            >>> client.workflows.update(wf.id, tags=["etl", "daily"],          # doctest: +SKIP
-            ...                         expected_version=wf.version)
+            >>> wf = client.workflows.get("wf_demo_0002")
+            >>> wf.version
+            2
+            >>> client.workflows.update(wf.id, tags=["etl", "daily"], expected_version=wf.version).version
+            3
+            >>> client.workflows.update(wf.id, description="stale", expected_version=wf.version)
+            Traceback (most recent call last):
+            ...
+            flowscope.errors.ConflictError: ...
         """
         check_id(id, self.noun)
         if expected_version is not None and (

@@ -18,11 +18,16 @@ Monday 00:00 UTC), ``"1MS"`` (calendar months), all in UTC; buckets are labelled
 by their start and every bucket of the range is returned (``since``..``until``
 when given, else the data's), empty ones with zero counts.
 
-Example:
-    >>> import flowscope
-    >>> client = flowscope.connect()                                      # doctest: +SKIP
-    >>> client.analytics.durations(by="workflow", since="2026-11-01")     # doctest: +SKIP
-    >>> client.analytics.status_breakdown(by="tag", freq="1D")            # doctest: +SKIP
+Example (the examples here run on the demo data, :func:`flowscope.demo.generate`):
+    >>> frame = client.analytics.durations(by="workflow", since="2026-06-01")
+    >>> frame.shape
+    (124, 10)
+    >>> frame.columns.tolist()  # doctest: +NORMALIZE_WHITESPACE
+    ['workflow', 'executions', 'count', 'mean_seconds', 'min_seconds', 'max_seconds',
+     'p50_seconds', 'p90_seconds', 'p95_seconds', 'p99_seconds']
+    >>> frame = client.analytics.status_breakdown(by="tag", freq="1D", since="2026-06-23")
+    >>> frame.shape, frame["bucket"].dtype
+    ((112, 11), datetime64[us, UTC])
 """
 
 from __future__ import annotations
@@ -54,8 +59,13 @@ class Analytics(Guarded):
     phase-3 daily rollups (see :meth:`refresh_rollups`).
 
     Example:
-        >>> frame = client.analytics.status_breakdown(by="workflow")        # doctest: +SKIP
-        >>> frame.sort_values("failure_rate", ascending=False).head()       # doctest: +SKIP
+        >>> frame = client.analytics.status_breakdown(by="workflow", since="2026-06-01")
+        >>> top = frame.sort_values(["failed", "workflow"], ascending=[False, True]).head(3)
+        >>> top[["workflow", "total", "failed", "failure_rate"]].round(2)
+                        workflow  total  failed  failure_rate
+        120    web-events export     54       5          0.09
+        3    churn-model cleanup     16       2          0.13
+        83        pricing ingest     18       2          0.11
     """
 
     def __init__(self, session: Session, *, use_rollups: bool = False) -> None:
@@ -71,8 +81,9 @@ class Analytics(Guarded):
         ``attrs`` in the schema metadata under ``flowscope.attrs``).
 
         Example:
-            >>> client.analytics.arrow.durations(by="workflow").num_rows    # doctest: +SKIP
-            200
+            >>> table = client.analytics.arrow.durations(by="workflow")
+            >>> table.num_rows, table.schema.field("p50_seconds").type
+            (182, DataType(double))
         """
         from .._frames import frame_to_arrow
 
@@ -84,8 +95,8 @@ class Analytics(Guarded):
         copy; needs ``pip install 'flowscope[polars]'``).
 
         Example:
-            >>> client.analytics.polars.status_breakdown(by="workflow")    # doctest: +SKIP
-            shape: (200, 12)
+            >>> client.analytics.polars.status_breakdown(by="workflow").shape
+            (182, 10)
         """
         from .._frames import frame_to_arrow, require_polars, to_polars
 
@@ -114,8 +125,15 @@ class Analytics(Guarded):
         (``percentile_cont``) unless answered from rollups (``use_rollups``),
         where they come from a 1%-accurate log-bucket sketch.
 
-        Example:
-            >>> client.analytics.durations(by="workflow", percentiles=(0.5, 0.99))  # doctest: +SKIP
+        Example (the demo's regression: version 3 of ``wf_demo_0008`` runs slower):
+
+            >>> frame = client.analytics.durations(
+            ...     by="workflow_version", workflow_ids=["wf_demo_0008"], since="2026-06-09",
+            ...     percentiles=(0.5, 0.99))
+            >>> frame[["workflow_version", "executions", "p50_seconds", "p99_seconds"]].round(1)
+              workflow_version  executions  p50_seconds  p99_seconds
+            0                2           7         73.6         84.8
+            1                3           3        128.2        135.9
         """
         flt = _base.as_filter(filter, filter_fields)
         keys = _base.parse_by(by)
@@ -145,7 +163,12 @@ class Analytics(Guarded):
         ``min_wait_seconds``, ``max_wait_seconds``, ``p<q>_wait_seconds``.
 
         Example:
-            >>> client.analytics.queue_wait(by="workflow", since="2026-11-18")  # doctest: +SKIP
+            >>> frame = client.analytics.queue_wait(by="organization_id", since="2026-06-23")
+            >>> frame[["organization_id", "started", "p50_wait_seconds"]].round(2)
+                organization_id  started  p50_wait_seconds
+            0     org_demo_acme       59              1.32
+            1   org_demo_globex       32              1.17
+            2  org_demo_initech       59              1.88
         """
         from .durations import queue_wait_query
 
@@ -174,8 +197,18 @@ class Analytics(Guarded):
         ((failed + timeout) / finished), Float64, NA when nothing finished.
 
         Example:
-            >>> client.analytics.status_breakdown(by="workflow", since="2026-11-01")  # doctest: +SKIP
-            >>> client.analytics.status_breakdown(freq="1D", normalize=True)          # doctest: +SKIP
+            >>> frame = client.analytics.status_breakdown(by="organization_id", since="2026-06-01")
+            >>> frame[["organization_id", "completed", "failed", "total", "failure_rate"]].round(3)
+                organization_id  completed  failed  total  failure_rate
+            0     org_demo_acme        179       9    188         0.048
+            1   org_demo_globex        137       5    144         0.035
+            2  org_demo_initech        207      11    221          0.05
+            >>> frame = client.analytics.status_breakdown(freq="1D", normalize=True, since="2026-06-27")
+            >>> frame[["bucket", "completed", "failed", "total"]]
+                                 bucket  completed   failed  total
+            0 2026-06-27 00:00:00+00:00      0.875      0.0      8
+            1 2026-06-28 00:00:00+00:00        1.0      0.0      7
+            2 2026-06-29 00:00:00+00:00     0.8125  0.09375     32
         """
         flt = _base.as_filter(filter, filter_fields)
         keys = _base.parse_by(by)
@@ -197,7 +230,12 @@ class Analytics(Guarded):
         untagged workflows are not in the result. Sorted by executions, descending.
 
         Example:
-            >>> client.analytics.tags(since="2026-11-01").head()   # doctest: +SKIP
+            >>> frame = client.analytics.tags(since="2026-06-01")
+            >>> frame[["tag", "workflows", "executions", "failure_rate"]].head(3).round(3)
+                    tag  workflows  executions  failure_rate
+            0    hourly         38         307         0.049
+            1  pipeline         54         213         0.061
+            2        ml         24         157         0.038
         """
         from .tags import tags_query
 
@@ -210,7 +248,11 @@ class Analytics(Guarded):
         counts of :meth:`tags` over the executions of workflows carrying both.
 
         Example:
-            >>> client.analytics.tag_pairs().head()   # doctest: +SKIP
+            >>> client.analytics.tag_pairs()[["tag_a", "tag_b", "workflows", "executions"]].head(3)
+                   tag_a     tag_b  workflows  executions
+            0     hourly  pipeline         25         539
+            1     hourly        ml         11         331
+            2  analytics  pipeline          9         255
         """
         from .tags import tag_pairs_query
 
@@ -234,7 +276,14 @@ class Analytics(Guarded):
         ``by`` keys, ``bucket``, ``created``, ``started``, ``finished`` (Int64).
 
         Example:
-            >>> client.analytics.throughput(freq="1h", since="2026-11-24")   # doctest: +SKIP
+            >>> client.analytics.throughput(freq="1D", since="2026-06-24")
+                                 bucket  created  started  finished
+            0 2026-06-24 00:00:00+00:00       26       26        26
+            1 2026-06-25 00:00:00+00:00       33       33        33
+            2 2026-06-26 00:00:00+00:00       25       25        25
+            3 2026-06-27 00:00:00+00:00        8        8         8
+            4 2026-06-28 00:00:00+00:00        7        7         7
+            5 2026-06-29 00:00:00+00:00       32       31        29
         """
         flt = _base.as_filter(filter, filter_fields)
         keys = _base.parse_by(by)
@@ -259,8 +308,14 @@ class Analytics(Guarded):
         ``finished`` (Int64 events in the bucket), ``running`` (running at the
         bucket's start) and ``peak`` (most running at once within the bucket).
 
-        Example:
-            >>> client.analytics.concurrency(freq="15min", since="2026-11-24")   # doctest: +SKIP
+        Example (the nightly batches, 01:00-03:00 UTC):
+
+            >>> client.analytics.concurrency(freq="1h", since="2026-06-29 01:00", until="2026-06-29 05:00")
+                                 bucket  started  finished  running  peak
+            0 2026-06-29 01:00:00+00:00        0         0        0     0
+            1 2026-06-29 02:00:00+00:00        3         3        0     2
+            2 2026-06-29 03:00:00+00:00        1         1        0     1
+            3 2026-06-29 04:00:00+00:00        0         0        0     0
         """
         from .timeline import concurrency_query
 
@@ -291,7 +346,16 @@ class Analytics(Guarded):
         the rows (None: all).
 
         Example:
-            >>> client.analytics.failures(since="2026-11-18", top=10)   # doctest: +SKIP
+            >>> frame = client.analytics.failures(since="2026-06-01", top=3)
+            >>> frame[["error_type", "executions", "workflows"]]
+                    error_type  executions  workflows
+            0        HTTPError           9          8
+            1         KeyError           6          6
+            2  ConnectionError           5          5
+            >>> frame["message"].tolist()  # doctest: +NORMALIZE_WHITESPACE
+            ['<n> Service Unavailable from api.partner.example (attempt <n>/<n>)',
+             "missing field 'customer_id' in record <n>",
+             'could not connect to warehouse.internal:<n>: connection refused']
         """
         from .failures import failures_query
 
@@ -320,8 +384,22 @@ class Analytics(Guarded):
         (current - previous) and ``relative_change`` (change / previous), Float64.
         ``frame.attrs`` holds both periods.
 
-        Example:
-            >>> client.analytics.compare(period="7D", by="workflow")   # doctest: +SKIP
+        Example (the week before the demo's ``now`` against the week before that):
+
+            >>> frame = client.analytics.compare(period="7D", until="2026-06-30",
+            ...                                  workflow_ids=["wf_demo_0008"])
+            >>> frame.round(1)
+                          metric  current  previous  change  relative_change
+            0         executions      3.0       2.0     1.0              0.5
+            1          completed      3.0       2.0     1.0              0.5
+            2             failed      0.0       0.0     0.0             <NA>
+            3       failure_rate      0.0       0.0     0.0             <NA>
+            4       mean_seconds    121.2      71.1    50.0              0.7
+            5        p50_seconds    128.2      71.1    57.0              0.8
+            6        p95_seconds    135.2      82.1    53.2              0.6
+            7  mean_wait_seconds      2.6       4.3    -1.7             -0.4
+            >>> frame.attrs["current_period"]
+            (datetime.datetime(2026, 6, 23, 0, 0, tzinfo=datetime.timezone.utc), datetime.datetime(2026, 6, 30, 0, 0, tzinfo=datetime.timezone.utc))
         """
         from .._durations import parse_duration
         from .compare import compare_query
@@ -361,7 +439,12 @@ class Analytics(Guarded):
         ``sort`` (any of these columns; NAs last), then ``workflow_id``.
 
         Example:
-            >>> client.analytics.summary(sort="failure_rate", limit=10)   # doctest: +SKIP
+            >>> frame = client.analytics.summary(limit=3)
+            >>> frame[["workflow", "executions", "failed", "failure_rate"]].round(3)
+                        workflow  executions  failed  failure_rate
+            0  web-events export         203      28         0.138
+            1   features scoring         130       3         0.023
+            2    payroll scoring          96       2         0.021
         """
         from .summary import summary_query
 
@@ -382,8 +465,12 @@ class Analytics(Guarded):
         :class:`PermissionDeniedError`).
 
         Example:
-            >>> client.analytics.refresh_rollups()   # doctest: +SKIP
-            datetime.datetime(2026, 11, 25, 14, 0, tzinfo=datetime.timezone.utc)
+            >>> refreshed = client.analytics.refresh_rollups()
+            >>> refreshed.tzinfo, client.analytics.rollups_refreshed_at() == refreshed
+            (datetime.timezone.utc, True)
+            >>> client.analytics.status_breakdown(use_rollups=True)[["completed", "failed", "total"]]
+               completed  failed  total
+            0       1897      93   2000
         """
         from . import rollups
 
@@ -393,7 +480,8 @@ class Analytics(Guarded):
         """When the rollups were last refreshed (None: never).
 
         Example:
-            >>> client.analytics.rollups_refreshed_at()   # doctest: +SKIP
+            >>> client.analytics.rollups_refreshed_at()   # the time of the last refresh
+            datetime.datetime(..., tzinfo=datetime.timezone.utc)
         """
         from . import rollups
 
