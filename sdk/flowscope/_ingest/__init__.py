@@ -37,13 +37,13 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ._boundary import boundary
-from ._session import EXECUTE, WRITE, session_of
-from .errors import PermissionDeniedError, ValidationError
-from .models import EXECUTION_STATUSES, WORKFLOW_STATUSES
+from .._boundary import boundary
+from .._session import EXECUTE, WRITE, session_of
+from ..errors import PermissionDeniedError, ValidationError
+from ..models import EXECUTION_STATUSES, WORKFLOW_STATUSES
 
 if TYPE_CHECKING:
-    from ._session import Session
+    from .._session import Session
 
 __all__ = ["INGESTABLE", "IngestResult", "ingest"]
 
@@ -575,7 +575,7 @@ class _ExecutionDefaults:
     def __init__(
         self, session: Session, conn: Any, records: list[Mapping[str, Any]], now: datetime
     ) -> None:
-        from .models import WORKFLOWS
+        from ..models import WORKFLOWS
 
         given = {r.get("workflow_id") for r in records if isinstance(r, Mapping)}
         wanted: set[str] = {w for w in given if isinstance(w, str)}

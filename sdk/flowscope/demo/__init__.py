@@ -43,16 +43,16 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from .errors import ConflictError, PermissionDeniedError, ValidationError
-from .filters import to_utc
-from .models import EXECUTIONS, ORGANIZATIONS, USERS, WORKFLOWS
+from ..errors import ConflictError, PermissionDeniedError, ValidationError
+from ..filters import to_utc
+from ..models import EXECUTIONS, ORGANIZATIONS, USERS, WORKFLOWS
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     from sqlalchemy.engine import Connection
 
-    from ._client import Client
+    from .._client import Client
 
 __all__ = ["DEMO_NOW", "DEMO_SEED", "DemoData", "generate"]
 
@@ -244,7 +244,7 @@ class DemoData:
         )
 
     def _repr_html_(self) -> str:
-        from ._display import html_record
+        from .._display import html_record
 
         fields = {k: v for k, v in asdict(self).items() if k != "seconds"}
         return html_record("flowscope demo data", fields)
@@ -329,7 +329,7 @@ def generate(
 
 
 def _progress_bar(enabled: bool, **kwargs: Any) -> Any:
-    from ._display import progress_bar
+    from .._display import progress_bar
 
     return progress_bar(enabled, leave=False, **kwargs)
 
