@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from flowscope import demo
+from flowscope.demo._cast import SIGNATURES
 
 SMALL = {"workflows": 20, "executions": 3_000}
 
@@ -123,7 +124,7 @@ def test_the_data_tells_its_stories(client: flowscope.Client, engine: sa.Engine)
     # failures: a few signatures, with type/message and where they stopped
     failed = ex[ex.status.isin(["failed", "timeout"])]
     assert failed["error_type"].notna().all() and failed["error_message"].notna().all()
-    assert failed["error_type"].nunique() <= len(demo._SIGNATURES) + 1
+    assert failed["error_type"].nunique() <= len(SIGNATURES) + 1
     assert failed["error_type"].value_counts().head(3).sum() > 0.5 * len(failed)
     assert failed["current_step"].notna().all()
     assert (failed["steps_completed"] < failed["steps_total"]).all()

@@ -11,7 +11,16 @@ import flowscope
 import pytest
 import sqlalchemy as sa
 from flowscope._ingest import ingest
-from flowscope.models import EXECUTIONS, ORGANIZATIONS, USERS, WORKFLOWS, Execution
+from flowscope._ingest._columns import NOW, columns
+from flowscope.models import (
+    EXECUTIONS,
+    ORGANIZATIONS,
+    USERS,
+    WORKFLOW_STATUSES,
+    WORKFLOWS,
+    Execution,
+    ExecutionStatus,
+)
 
 from ._helpers import acting_as
 
@@ -270,3 +279,46 @@ def test_scoped_ingest_stays_in_its_organization(base: flowscope.Client, engine:
     with engine.connect() as conn:
         w = conn.execute(sa.select(WORKFLOWS).where(WORKFLOWS.c.name == "w")).mappings().one()
     assert w["organization_id"] == "org_a" and w["owner"] == "usr_a"
+
+
+def test_columns_are_read_from_the_models() -> None:
+    for table in (EXECUTIONS, WORKFLOWS):
+        assert [c.name for c in columns(table)] == [c.name for c in table.columns]
+    wf = {c.name: c for c in columns(WORKFLOWS)}
+    assert wf["name"].max_length == 255 and wf["name"].required and not wf["id"].has_default
+    assert wf["status"].choices == frozenset(WORKFLOW_STATUSES) and wf["status"].default == "draft"
+    assert (wf["version"].default, wf["is_public"].default, wf["tags"].default) == (1, False, [])
+    assert (
+        wf["nodes"].shape is list
+        and wf["metadata"].shape is dict
+        and wf["metadata"].default == "{}"
+    )
+    assert wf["description"].sql_type == "text" and wf["tags"].sql_type == "text[]"
+    ex = {c.name: c for c in columns(EXECUTIONS)}
+    assert ex["result"].shape is None and ex["parameters"].shape is dict
+    assert ex["created_at"].default is NOW and ex["steps_total"].default == 0
+    assert not ex["status"].required and ex["workflow_id"].required
+
+
+def test_values_are_converted_and_the_first_bad_column_is_named(
+    base: flowscope.Client, engine: sa.Engine
+) -> None:
+    rows = _historical(3)
+    rows[0]["status"] = ExecutionStatus.COMPLETED
+    rows[1]["started_at"] = rows[1]["started_at"].replace(tzinfo=None)  # naive means UTC
+    rows[1]["completed_at"] = rows[1]["completed_at"].isoformat()
+    rows[2]["steps_total"] = 2.0
+    ingest(base, "executions", rows)
+    stored = _executions(engine)
+    expected = _historical(3)
+    assert stored[0]["status"] == "completed"
+    assert stored[1]["started_at"] == expected[1]["started_at"]
+    assert stored[1]["completed_at"] == expected[1]["completed_at"]
+    assert stored[2]["steps_total"] == 2
+    bad = _historical(1)
+    bad[0].update(id="ex_bad", status="nope", steps_total="x", owner=5)
+    with pytest.raises(flowscope.ValidationError) as info:
+        ingest(base, "executions", bad)
+    assert info.value.errors == [
+        {"loc": ("owner",), "msg": "expected a string, got int", "index": 0}
+    ]

@@ -187,9 +187,31 @@ def new_id(table: str) -> str:
         >>> new_id("workflows").startswith("wf_") and len(new_id("workflows")) == 29
         True
     """
-    from ulid import ULID
+    return new_ids(table, 1)[0]
 
-    return f"{ID_PREFIXES[table]}_{ULID()}"
+
+def new_ids(table: str, n: int) -> list[str]:
+    """``n`` new ids for rows of ``table`` at once, as :func:`new_id` makes them (for bulk
+    loads): the prefix, then a ULID (48 bits of milliseconds, 80 random bits, Crockford's
+    base32), the ids of one call sharing their millisecond.
+
+    Example:
+        >>> ids = new_ids("executions", 3)
+        >>> len(set(ids)) == 3 and all(i.startswith("ex_") and len(i) == 29 for i in ids)
+        True
+    """
+    import base64
+    import os
+    import time
+
+    crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    millis = time.time_ns() // 1_000_000 & ((1 << 48) - 1)
+    stamp = "".join(crockford[(millis >> (5 * (9 - k))) & 31] for k in range(10))
+    # 80 random bits an id: 10 bytes are 16 base32 characters, re-lettered to Crockford's
+    letters = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", crockford.encode())
+    randomness = base64.b32encode(os.urandom(10 * n)).translate(letters).decode()
+    prefix = f"{ID_PREFIXES[table]}_{stamp}"
+    return [prefix + randomness[i : i + 16] for i in range(0, 16 * n, 16)]
 
 
 def _org() -> Any:
