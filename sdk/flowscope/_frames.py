@@ -267,7 +267,7 @@ def to_polars(table: pa.Table) -> Any:
 
     Example:
         >>> import pyarrow as pa
-        >>> to_polars(pa.table({"x": [1, 2]})).shape      # doctest: +SKIP
+        >>> to_polars(pa.table({"x": [1, 2]})).shape
         (2, 1)
     """
     import pyarrow as pa

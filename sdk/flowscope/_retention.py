@@ -78,9 +78,14 @@ class Retention(Guarded):
 
     Example:
         >>> report = client.retention.prune("executions", older_than="90D",
-        ...                                 archive_to="/backups/flowscope")  # doctest: +SKIP
-        >>> report.rows, report.batches                                       # doctest: +SKIP
-        (1000000, 100)
+        ...                                 archive_to=tmp_path / "failed",
+        ...                                 statuses=("failed", "cancelled"), batch_size=50)
+        >>> report.rows, report.batches, len(report.files)
+        (100, 2, 2)
+        >>> pd.read_parquet(report.files[0]).shape
+        (50, 18)
+        >>> client.executions.count(status="failed")
+        0
     """
 
     def __init__(self, session: Session) -> None:
@@ -141,9 +146,12 @@ class Retention(Guarded):
                 the unfinished run there was for different arguments.
 
         Example:
-            >>> client.retention.prune(older_than="90D", archive_to="archive/",
-            ...                        dry_run=True).rows                   # doctest: +SKIP
-            1250000
+            >>> dry = client.retention.prune(older_than="90D", archive_to=tmp_path / "completed",
+            ...                              statuses=("completed",), dry_run=True)
+            >>> dry.rows, dry.batches, dry.files
+            (1897, 1, [])
+            >>> client.executions.count(status="completed")
+            1897
         """
         from .models import EXECUTION_STATUSES, EXECUTIONS, TERMINAL_EXECUTION_STATUSES
 

@@ -4,10 +4,18 @@ Mixed into the resource classes (``client.executions``, ``client.workflows``, ..
 which carry ``self._session`` and their table (``table`` or ``_table_name``).
 
 Example:
-    >>> client.executions.to_arrow(status="failed", flatten={"parameters.lr": "float64"})  # doctest: +SKIP
-    >>> client.workflows.to_pandas(tags_any=["etl"])                                      # doctest: +SKIP
-    >>> client.executions.ingest(rows)                                                    # doctest: +SKIP
-    IngestResult(rows=100000, seconds=4.2)
+    >>> t = client.executions.to_arrow(status="completed",
+    ...                                flatten={"result.records_processed": "int64"})
+    >>> t.num_rows, t.schema.field("result.records_processed").type
+    (1897, DataType(int64))
+    >>> client.workflows.to_pandas(tags_any=["finance"]).shape
+    (43, 17)
+    >>> rows = pd.DataFrame({"workflow_id": ["wf_demo_0001", "wf_demo_0002"],
+    ...                      "status": ["completed", "completed"],
+    ...                      "started_at": ["2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z"],
+    ...                      "completed_at": ["2026-01-01T10:00:03Z", "2026-01-01T11:00:05Z"]})
+    >>> client.executions.ingest(rows)  # doctest: +ELLIPSIS
+    IngestResult(rows=2, seconds=...)
 """
 
 from __future__ import annotations
@@ -55,13 +63,17 @@ class TableIO:
         """The matching rows as one Arrow table (explicit schema; JSONB as ``pa.json_()``).
 
         Example:
-            >>> client.executions.to_arrow(status="failed", since="2026-06-01")  # doctest: +SKIP
+            >>> failed = client.executions.to_arrow(status="failed", since="2026-06-01")
+            >>> failed  # doctest: +ELLIPSIS
             pyarrow.Table
-            id: string
+            id: string not null
+            workflow_id: string not null
             ...
-            >>> t = client.executions.to_arrow(status="completed",  # doctest: +SKIP
-            ...                                flatten={"parameters.lr": "float64"})
-            >>> t.schema.field("parameters.lr").type                 # doctest: +SKIP
+            >>> failed.num_rows
+            25
+            >>> t = client.executions.to_arrow(status="completed",
+            ...                                flatten={"result.records_processed": "float64"})
+            >>> t.schema.field("result.records_processed").type
             DataType(double)
         """
         return options.arrow(self._session, _table_name(self))
@@ -72,8 +84,8 @@ class TableIO:
         (:func:`flowscope._frames.pandas_dtype`): the same columns when nothing matches.
 
         Example:
-            >>> df = client.executions.to_pandas(status="completed", decimal="float64")  # doctest: +SKIP
-            >>> df["duration_seconds"].dtype                                             # doctest: +SKIP
+            >>> df = client.executions.to_pandas(status="completed", decimal="float64")
+            >>> df["duration_seconds"].dtype
             Float64Dtype()
         """
         return to_pandas(options.arrow(self._session, _table_name(self)))
@@ -84,7 +96,8 @@ class TableIO:
         copy (``pip install 'flowscope[polars]'``).
 
         Example:
-            >>> client.executions.to_polars(status="failed").select("id", "error")  # doctest: +SKIP
+            >>> client.executions.to_polars(status="failed").select("id", "error").shape
+            (93, 2)
         """
         from .._frames import require_polars, to_polars
 
@@ -97,8 +110,11 @@ class TableIO:
         memory; closing the iterator early cancels the query.
 
         Example:
-            >>> for batch in client.executions.iter_batches(batch_size=100_000):  # doctest: +SKIP
-            ...     handle(batch)
+            >>> for batch in client.executions.iter_batches(status="failed", batch_size=40):
+            ...     print(batch.num_rows)
+            40
+            40
+            13
         """
         return options.batches(self._session, _table_name(self))
 
@@ -115,9 +131,10 @@ class IngestMixin:
         raises :class:`flowscope.ValidationError` naming its index and field.
 
         Example:
-            >>> client.executions.ingest([{"workflow_id": "wf_1", "status": "completed",   # doctest: +SKIP
+            >>> client.executions.ingest([{"workflow_id": "wf_demo_0001", "status": "completed",
             ...     "started_at": "2026-01-01T10:00:00Z", "completed_at": "2026-01-01T10:00:03Z"}])
-            IngestResult(rows=1, seconds=0.01)
+            ... # doctest: +ELLIPSIS
+            IngestResult(rows=1, seconds=...)
         """
         from .._ingest import ingest
 

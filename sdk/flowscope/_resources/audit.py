@@ -33,8 +33,9 @@ class Audit(Resource[AuditLogEntryPublic], TableIO):
     ``read_your_writes`` to ``connect`` to see entries of writes just made.
 
     Example:
-        >>> for e in client.audit.history("workflows", "wf_01J..."):   # doctest: +SKIP
-        ...     print(e.occurred_at, e.action, e.actor, sorted(e.changes))
+        >>> for e in client.audit.history("workflows", "wf_demo_0001"):
+        ...     print(e.action, e.actor, sorted(e.changes)[:3])
+        INSERT None ['created_at', 'created_by', 'deleted_at']
     """
 
     table = AUDIT_LOG
@@ -49,8 +50,14 @@ class Audit(Resource[AuditLogEntryPublic], TableIO):
         """Every entry of one row, oldest first.
 
         Example:
-            >>> [e.action for e in client.audit.history("workflows", wf.id)]   # doctest: +SKIP
+            >>> wf = client.workflows.create(name="scratch", owner="usr_demo_ana",
+            ...                              organization_id="org_demo_acme", nodes=[], edges=[])
+            >>> wf = client.workflows.update(wf.id, status="active", expected_version=1)
+            >>> client.workflows.purge(wf.id)
+            >>> [e.action for e in client.audit.history("workflows", wf.id)]
             ['INSERT', 'UPDATE', 'DELETE']
+            >>> sorted(client.audit.history("workflows", wf.id)[1].changes)
+            ['status', 'version']
         """
         if table not in AUDITED_TABLES:
             raise ValidationError(f"table must be one of {', '.join(AUDITED_TABLES)}")
@@ -74,7 +81,14 @@ class Audit(Resource[AuditLogEntryPublic], TableIO):
         give them parsed).
 
         Example:
-            >>> client.audit.to_frame(table_name="users", action="UPDATE")   # doctest: +SKIP
+            >>> frame = client.audit.to_frame(table_name="users", action="UPDATE")
+            >>> frame.shape
+            (2, 9)
+            >>> frame[["row_id", "action"]].values.tolist()
+            [['usr_admin', 'UPDATE'], ['usr_admin', 'UPDATE']]
+            >>> import json
+            >>> json.loads(frame["changes"][0])["scopes"]["new"][-1]
+            'workflow:read:all'
         """
         import pandas as pd
 
@@ -102,8 +116,9 @@ class Audit(Resource[AuditLogEntryPublic], TableIO):
         """One entry by its (integer) id (read where ``Resource.get`` reads).
 
         Example:
-            >>> client.audit.get(1).action     # doctest: +SKIP
-            'INSERT'
+            >>> entry = client.audit.get(1)
+            >>> entry.table_name, entry.row_id, entry.action, entry.actor
+            ('users', 'usr_admin', 'UPDATE', None)
         """
         if not isinstance(id, int) or isinstance(id, bool):
             raise ValidationError("audit log entry ids are integers")

@@ -310,10 +310,12 @@ def query_arrow(
     float64), JSON(B) ``arrow.json``, ``TEXT[]`` ``list<string>``, anything else text.
 
     Example:
-        >>> t = flowscope.export.query_arrow(client, "SELECT status, count(*) AS n"   # doctest: +SKIP
-        ...     " FROM executions GROUP BY status")
-        >>> t.schema.field("n").type                                              # doctest: +SKIP
+        >>> t = flowscope.export.query_arrow(client, "SELECT status, count(*) AS n"
+        ...     " FROM executions GROUP BY status ORDER BY status")
+        >>> t.schema.field("n").type
         DataType(int64)
+        >>> t.to_pydict()
+        {'status': ['cancelled', 'completed', 'failed', 'queued', 'running'], 'n': [7, 1897, 93, 1, 2]}
     """
     import pyarrow as pa
 
@@ -363,9 +365,11 @@ def iter_batches(
     cancels the query.
 
     Example:
-        >>> for batch in flowscope.iter_batches(client, "executions", status="failed"):  # doctest: +SKIP
+        >>> for batch in flowscope.iter_batches(client, "executions", status="failed",
+        ...                                     batch_size=50):
         ...     print(batch.num_rows)
-        65536
+        50
+        43
     """
     return read_options(filter, **options).batches(session_of(client), table)
 
@@ -376,10 +380,12 @@ def read_arrow(client: Any, table: str, filter: Any = None, /, **options: Any) -
     rows as one Arrow table with the explicit schema (arguments: :func:`read_options`).
 
     Example:
-        >>> t = flowscope.read_arrow(client, "executions", status="completed",  # doctest: +SKIP
-        ...                          flatten={"parameters.lr": "float64"})
-        >>> t.schema.field("parameters.lr").type                                 # doctest: +SKIP
+        >>> t = flowscope.read_arrow(client, "executions", status="completed",
+        ...                          flatten={"result.records_processed": "float64"})
+        >>> t.schema.field("result.records_processed").type
         DataType(double)
+        >>> t.num_rows
+        1897
     """
     return read_options(filter, **options).arrow(session_of(client), table)
 
@@ -396,8 +402,10 @@ def read_pandas(client: Any, table: str, filter: Any = None, /, **options: Any) 
     text). The same columns come back when nothing matches.
 
     Example:
-        >>> df = flowscope.read_pandas(client, "executions", status="failed")  # doctest: +SKIP
-        >>> df.dtypes["created_at"]                                           # doctest: +SKIP
+        >>> df = flowscope.read_pandas(client, "executions", status="failed")
+        >>> df.shape
+        (93, 18)
+        >>> df.dtypes["created_at"]
         datetime64[us, UTC]
     """
     return to_pandas(read_options(filter, **options).arrow(session_of(client), table))
