@@ -18,9 +18,9 @@ check every row; see ``_load``).
 
 Example:
     >>> from flowscope._ingest import ingest
-    >>> ingest(client, "executions", [{"workflow_id": "wf_1", "status": "completed",  # doctest: +SKIP
+    >>> ingest(client, "executions", [{"workflow_id": "wf_demo_0001", "status": "completed",
     ...     "started_at": "2026-01-01T10:00:00Z", "completed_at": "2026-01-01T10:00:02.5Z"}])
-    IngestResult(rows=1, seconds=0.01)
+    IngestResult(rows=1, seconds=...)
 """
 
 from __future__ import annotations
@@ -94,11 +94,11 @@ def ingest(client: Any, table: str, rows: Any) -> IngestResult:
             client's; nothing was written.
 
     Example:
-        >>> client.executions.ingest([                                   # doctest: +SKIP
-        ...     {"workflow_id": "wf_1", "status": "completed",
+        >>> client.executions.ingest([
+        ...     {"workflow_id": "wf_demo_0002", "status": "completed",
         ...      "started_at": "2026-01-01T10:00:00Z", "completed_at": "2026-01-01T10:00:02.5Z"},
-        ... ])
-        IngestResult(rows=1, seconds=0.01)
+        ... ]).rows
+        1
     """
     started = time.perf_counter()
     session = session_of(client)
