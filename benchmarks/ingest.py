@@ -215,7 +215,11 @@ def main() -> None:
         " server's work).",
     ]
     baseline = "raw-copy" if "raw-copy" in results else contenders[0]
-    print(_harness.table("Ingest", results, baseline=baseline, notes=notes, extra=("ingest_s", "client_cpu_s")))
+    print(
+        _harness.table(
+            "Ingest", results, baseline=baseline, notes=notes, extra=("ingest_s", "client_cpu_s")
+        )
+    )
     json.dump(results, sys.stderr, indent=1)
 
 
