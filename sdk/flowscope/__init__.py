@@ -54,7 +54,7 @@ if typing.TYPE_CHECKING:
     from ._embedded import temporary_data_dir
     from ._ingest import IngestResult, ingest
     from ._maintenance import MaintenanceReport
-    from ._resources._base import Page
+    from ._resources._page import Page
     from ._retention import PruneReport
     from .analytics import Analytics
 
@@ -66,7 +66,7 @@ _LAZY = {
     "Analytics": ".analytics",
     "IngestResult": "._ingest",
     "MaintenanceReport": "._maintenance",
-    "Page": "._resources._base",
+    "Page": "._resources._page",
     "PruneReport": "._retention",
     "ingest": "._ingest",
     "temporary_data_dir": "._embedded",

@@ -41,9 +41,6 @@ import binascii
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -63,52 +60,12 @@ if TYPE_CHECKING:
 __all__ = ["ADMIN", "EXECUTE", "READ", "WRITE", "Page", "Resource"]
 
 from .._session import ADMIN, EXECUTE, READ, WRITE
+from ._page import Page, cursor_value, from_cursor_value
 
 MAX_LIMIT = 10_000
 
 T = TypeVar("T", bound=BaseModel)
 M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    """One page of a ``list`` call.
-
-    ``has_more`` says whether more rows match; pass ``next_cursor`` as
-    ``after=`` to get them. A page never ends silently: walk everything with the
-    resource's ``iter(...)``.
-
-    Example:
-        >>> page = client.workflows.list(limit=50)
-        >>> seen = len(page)
-        >>> while page.has_more:
-        ...     page = client.workflows.list(limit=50, after=page.next_cursor)
-        ...     seen += len(page)
-        >>> seen
-        200
-    """
-
-    items: list[T] = field(default_factory=list)
-    has_more: bool = False
-    next_cursor: str | None = None
-
-    def __iter__(self) -> Iterator[T]:
-        return iter(self.items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def _repr_html_(self) -> str:
-        """Jupyter: the items as one table, and whether more pages exist."""
-        from .._display import html_rows
-
-        kind = type(self.items[0]).__name__ if self.items else "rows"
-        footer = (
-            f"more rows exist: pass after={self.next_cursor!r}" if self.has_more else "last page"
-        )
-        return html_rows(
-            f"Page of {len(self.items)} {kind}", [i.model_dump() for i in self.items], footer=footer
-        )
 
 
 def validation_error(exc: PydanticValidationError, what: str) -> ValidationError:
@@ -145,28 +102,6 @@ def check_id(value: Any, noun: str) -> str:
     """An id must be a non-empty string of at most 255 characters."""
     if not isinstance(value, str) or not value or len(value) > 255 or "\x00" in value:
         raise ValidationError(f"{noun} id must be a non-empty string of at most 255 characters")
-    return value
-
-
-def _encode_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
-
-
-def _decode_value(column: sa.Column[Any], value: Any) -> Any:
-    if isinstance(column.type, sa.DateTime):
-        if not isinstance(value, str):
-            raise ValueError
-        return datetime.fromisoformat(value)
-    if isinstance(column.type, sa.Integer | sa.BigInteger):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError
-        return value
-    if not isinstance(value, str):
-        raise ValueError
     return value
 
 
@@ -273,7 +208,7 @@ class Resource(Guarded, Generic[T]):
         return spec, self.table.c[name], descending
 
     def _cursor(self, spec: str, column: sa.Column[Any], row: Any) -> str:
-        payload = {"o": spec, "v": _encode_value(row._mapping[column.name]), "id": row.id}
+        payload = {"o": spec, "v": cursor_value(row._mapping[column.name]), "id": row.id}
         raw = json.dumps(payload, separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -285,8 +220,8 @@ class Resource(Guarded, Generic[T]):
             payload = json.loads(raw)
             if not isinstance(payload, dict) or payload.get("o") != spec:
                 raise ValueError
-            value = _decode_value(column, payload["v"])
-            last_id = _decode_value(self.table.c.id, payload["id"])
+            value = from_cursor_value(column, payload["v"])
+            last_id = from_cursor_value(self.table.c.id, payload["id"])
         except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
             raise ValidationError(
                 "invalid cursor: pass the next_cursor of a page listed with the same order_by"
