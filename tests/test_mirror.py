@@ -310,10 +310,10 @@ def test_a_purge_during_sync(seeded, engine, client) -> None:
 
 
 def test_compaction_rewrites_the_base_and_stays_equal(seeded, engine, monkeypatch) -> None:
-    from flowscope import mirror as mirror_module
+    from flowscope.mirror import _store
 
     client, mirror = seeded
-    monkeypatch.setattr(mirror_module, "COMPACT_MIN_ROWS", 5)
+    monkeypatch.setattr(_store, "COMPACT_MIN_ROWS", 5)
     with engine.begin() as conn:
         conn.execute(
             sa.text(
@@ -342,12 +342,12 @@ def test_compaction_rewrites_the_base_and_stays_equal(seeded, engine, monkeypatc
 CHILD = """
 import os, signal, sys
 import flowscope
-from flowscope import mirror as m
+from flowscope.mirror import _store
 where = sys.argv[3]
 def die(name, where=where):
     if name == where:
         os.kill(os.getpid(), signal.SIGKILL)
-m._step = die
+_store.step = die
 client = flowscope.connect(sys.argv[1])
 client.mirror(sys.argv[2]).sync(progress=False, full=sys.argv[4] == "full")
 """
