@@ -23,6 +23,12 @@ writes new, uniquely named files (temp name, fsync, rename), then replaces
 next sync removes the files it does not list. When the delta grows past
 :data:`COMPACT_MIN_ROWS` rows (and 5 % of the base) a sync rewrites the base.
 
+A scoped mirror also follows what its login may see without a row changing (a handover,
+``is_public``, a move between organizations, a scope granted or revoked) and, for a user who
+sees part of its organization, the deletions the audit log hides from it
+(:mod:`flowscope.mirror._sync`). ``mirror.analytics`` loads the files into DuckDB's own
+tables once per state (:mod:`flowscope.mirror._native`).
+
 Example:
     >>> mirror = client.mirror()                                   # doctest: +SKIP
     >>> mirror.sync()                                              # doctest: +SKIP

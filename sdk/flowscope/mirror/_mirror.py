@@ -96,9 +96,11 @@ class Mirror:
                 tables: dict[str, Any] = {}
                 added = changed = removed = 0
                 visibility: tuple[list[str], list[str]] = ([], [])
+                recount = False
                 if state is not None and not full and self._session.is_tenant:
                     old = state["tables"]["workflows"]
                     visibility = _sync.reconcile_visibility(self.path, conn, old)
+                    recount = self._session.user_id is not None and _sync.restricted(conn)
                 for name in MIRRORED:
                     if full or state is None:
                         tables[name], n = _sync.copy(
@@ -116,6 +118,7 @@ class Mirror:
                             since,
                             sequence,
                             visibility,
+                            recount and name == "executions",
                         )
                         added += counts[0]
                         changed += counts[1]

@@ -11,6 +11,12 @@ say that it left. Hence, for a scoped mirror, every incremental sync also compar
 of the workflows the login reads now (one index-only read of ``workflows``, in the same
 snapshot) with the mirror's (:func:`reconcile_visibility`): a workflow that appeared is
 read with all its executions, one that disappeared leaves with all of its executions.
+
+**Deletions a restricted login cannot see.** For the same reason, a user who sees part of its
+organization only never sees the audit row of a deleted execution. Its syncs compare, per
+workflow, the number of executions it reads with the mirror's after the known changes, and
+drop the ids of the workflows that differ that PostgreSQL no longer has
+(:func:`missed_deletions`): one grouped count of what the user sees, per sync.
 """
 
 from __future__ import annotations
@@ -83,10 +89,12 @@ def apply(
     since: tuple[int, str | None],
     sequence: int,
     visibility: tuple[list[str], list[str]] = ([], []),
+    recount: bool = False,
 ) -> tuple[dict[str, Any], tuple[int, int, int]]:
     """Fold the changes since ``since`` (horizon, snapshot) into ``name``'s delta (or a new
     base). ``visibility``: the workflows that appeared to / vanished from the login
-    (:func:`reconcile_visibility`), whose rows (their executions) are read again / dropped."""
+    (:func:`reconcile_visibility`), whose rows (their executions) are read again / dropped;
+    ``recount``: find the deletions the feed could not show (:func:`missed_deletions`)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -105,6 +113,8 @@ def apply(
     gone = [r[0] for r in conn.execute(_changes.deleted_ids(name, horizon, seen))]
     if vanished:
         gone += _ids(root, old, "id", "workflow_id" if name == "executions" else "id", vanished)
+    if recount:
+        gone += missed_deletions(root, conn, old, fresh, gone)
     fresh_ids = fresh.column("id")
     touched = pa.concat_arrays(
         [fresh_ids.combine_chunks().cast(pa.string()), pa.array(gone, pa.string())]
@@ -149,6 +159,61 @@ def apply(
     entry.update(delta=delta_rel, deleted=deleted_rel)
     entry.update(delta_rows=len(delta), deleted_rows=len(deleted_ids))
     return entry, (added, changed, removed)
+
+
+def restricted(conn: sa.Connection) -> bool:
+    """Whether the login sees part of its organization only (a user without
+    ``workflow:read:all``): the audit log then hides the deletion of what it saw."""
+    can = sa.func.flowscope_session_can(sa.literal("workflow:read:all", sa.Text))
+    return not conn.execute(sa.select(can)).scalar()
+
+
+def missed_deletions(
+    root: Path, conn: sa.Connection, old: dict[str, Any], fresh: pa.Table, gone: list[str]
+) -> list[str]:
+    """Executions deleted without the feed showing it (to a restricted login, the audit row
+    of a deleted execution is hidden with the execution): per workflow, the login's count
+    in PostgreSQL against the mirror's after this sync's known changes; where they differ,
+    the ids the mirror would hold and PostgreSQL does not. One grouped count of the
+    login's executions: a restricted user's sync pays a read of what it sees."""
+    import duckdb
+    import pyarrow as pa
+
+    e = EXECUTIONS.c
+    readable = _store.FILTERS["executions"].clause()
+    counts: dict[str, int] = dict(
+        conn.execute(
+            sa.select(e.workflow_id, sa.func.count()).where(readable).group_by(e.workflow_id)
+        ).all()
+    )
+    con = duckdb.connect()
+    try:
+        kept = _store.table_relation(con, root, old).select("id, workflow_id")
+        replaced = pa.table(
+            {
+                "id": pa.concat_arrays(
+                    [
+                        fresh.column("id").combine_chunks().cast(pa.string()),
+                        pa.array(gone, pa.string()),
+                    ]
+                )
+            }
+        )
+        kept = kept.join(con.from_arrow(replaced), "id", how="anti")
+        kept = kept.union(con.from_arrow(fresh.select(["id", "workflow_id"])))
+        kept.create_view("kept")
+        held = dict(con.execute("SELECT workflow_id, count(*) FROM kept GROUP BY 1").fetchall())
+        differ = sorted(w for w in held if held[w] != counts.get(w, 0))
+        if not differ:
+            return []
+        wanted = con.from_arrow(pa.table({"workflow_id": pa.array(differ, pa.string())}))
+        ours = {r[0] for r in kept.join(wanted, "workflow_id", how="semi").select("id").fetchall()}
+    finally:
+        con.close()
+    theirs = {
+        r[0] for r in conn.execute(sa.select(e.id).where(readable, e.workflow_id.in_(differ)))
+    }
+    return sorted(ours - theirs)
 
 
 def _compact(
