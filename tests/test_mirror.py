@@ -657,3 +657,22 @@ def test_a_restricted_users_deletions_reach_its_mirror(office, engine) -> None:
         conn.execute(sa.text("DELETE FROM workflows WHERE id = :w"), {"w": private})
     (report,) = _synced_equal(office, "ana")
     assert report.removed == 4  # one execution, the workflow and its two executions
+
+
+def test_the_native_tables_hold_derived_columns_the_queries_read(seeded) -> None:
+    """The failure signature and queue wait are computed once, at load, from the builders'
+    own expressions; queries holding those expressions read the columns (the frames are
+    compared with PostgreSQL's above)."""
+    from flowscope.analytics import durations, failures
+    from flowscope.filters import ExecutionFilter
+    from flowscope.mirror._native import compile_native
+
+    _, mirror = seeded
+    sql, _ = compile_native(failures.failures_query(ExecutionFilter(), (), None).select)
+    assert "executions._error_message" in sql and "regexp_replace" not in sql
+    sql, _ = compile_native(durations.queue_wait_query(ExecutionFilter(), (), None, (0.5,)).select)
+    assert "executions._queue_wait" in sql
+    con, _ = mirror._connection()
+    columns = {r[0] for r in con.execute("DESCRIBE executions").fetchall()}
+    assert {"_error_type", "_error_message", "_queue_wait"} <= columns
+    assert "parameters" not in columns  # payloads no analytics call reads stay in the files

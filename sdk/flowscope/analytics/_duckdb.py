@@ -77,6 +77,18 @@ class _Preparer(PGIdentifierPreparer):
 
 
 class _Compiler(PGCompiler):
+    dialect: DuckDBDialect
+
+    def visit_cast(self, cast: Any, **kw: Any) -> str:
+        found = self.dialect.derived_column(cast)
+        return found if found is not None else str(super().visit_cast(cast, **kw))
+
+    def visit_function(self, func: Any, add_to_result_map: Any = None, **kw: Any) -> str:
+        found = self.dialect.derived_column(func)
+        if found is not None:
+            return found
+        return str(super().visit_function(func, add_to_result_map=add_to_result_map, **kw))
+
     def visit_join(
         self, join: Any, asfrom: bool = False, from_linter: Any = None, **kw: Any
     ) -> str:
@@ -220,7 +232,13 @@ def _visit_mode(value: str) -> str:
 
 
 class DuckDBDialect(PGDialect):
-    """PostgreSQL's dialect with DuckDB's spellings (see the module docstring)."""
+    """PostgreSQL's dialect with DuckDB's spellings (see the module docstring).
+
+    ``derived`` maps column names to expressions (functions or casts) that the tables hold
+    precomputed: wherever a statement holds the same expression (``ClauseElement.compare``:
+    structure and bound values), it reads the column instead (the mirror's native tables,
+    :mod:`flowscope.mirror._native`).
+    """
 
     name = "postgresql"  # PostgreSQL's type and operator rendering, DuckDB's functions
     statement_compiler = _Compiler
@@ -229,16 +247,33 @@ class DuckDBDialect(PGDialect):
     paramstyle = "numeric_dollar"
     supports_native_boolean = True
 
-    def __init__(self, **kw: Any) -> None:
+    def __init__(self, derived: dict[str, Any] | None = None, **kw: Any) -> None:
         super().__init__(paramstyle="numeric_dollar", **kw)
+        self._derived: dict[tuple[Any, ...], list[tuple[Any, str]]] = {}
+        for column, expr in (derived or {}).items():
+            self._derived.setdefault(_kind(expr), []).append((expr, column))
+
+    def derived_column(self, element: Any) -> str | None:
+        """The column holding ``element`` precomputed, or None."""
+        for expr, column in self._derived.get(_kind(element), ()):
+            if element.compare(expr):
+                return column
+        return None
+
+
+def _kind(element: Any) -> tuple[Any, ...]:
+    """A cheap fingerprint: only elements of a derived expression's kind are compared."""
+    return (type(element), getattr(element, "name", None), type(getattr(element, "clause", None)))
 
 
 _DIALECT = DuckDBDialect()
 
 
-def compile_for_duckdb(stmt: sa.ClauseElement) -> tuple[str, list[Any]]:
+def compile_for_duckdb(
+    stmt: sa.ClauseElement, dialect: DuckDBDialect = _DIALECT
+) -> tuple[str, list[Any]]:
     """``stmt`` as DuckDB SQL text and its bound values, in order."""
-    compiled: Any = stmt.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
+    compiled: Any = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     names = compiled.positiontup or []
     params = compiled.construct_params()
     return str(compiled), [params[name] for name in names]

@@ -18,16 +18,16 @@ dialect, so both engines still share one definition of each metric.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.sql import visitors
 
 from ..analytics import failures
 from ..analytics._base import seconds
-from ..analytics._duckdb import compile_for_duckdb
+from ..analytics._duckdb import DuckDBDialect, compile_for_duckdb
 from ..models import EXECUTIONS
 from . import _store
 
@@ -83,18 +83,14 @@ def load(root: Path, state: dict[str, Any]) -> Any:
 def compile_native(stmt: sa.ClauseElement) -> tuple[str, list[Any]]:
     """``stmt`` as DuckDB SQL over the native tables (derived expressions read from their
     columns), and its bound values."""
-    targets: list[tuple[Any, Any]] = [
-        (build(), sa.literal_column(f"{table}.{column}"))
-        for table, derived in DERIVED.items()
-        for column, build in derived.items()
-    ]
+    return compile_for_duckdb(stmt, _dialect())
 
-    def replace(element: Any) -> Any:
-        if isinstance(element, sa.ColumnElement):
-            for expr, column in targets:
-                if element.compare(expr):
-                    return column
-        return None
 
-    replaced: Any = visitors.replacement_traverse(stmt, {}, replace)  # type: ignore[call-overload]
-    return compile_for_duckdb(replaced)
+@functools.cache
+def _dialect() -> DuckDBDialect:
+    derived = {
+        f"{table}.{column}": build()
+        for table, columns in DERIVED.items()
+        for column, build in columns.items()
+    }
+    return DuckDBDialect(derived=derived)
