@@ -676,3 +676,12 @@ def test_the_native_tables_hold_derived_columns_the_queries_read(seeded) -> None
     columns = {r[0] for r in con.execute("DESCRIBE executions").fetchall()}
     assert {"_error_type", "_error_message", "_queue_wait"} <= columns
     assert "parameters" not in columns  # payloads no analytics call reads stay in the files
+
+
+def test_a_damaged_mirror_is_a_flowscope_error(client, tmp_path) -> None:
+    data_mirror = client.mirror(tmp_path / "damaged")
+    data_mirror.sync(progress=False)
+    state = data_mirror._state()
+    (data_mirror.path / state["tables"]["executions"]["base"][0]).write_bytes(b"not parquet")
+    with pytest.raises(flowscope.FlowscopeError, match="cannot load the mirror"):
+        data_mirror.analytics.durations()

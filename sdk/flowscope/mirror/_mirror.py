@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _changes
 from .._files import directory_lock
-from ..errors import ConfigurationError, ValidationError
+from ..errors import ConfigurationError, FlowscopeError, ValidationError
 from . import _store, _sync
 from ._store import MIRRORED, SyncReport
 
@@ -183,12 +183,19 @@ class Mirror:
     def _connection(self) -> tuple[Any, dict[str, Any]]:
         """The mirror's own DuckDB connection for analytics: native tables loaded from the
         files (:mod:`flowscope.mirror._native`), kept until a sync changes the state."""
+        import duckdb
+
         from . import _native
 
         state = self._synced_state()
         if self._con is None or self._con_sequence != state["sequence"]:
             self.close()
-            self._con = _native.load(self.path, state)
+            try:
+                self._con = _native.load(self.path, state)
+            except duckdb.Error as exc:  # e.g. out of memory
+                raise FlowscopeError(
+                    f"cannot load the mirror in {self.path} into DuckDB: {exc}"
+                ) from exc
             self._con_sequence = state["sequence"]
         return self._con, state
 
