@@ -23,6 +23,7 @@ from flowscope.analytics import Analytics
 from flowscope.mirror import Mirror, MirrorAnalytics
 
 from . import _analytics_data as data
+from ._helpers import make_workflow
 
 UNTIL = data.BASE + timedelta(days=data.DAYS)
 FILTERS: list[dict[str, Any]] = [
@@ -310,10 +311,10 @@ def test_a_purge_during_sync(seeded, engine, client) -> None:
 
 
 def test_compaction_rewrites_the_base_and_stays_equal(seeded, engine, monkeypatch) -> None:
-    from flowscope import mirror as mirror_module
+    from flowscope.mirror import _store
 
     client, mirror = seeded
-    monkeypatch.setattr(mirror_module, "COMPACT_MIN_ROWS", 5)
+    monkeypatch.setattr(_store, "COMPACT_MIN_ROWS", 5)
     with engine.begin() as conn:
         conn.execute(
             sa.text(
@@ -342,12 +343,12 @@ def test_compaction_rewrites_the_base_and_stays_equal(seeded, engine, monkeypatc
 CHILD = """
 import os, signal, sys
 import flowscope
-from flowscope import mirror as m
+from flowscope.mirror import _store
 where = sys.argv[3]
 def die(name, where=where):
     if name == where:
         os.kill(os.getpid(), signal.SIGKILL)
-m._step = die
+_store.step = die
 client = flowscope.connect(sys.argv[1])
 client.mirror(sys.argv[2]).sync(progress=False, full=sys.argv[4] == "full")
 """
@@ -495,3 +496,192 @@ def test_cli_mirror_sync(seeded, database_url, tmp_path) -> None:
     assert "full copy" in result.output and "executions 301" in result.output
     again = runner.invoke(app, [*args, "--database-url", database_url])
     assert again.exit_code == 0 and "incremental, 0 added, 0 changed, 0 removed" in again.output
+
+
+# -- visibility that changes without a change of the rows -------------------------------
+OWN = ["workflow:read", "workflow:write", "workflow:execute"]
+
+
+@pytest.fixture
+def office(client: flowscope.Client, engine: sa.Engine, tmp_path: Path) -> dict[str, Any]:
+    """Organization A with users ana and bo (own-and-public reach): ana's private and public
+    workflows and bo's private one, two executions each; organization B with a public,
+    empty workflow. Each user's mirror is synced."""
+    org = client.organizations.create(name="A", slug="a")
+    other = client.organizations.create(name="B", slug="b")
+    users = {}
+    for name in ("ana", "bo"):
+        user = client.users.create(username=name, email=f"{name}@x.org", organization_id=org.id, scopes=OWN)  # fmt: skip
+        users[name] = user.id
+    wfs = {
+        key: make_workflow(
+            client, name=key, owner=users[key[: key.index("_")]], organization_id=org.id,
+            is_public=key.endswith("public"),
+        ).id
+        for key in ("ana_private", "ana_public", "bo_private")
+    }  # fmt: skip
+    for wf in list(wfs.values()):
+        first, _ = (client.executions.create(workflow_id=wf) for _ in range(2))
+        client.executions.complete(client.executions.start(first.id).id)
+    wfs["empty"] = client.workflows.create(
+        name="empty", owner="x", organization_id=other.id, nodes=[], edges=[], is_public=True
+    ).id
+    who = {name: client.scoped(org.id, user_id=uid) for name, uid in users.items()}
+    who["org_a"], who["org_b"] = client.scoped(org.id), client.scoped(other.id)
+    mirrors = {name: c.mirror(tmp_path / name) for name, c in who.items()}
+    for mirror in mirrors.values():
+        mirror.sync(progress=False)
+    yield {"org": org, "other": other, "users": users, "wfs": wfs, "as": who, "m": mirrors}
+    for mirror in mirrors.values():
+        mirror.close()
+
+
+def _sees(scoped: flowscope.Client) -> dict[str, set[str]]:
+    return {
+        t: {r["id"] for r in scoped.sql(f"SELECT id FROM {t}")} for t in ("workflows", "executions")
+    }
+
+
+def _holds(mirror: Mirror) -> dict[str, set[str]]:
+    con = mirror.duckdb()
+    try:
+        return {
+            t: {r[0] for r in con.sql(f"SELECT id FROM {t}").fetchall()}
+            for t in ("workflows", "executions")
+        }
+    finally:
+        con.close()
+
+
+def _synced_equal(office: dict[str, Any], *names: str) -> list[Any]:
+    """Sync each named mirror incrementally; it then holds exactly what its login reads, and
+    its analytics equal PostgreSQL's for that login."""
+    reports = []
+    for name in names:
+        mirror, scoped = office["m"][name], office["as"][name]
+        reports.append(mirror.sync(progress=False))
+        assert not reports[-1].full
+        assert _holds(mirror) == _sees(scoped), name
+        _same(
+            scoped.analytics.status_breakdown(by="workflow_id"),
+            mirror.analytics.status_breakdown(by="workflow_id"),
+        )
+    return reports
+
+
+def test_a_handover_brings_and_takes_the_workflows_executions(office) -> None:
+    ana, bo = office["as"]["ana"], office["as"]["bo"]
+    handed = office["wfs"]["ana_private"]
+    before = _holds(office["m"]["bo"])
+    assert handed not in before["workflows"] and len(before["executions"]) == 4
+    ana.workflows.update(handed, owner=office["users"]["bo"])  # flowscope_hand_over()
+    (to_bo,) = _synced_equal(office, "bo")
+    assert handed in _holds(office["m"]["bo"])["workflows"]
+    assert len(_holds(office["m"]["bo"])["executions"]) == 6  # its unchanged executions too
+    assert (to_bo.added, to_bo.removed) == (3, 0)
+    # and back: bo hands its own private workflow to ana, and loses it and its runs
+    mine = office["wfs"]["bo_private"]
+    bo.workflows.update(mine, owner=office["users"]["ana"])
+    (from_bo,) = _synced_equal(office, "bo", "ana")[:1]
+    assert mine not in _holds(office["m"]["bo"])["workflows"]
+    assert from_bo.removed == 3  # the workflow and its two executions
+    assert mine in _holds(office["m"]["ana"])["workflows"]
+
+
+def test_is_public_flips_reach_other_users_mirrors(office) -> None:
+    ana = office["as"]["ana"]
+    public = office["wfs"]["ana_public"]
+    assert public in _holds(office["m"]["bo"])["workflows"]
+    ana.workflows.update(public, is_public=False)
+    (hidden,) = _synced_equal(office, "bo")
+    assert public not in _holds(office["m"]["bo"])["workflows"]
+    assert hidden.removed == 3 and len(_holds(office["m"]["bo"])["executions"]) == 2
+    ana.workflows.update(office["wfs"]["ana_private"], is_public=True)
+    ana.workflows.update(public, is_public=True)
+    (shown,) = _synced_equal(office, "bo")
+    assert shown.added == 6 and len(_holds(office["m"]["bo"])["executions"]) == 6
+    _synced_equal(office, "ana", "org_a")  # their reach did not change
+
+
+def test_a_workflow_moved_between_organizations(office, engine) -> None:
+    """A workflow (without executions: the integrity triggers refuse to move one with) moved
+    from B to A leaves B's mirror and reaches A's, its organization's and its public reach."""
+    empty = office["wfs"]["empty"]
+    assert empty in _holds(office["m"]["org_b"])["workflows"]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE workflows SET organization_id = :o WHERE id = :w"),
+            {"o": office["org"].id, "w": empty},
+        )
+    _synced_equal(office, "org_b", "org_a", "bo", "ana")
+    assert empty not in _holds(office["m"]["org_b"])["workflows"]
+    assert all(empty in _holds(office["m"][n])["workflows"] for n in ("org_a", "bo", "ana"))
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE workflows SET organization_id = :o WHERE id = :w"),
+            {"o": office["other"].id, "w": empty},
+        )
+    _synced_equal(office, "org_b", "org_a", "bo", "ana")
+    assert empty in _holds(office["m"]["org_b"])["workflows"]
+    assert not any(empty in _holds(office["m"][n])["workflows"] for n in ("org_a", "bo", "ana"))
+
+
+def test_a_scope_granted_or_revoked_reaches_the_mirror(office, client) -> None:
+    """bo given ``workflow:read:all`` sees ana's private workflow; revoked, it leaves."""
+    bo_id = office["users"]["bo"]
+    client.users.update(bo_id, scopes=[*OWN, "workflow:read:all"])
+    _synced_equal(office, "bo")
+    assert office["wfs"]["ana_private"] in _holds(office["m"]["bo"])["workflows"]
+    client.users.update(bo_id, scopes=OWN)
+    _synced_equal(office, "bo")
+    assert office["wfs"]["ana_private"] not in _holds(office["m"]["bo"])["workflows"]
+
+
+def test_a_restricted_users_deletions_reach_its_mirror(office, engine) -> None:
+    """The audit log shows a restricted login only rows it still sees: a deleted execution
+    (also one replaced by a new run of the same workflow, which keeps the count) or a purged
+    workflow of its own must still leave its mirror."""
+    ana = office["as"]["ana"]
+    public, private = office["wfs"]["ana_public"], office["wfs"]["ana_private"]
+    runs = sorted(
+        r["id"] for r in ana.sql("SELECT id FROM executions WHERE workflow_id = :w", {"w": public})
+    )
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM executions WHERE id = :i"), {"i": runs[0]})
+    ana.executions.create(workflow_id=public)
+    (replaced,) = _synced_equal(office, "ana", "bo")[:1]
+    assert (replaced.added, replaced.removed) == (1, 1)
+    assert runs[0] not in _holds(office["m"]["bo"])["executions"]
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM executions WHERE id = :i"), {"i": runs[1]})
+        conn.execute(sa.text("DELETE FROM workflows WHERE id = :w"), {"w": private})
+    (report,) = _synced_equal(office, "ana")
+    assert report.removed == 4  # one execution, the workflow and its two executions
+
+
+def test_the_native_tables_hold_derived_columns_the_queries_read(seeded) -> None:
+    """The failure signature and queue wait are computed once, at load, from the builders'
+    own expressions; queries holding those expressions read the columns (the frames are
+    compared with PostgreSQL's above)."""
+    from flowscope.analytics import durations, failures
+    from flowscope.filters import ExecutionFilter
+    from flowscope.mirror._native import compile_native
+
+    _, mirror = seeded
+    sql, _ = compile_native(failures.failures_query(ExecutionFilter(), (), None).select)
+    assert "executions._error_message" in sql and "regexp_replace" not in sql
+    sql, _ = compile_native(durations.queue_wait_query(ExecutionFilter(), (), None, (0.5,)).select)
+    assert "executions._queue_wait" in sql
+    con, _ = mirror._connection()
+    columns = {r[0] for r in con.execute("DESCRIBE executions").fetchall()}
+    assert {"_error_type", "_error_message", "_queue_wait"} <= columns
+    assert "parameters" not in columns  # payloads no analytics call reads stay in the files
+
+
+def test_a_damaged_mirror_is_a_flowscope_error(client, tmp_path) -> None:
+    data_mirror = client.mirror(tmp_path / "damaged")
+    data_mirror.sync(progress=False)
+    state = data_mirror._state()
+    (data_mirror.path / state["tables"]["executions"]["base"][0]).write_bytes(b"not parquet")
+    with pytest.raises(flowscope.FlowscopeError, match="cannot load the mirror"):
+        data_mirror.analytics.durations()

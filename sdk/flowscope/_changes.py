@@ -29,8 +29,11 @@ are those of transactions ``>= horizon`` not visible in the previous snapshot
 Limits: changes made with triggers disabled (``session_replication_role = replica``, as
 ``benchmarks/datagen.py`` loads) are invisible to the feed; audit partitions dropped by
 retention take their changes with them (a copy older than the audit retention must be
-taken again in full); a change of *visibility* without a change of the row (a policy or a
-scope) is not a change of the row (take the copy again in full); an UPDATE that changes no
+taken again in full); a change of *visibility* without a change of the row (a handover, an
+``is_public`` flip or a scope seen by another login) is not a change of the row, and the audit
+log shows a restricted login only the rows it still sees, so their deletions are hidden from
+it too (the mirror reconciles both for scoped logins: :mod:`flowscope.mirror._sync`;
+an incremental export of a restricted login does not: export again in full); an UPDATE that changes no
 column but ``updated_at`` writes no audit row (the audit trigger skips it), so a copy keeps
 that row's previous ``updated_at``.
 

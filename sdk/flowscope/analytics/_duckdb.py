@@ -19,7 +19,15 @@ PostgreSQL                                               DuckDB
 ``btrim(s)``                                             ``trim(s)``
 ``timezone('UTC', tstz)`` (to a wall-clock timestamp)    ``make_timestamp(epoch_us(tstz))`` (7x faster)
 ``(array_agg(x ORDER BY y DESC))[1]``                    ``arg_max(x, y)`` (20x faster; see below)
+``T JOIN LATERAL unnest(f(T.c)) AS u(x) ON c``            ``T JOIN (SELECT T.id AS __row, unnest(f(T.c))``
+                                                         ``AS x FROM T) AS u ON u.__row = T.id AND c``
 =======================================================  =============================================
+
+A lateral ``unnest`` over the columns of one table (events of an execution, tags of a
+workflow) is correlated: DuckDB decorrelates it by hashing every distinct argument (every
+row's array), which cost 7-13x the same rows made by an ``unnest`` in a select list and
+joined back on the table's key; hence that spelling (the rows are the same, ``LEFT OUTER``
+keeps a row with NULLs where the array is empty, as ``LEFT JOIN LATERAL`` does).
 
 ``arg_max`` ignores rows whose ``y`` is NULL, where PostgreSQL's ``DESC`` puts them first:
 the builders use it on ``created_at`` (NOT NULL); among equal ``y`` both engines keep any.
@@ -69,6 +77,41 @@ class _Preparer(PGIdentifierPreparer):
 
 
 class _Compiler(PGCompiler):
+    dialect: DuckDBDialect
+
+    def visit_cast(self, cast: Any, **kw: Any) -> str:
+        found = self.dialect.derived_column(cast)
+        return found if found is not None else str(super().visit_cast(cast, **kw))
+
+    def visit_function(self, func: Any, add_to_result_map: Any = None, **kw: Any) -> str:
+        found = self.dialect.derived_column(func)
+        if found is not None:
+            return found
+        return str(super().visit_function(func, add_to_result_map=add_to_result_map, **kw))
+
+    def visit_join(
+        self, join: Any, asfrom: bool = False, from_linter: Any = None, **kw: Any
+    ) -> str:
+        keyed = _keyed_unnest(join.right)
+        if keyed is None or join.full:
+            return str(super().visit_join(join, asfrom=asfrom, from_linter=from_linter, **kw))
+        table, fn = keyed
+        left = join.left._compiler_dispatch(self, asfrom=True, from_linter=from_linter, **kw)
+        name = join.right.name
+        if isinstance(name, sa.sql.elements._truncated_label):
+            name = self._truncated_identifier("alias", name)
+        alias = self.preparer.format_alias(join.right, name)
+        target = self.preparer.format_table(table)
+        key = f"{target}.{self.preparer.quote('id')}"
+        args = [self.process(a, **kw) for a in fn.clauses.clauses]
+        columns = [self.preparer.quote(c.name) for c in join.right.c]
+        unnests = ", ".join(f"unnest({a}) AS {c}" for a, c in zip(args, columns, strict=False))
+        on = join.onclause._compiler_dispatch(self, from_linter=from_linter, **kw)
+        kind = " LEFT OUTER JOIN " if join.isouter else " JOIN "
+        # compiled fragments and quoted identifiers only (values stay bound parameters)
+        subquery = f"(SELECT {key} AS __row, {unnests} FROM {target})"  # noqa: S608
+        return f"{left}{kind}{subquery} AS {alias} ON {alias}.__row = {key} AND ({on})"
+
     def visit_withingroup(self, withingroup: Any, **kw: Any) -> str:
         func = withingroup.element
         order = [c.element if hasattr(c, "modifier") else c for c in withingroup.order_by]
@@ -125,6 +168,35 @@ class _Compiler(PGCompiler):
         return super().visit_custom_op_binary(element, operator, **kw)
 
 
+def _keyed_unnest(right: Any) -> tuple[sa.Table, Any] | None:
+    """(T, the unnest call) when ``right`` is ``LATERAL unnest(...)`` whose arguments read the
+    columns of one table ``T`` with an ``id`` key (and nothing else), else None."""
+    from sqlalchemy.sql import visitors
+
+    if not getattr(right, "_is_lateral", False):
+        return None
+    fn = right
+    while not isinstance(fn, sa.sql.functions.Function) and hasattr(fn, "element"):
+        fn = fn.element
+    if not isinstance(fn, sa.sql.functions.Function) or fn.name.lower() != "unnest":
+        return None
+    tables = set()
+    for element in visitors.iterate(fn.clauses):
+        if isinstance(element, sa.sql.selectable.FromClause | sa.sql.elements.BindParameter):
+            return None
+        table = getattr(element, "table", None)
+        if isinstance(element, sa.Column | sa.sql.elements.ColumnClause) and table is not None:
+            tables.add(table)
+    if len(tables) != 1:
+        return None
+    (table,) = tables
+    if not isinstance(table, sa.Table) or "id" not in table.c:
+        return None
+    if len(fn.clauses.clauses) > len(right.c):
+        return None
+    return table, fn
+
+
 def _is_utc(zone: Any) -> bool:
     value = getattr(zone, "value", None)
     if value is None and isinstance(
@@ -160,7 +232,13 @@ def _visit_mode(value: str) -> str:
 
 
 class DuckDBDialect(PGDialect):
-    """PostgreSQL's dialect with DuckDB's spellings (see the module docstring)."""
+    """PostgreSQL's dialect with DuckDB's spellings (see the module docstring).
+
+    ``derived`` maps column names to expressions (functions or casts) that the tables hold
+    precomputed: wherever a statement holds the same expression (``ClauseElement.compare``:
+    structure and bound values), it reads the column instead (the mirror's native tables,
+    :mod:`flowscope.mirror._native`).
+    """
 
     name = "postgresql"  # PostgreSQL's type and operator rendering, DuckDB's functions
     statement_compiler = _Compiler
@@ -169,16 +247,33 @@ class DuckDBDialect(PGDialect):
     paramstyle = "numeric_dollar"
     supports_native_boolean = True
 
-    def __init__(self, **kw: Any) -> None:
+    def __init__(self, derived: dict[str, Any] | None = None, **kw: Any) -> None:
         super().__init__(paramstyle="numeric_dollar", **kw)
+        self._derived: dict[tuple[Any, ...], list[tuple[Any, str]]] = {}
+        for column, expr in (derived or {}).items():
+            self._derived.setdefault(_kind(expr), []).append((expr, column))
+
+    def derived_column(self, element: Any) -> str | None:
+        """The column holding ``element`` precomputed, or None."""
+        for expr, column in self._derived.get(_kind(element), ()):
+            if element.compare(expr):
+                return column
+        return None
+
+
+def _kind(element: Any) -> tuple[Any, ...]:
+    """A cheap fingerprint: only elements of a derived expression's kind are compared."""
+    return (type(element), getattr(element, "name", None), type(getattr(element, "clause", None)))
 
 
 _DIALECT = DuckDBDialect()
 
 
-def compile_for_duckdb(stmt: sa.ClauseElement) -> tuple[str, list[Any]]:
+def compile_for_duckdb(
+    stmt: sa.ClauseElement, dialect: DuckDBDialect = _DIALECT
+) -> tuple[str, list[Any]]:
     """``stmt`` as DuckDB SQL text and its bound values, in order."""
-    compiled: Any = stmt.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
+    compiled: Any = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     names = compiled.positiontup or []
     params = compiled.construct_params()
     return str(compiled), [params[name] for name in names]

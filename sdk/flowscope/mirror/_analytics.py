@@ -1,0 +1,79 @@
+"""``mirror.analytics``: the methods of ``client.analytics``, answered by DuckDB."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from ..analytics import Analytics
+from ..errors import FlowscopeError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .._session import Session
+    from ..analytics._base import Query
+    from ._mirror import Mirror
+
+
+class MirrorAnalytics(Analytics):
+    """:class:`flowscope.analytics.Analytics` answered by DuckDB over a :class:`Mirror`.
+
+    The same builders make the same frames (columns, dtypes, row order); only the engine
+    differs. ``frame.attrs`` holds ``engine`` (``"duckdb"``), ``mirror_as_of`` (the
+    database time the mirror reflects) and ``mirror_age_seconds``. ``use_rollups`` is
+    accepted and ignored (the mirror is exact and fast); :meth:`refresh_rollups` syncs
+    the mirror and :meth:`rollups_refreshed_at` is its as-of time.
+
+    Example:
+        >>> mirror.analytics.tags().head()        # doctest: +SKIP
+    """
+
+    def __init__(self, session: Session, mirror: Mirror) -> None:
+        super().__init__(session)
+        self._mirror = mirror
+
+    def __repr__(self) -> str:
+        return f"<flowscope.MirrorAnalytics of {self._mirror.path}>"
+
+    def _run(self, query: Query) -> pd.DataFrame:
+        import duckdb
+
+        from ..analytics import _base
+        from ._native import compile_native
+
+        con, state = self._mirror._connection()
+        sql, params = compile_native(query.select)
+        try:
+            result = con.execute(sql, params)
+            names = [d[0] for d in result.description]
+            rows = result.fetchall()
+        except duckdb.Error as exc:
+            raise FlowscopeError(f"the mirror's DuckDB query failed: {exc}") from exc
+        frame = _base.finish(query, names, rows)
+        as_of = datetime.fromisoformat(state["as_of"])
+        frame.attrs.update(
+            engine="duckdb",
+            mirror_as_of=as_of,
+            mirror_age_seconds=(datetime.now(UTC) - as_of).total_seconds(),
+        )
+        return frame
+
+    def _rollups(self, use_rollups: bool | None) -> bool:
+        return False
+
+    def refresh_rollups(self, *, concurrently: bool = True) -> datetime:
+        """Sync the mirror (its answers are exact; there are no rollups); returns its as-of time.
+
+        Example:
+            >>> mirror.analytics.refresh_rollups()   # doctest: +SKIP
+        """
+        return self._mirror.sync(progress=False).as_of
+
+    def rollups_refreshed_at(self) -> datetime | None:
+        """The database time the mirror reflects (None: never synced).
+
+        Example:
+            >>> mirror.analytics.rollups_refreshed_at()   # doctest: +SKIP
+        """
+        return self._mirror.as_of

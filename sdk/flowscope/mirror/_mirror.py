@@ -1,0 +1,227 @@
+"""The :class:`Mirror`: its state, a sync, and the DuckDB connections that read it."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import _changes
+from .._files import directory_lock
+from ..errors import ConfigurationError, FlowscopeError, ValidationError
+from . import _store, _sync
+from ._store import MIRRORED, SyncReport
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from .._session import Session
+    from ._analytics import MirrorAnalytics
+
+
+class Mirror:
+    """A local copy of the rows a client may read (see :mod:`flowscope.mirror`).
+
+    Create one with :meth:`flowscope.Client.mirror`. Opening a mirror directory that
+    belongs to another database or identity raises :class:`PermissionDeniedError`.
+
+    Example:
+        >>> mirror = client.mirror()                               # doctest: +SKIP
+        >>> report = mirror.sync(progress=False)                   # doctest: +SKIP
+        >>> mirror.analytics.status_breakdown(by="workflow")       # doctest: +SKIP
+    """
+
+    def __init__(self, session: Session, path: Path) -> None:
+        self._session = session
+        self.path = Path(path)
+        self._identity = _store.identity(session)
+        self._con: Any = None
+        self._con_sequence: int | None = None
+        try:
+            _store.private_dir(self.path)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the mirror directory {self.path}: {exc}"
+            ) from exc
+        self._check(self._state())
+
+    def __repr__(self) -> str:
+        state = self._state()
+        when = state["as_of"] if state else "never synced"
+        return f"<flowscope.Mirror {self.path} as of {when}>"
+
+    # -- state -----------------------------------------------------------------------
+    def _state(self) -> dict[str, Any] | None:
+        return _store.read_state(self.path)
+
+    def _check(self, state: dict[str, Any] | None) -> None:
+        _store.check_owner(self.path, state, self._identity)
+
+    @property
+    def as_of(self) -> datetime | None:
+        """The database time the mirror reflects (None: never synced)."""
+        state = self._state()
+        return datetime.fromisoformat(state["as_of"]) if state else None
+
+    # -- sync ------------------------------------------------------------------------
+    def sync(self, *, full: bool = False, progress: bool = True) -> SyncReport:
+        """Bring the mirror up to date; returns what changed.
+
+        The first sync (or ``full=True``) copies both tables; later ones read only the rows
+        the audit log names as changed since the previous sync's snapshot (see
+        :mod:`flowscope._changes`), and, for a scoped client, the executions of the
+        workflows it started or stopped seeing (a handover, ``is_public``, a move between
+        organizations: see :mod:`flowscope.mirror._sync`). Everything is read in one
+        REPEATABLE READ snapshot, as this client's login (a scoped client's mirror holds
+        what it may read only). One sync at a time per mirror (another gets
+        :class:`ConflictError`); a sync killed at any point leaves the mirror as it was.
+
+        Example:
+            >>> client.mirror().sync(progress=False)                 # doctest: +SKIP
+            SyncReport(full=False, added=120, changed=37, removed=2, seconds=0.08, as_of=...)
+        """
+        from .._session import READ
+
+        started = time.perf_counter()
+        self._session.require(READ)
+        with directory_lock(self.path, "a mirror sync"):
+            state = self._state()
+            self._check(state)
+            _store.sweep(self.path, state)
+            full = full or state is None
+            with _changes.snapshot(self._session) as conn:
+                point = _changes.take_point(conn)
+                sequence = (state["sequence"] if state else 0) + 1
+                tables: dict[str, Any] = {}
+                added = changed = removed = 0
+                visibility: tuple[list[str], list[str]] = ([], [])
+                recount = False
+                if state is not None and not full and self._session.is_tenant:
+                    old = state["tables"]["workflows"]
+                    visibility = _sync.reconcile_visibility(self.path, conn, old)
+                    recount = self._session.user_id is not None and _sync.restricted(conn)
+                for name in MIRRORED:
+                    if full or state is None:
+                        tables[name], n = _sync.copy(
+                            self._session, self.path, conn, name, sequence, progress
+                        )
+                        added += n
+                    else:
+                        since = (state["horizon"], state.get("snapshot"))
+                        tables[name], counts = _sync.apply(
+                            self._session,
+                            self.path,
+                            conn,
+                            name,
+                            state["tables"][name],
+                            since,
+                            sequence,
+                            visibility,
+                            recount and name == "executions",
+                        )
+                        added += counts[0]
+                        changed += counts[1]
+                        removed += counts[2]
+            _store.step("files-ready")
+            new_state = {
+                "format": _store.FORMAT,
+                "identity": self._identity,
+                "sequence": sequence,
+                "horizon": point.horizon,
+                "snapshot": point.snapshot,
+                "as_of": point.as_of.astimezone(UTC).isoformat(),
+                "synced_at": datetime.now(UTC).isoformat(),
+                "tables": tables,
+                "previous_files": _store.files(state),
+            }
+            _store.save_state(self.path, new_state)
+            _store.step("after-state")
+            _store.sweep(self.path, new_state)
+        return SyncReport(
+            full=full,
+            added=added,
+            changed=changed,
+            removed=removed,
+            rows={n: int(t["rows"]) for n, t in tables.items()},
+            seconds=time.perf_counter() - started,
+            as_of=point.as_of,
+        )
+
+    # -- reading ---------------------------------------------------------------------
+    def _synced_state(self) -> dict[str, Any]:
+        state = self._state()
+        self._check(state)
+        if state is None:
+            raise ValidationError(f"the mirror in {self.path} was never synced: call sync() first")
+        return state
+
+    def duckdb(self) -> duckdb.DuckDBPyConnection:
+        """A new DuckDB connection with views ``executions`` and ``workflows`` over the mirror.
+
+        Tenancy is applied by construction: the files hold only the rows this client's
+        login may read. The views show the state of the last sync when the connection was
+        made (call again after a sync; the files of the state before stay until the next
+        sync). Timestamps are ``TIMESTAMP WITH TIME ZONE`` and the session's TimeZone is UTC.
+
+        Raises:
+            ValidationError: the mirror was never synced.
+
+        Example:
+            >>> con = client.mirror().duckdb()                                  # doctest: +SKIP
+            >>> con.sql("SELECT owner, count(*) FROM executions GROUP BY owner").df()  # doctest: +SKIP
+        """
+        import duckdb
+
+        state = self._synced_state()
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        for name in MIRRORED:
+            _store.table_relation(con, self.path, state["tables"][name]).create_view(name)
+        return con
+
+    def _connection(self) -> tuple[Any, dict[str, Any]]:
+        """The mirror's own DuckDB connection for analytics: native tables loaded from the
+        files (:mod:`flowscope.mirror._native`), kept until a sync changes the state."""
+        import duckdb
+
+        from . import _native
+
+        state = self._synced_state()
+        if self._con is None or self._con_sequence != state["sequence"]:
+            self.close()
+            try:
+                self._con = _native.load(self.path, state)
+            except duckdb.Error as exc:  # e.g. out of memory
+                raise FlowscopeError(
+                    f"cannot load the mirror in {self.path} into DuckDB: {exc}"
+                ) from exc
+            self._con_sequence = state["sequence"]
+        return self._con, state
+
+    @property
+    def analytics(self) -> MirrorAnalytics:
+        """Every method of ``client.analytics``, answered by DuckDB over the mirror.
+
+        The first call after opening the mirror or after a sync loads the mirror into
+        DuckDB's own tables (about a second per million executions); later calls read them.
+
+        Example:
+            >>> client.mirror().analytics.durations(by="workflow")   # doctest: +SKIP
+        """
+        from ._analytics import MirrorAnalytics
+
+        return MirrorAnalytics(self._session, self)
+
+    def close(self) -> None:
+        """Close the mirror's DuckDB connection (files stay)."""
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+            self._con_sequence = None
+
+    def __enter__(self) -> Mirror:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
