@@ -12,6 +12,7 @@ and how to proceed. ``migrations/env.py`` runs every upgrade and downgrade throu
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,10 +29,28 @@ if TYPE_CHECKING:
 
 _PACKAGE = Path(__file__).resolve().parent
 
-#: The revision this flowscope's code is written against: the head of its migration
-#: scripts (a test keeps the two equal). ``connect()`` compares the database's stamp with
-#: it in one plain query, so a database already at head never loads Alembic.
-HEAD_REVISION = "0008"
+
+@functools.cache
+def newest_script() -> str:
+    """The revision this flowscope's code is written against: the newest migration script's,
+    read from its file name (``YYYY_MM_DD_<revision>_<slug>.py``) without loading Alembic
+    (a test keeps it equal to Alembic's head). ``connect()`` compares the database's stamp
+    with it in one plain query, so a database already at head never loads Alembic.
+
+    Example:
+        >>> newest_script() == head_revision()  # Alembic agrees
+        True
+    """
+    scripts = sorted(p.name for p in (migrations_dir() / "versions").glob("[0-9]*_*.py"))
+    if not scripts:
+        raise ConfigurationError("flowscope's migration scripts are missing from this installation")
+    return scripts[-1].split("_")[3]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "HEAD_REVISION":  # computed on first use: a new revision is its file alone
+        return newest_script()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def migrations_dir() -> Path:
@@ -96,9 +115,9 @@ def stamped_revision(connection: Connection) -> str | None:
 def ensure_current(connection: Connection, where: str, *, migrate: bool) -> None:
     """Bring the database to head (``migrate``) or raise :class:`SchemaOutOfDateError`.
 
-    A database already at :data:`HEAD_REVISION` costs two small queries and no Alembic import.
+    A database already at :func:`newest_script`'s revision costs two small queries and no Alembic import.
     """
-    if stamped_revision(connection) == HEAD_REVISION:
+    if stamped_revision(connection) == newest_script():
         return
     if migrate:
         upgrade(connection)
@@ -109,7 +128,7 @@ def ensure_current(connection: Connection, where: str, *, migrate: bool) -> None
 def check_current(connection: Connection, where: str) -> None:
     """Raise :class:`SchemaOutOfDateError` unless the database is at head."""
     current = stamped_revision(connection)
-    head = HEAD_REVISION
+    head = newest_script()
     if current != head:
         state = "has no flowscope schema" if current is None else f"is at revision {current}"
         raise SchemaOutOfDateError(
