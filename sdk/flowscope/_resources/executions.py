@@ -125,33 +125,23 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
             sa.func.to_jsonb(w.version),
         )
         owner = v.get("owner") or self._session.user_id
-        select = sa.select(
-            sa.literal(v.get("id") or new_id("executions"), EXECUTIONS.c.id.type),
-            w.id,
-            sa.literal(owner, EXECUTIONS.c.owner.type) if owner else w.owner,
-            w.organization_id,
-            sa.literal(v.get("parameters") or {}, EXECUTIONS.c.parameters.type),
-            metadata,
-            sa.literal(v.get("trace_id"), EXECUTIONS.c.trace_id.type),
-        ).where(w.id == model.workflow_id, w.deleted_at.is_(None))
+        e = EXECUTIONS.c
+        # what the workflow decides; every other given field is inserted as given
+        values: dict[str, Any] = {
+            "id": sa.literal(v.pop("id", None) or new_id("executions"), e.id.type),
+            "workflow_id": w.id,
+            "owner": sa.literal(owner, e.owner.type) if owner else w.owner,
+            "organization_id": w.organization_id,
+            "parameters": sa.literal(v.pop("parameters", None) or {}, e.parameters.type),
+            "metadata": metadata,
+        }
+        values.update((k, sa.literal(x, e[k].type)) for k, x in v.items() if k not in values)
+        select = sa.select(*values.values()).where(
+            w.id == model.workflow_id, w.deleted_at.is_(None)
+        )
         if org is not None:
             select = select.where(w.organization_id == org)
-        stmt = (
-            sa.insert(EXECUTIONS)
-            .from_select(
-                [
-                    "id",
-                    "workflow_id",
-                    "owner",
-                    "organization_id",
-                    "parameters",
-                    "metadata",
-                    "trace_id",
-                ],
-                select,
-            )
-            .returning(*self.columns)
-        )
+        stmt = sa.insert(EXECUTIONS).from_select(list(values), select).returning(*self.columns)
         with self._session.transaction() as conn:
             row = conn.execute(stmt).first()
             if row is None and org is not None:
