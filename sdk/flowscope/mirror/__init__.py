@@ -30,11 +30,14 @@ sees part of its organization, the deletions the audit log hides from it
 tables once per state (:mod:`flowscope.mirror._native`).
 
 Example:
-    >>> mirror = client.mirror()                                   # doctest: +SKIP
-    >>> mirror.sync()                                              # doctest: +SKIP
-    SyncReport(full=True, added=1000000, changed=0, removed=0, seconds=3.1, as_of=...)
-    >>> mirror.analytics.durations(by="workflow")                  # doctest: +SKIP
-    >>> mirror.duckdb().sql("SELECT status, count(*) FROM executions GROUP BY 1")  # doctest: +SKIP
+    >>> mirror = client.mirror(tmp_path / "mirror")   # default: the client's data directory
+    >>> report = mirror.sync(progress=False)
+    >>> report.full, report.added, report.removed
+    (True, 2200, 0)
+    >>> mirror.analytics.durations(by="workflow").shape
+    (182, 10)
+    >>> mirror.duckdb().sql("SELECT count(*) FROM executions WHERE status = 'failed'").fetchall()
+    [(93,)]
 """
 
 from __future__ import annotations

@@ -26,7 +26,11 @@ class MirrorAnalytics(Analytics):
     the mirror and :meth:`rollups_refreshed_at` is its as-of time.
 
     Example:
-        >>> mirror.analytics.tags().head()        # doctest: +SKIP
+        >>> mirror = client.mirror(tmp_path / "mirror")
+        >>> _ = mirror.sync(progress=False)
+        >>> tags = mirror.analytics.tags()
+        >>> tags.attrs["engine"], tags.columns[0]
+        ('duckdb', 'tag')
     """
 
     def __init__(self, session: Session, mirror: Mirror) -> None:
@@ -66,7 +70,9 @@ class MirrorAnalytics(Analytics):
         """Sync the mirror (its answers are exact; there are no rollups); returns its as-of time.
 
         Example:
-            >>> mirror.analytics.refresh_rollups()   # doctest: +SKIP
+            >>> mirror = client.mirror(tmp_path / "mirror")
+            >>> mirror.analytics.refresh_rollups() == mirror.as_of
+            True
         """
         return self._mirror.sync(progress=False).as_of
 
@@ -74,6 +80,9 @@ class MirrorAnalytics(Analytics):
         """The database time the mirror reflects (None: never synced).
 
         Example:
-            >>> mirror.analytics.rollups_refreshed_at()   # doctest: +SKIP
+            >>> mirror = client.mirror(tmp_path / "mirror")
+            >>> _ = mirror.sync(progress=False)
+            >>> mirror.analytics.rollups_refreshed_at() == mirror.as_of
+            True
         """
         return self._mirror.as_of

@@ -27,9 +27,10 @@ class Mirror:
     belongs to another database or identity raises :class:`PermissionDeniedError`.
 
     Example:
-        >>> mirror = client.mirror()                               # doctest: +SKIP
-        >>> report = mirror.sync(progress=False)                   # doctest: +SKIP
-        >>> mirror.analytics.status_breakdown(by="workflow")       # doctest: +SKIP
+        >>> mirror = client.mirror(tmp_path / "mirror")
+        >>> report = mirror.sync(progress=False)
+        >>> mirror.analytics.status_breakdown().loc[0, ["completed", "failed", "total"]].tolist()
+        [1897, 93, 2000]
     """
 
     def __init__(self, session: Session, path: Path) -> None:
@@ -78,8 +79,11 @@ class Mirror:
         :class:`ConflictError`); a sync killed at any point leaves the mirror as it was.
 
         Example:
-            >>> client.mirror().sync(progress=False)                 # doctest: +SKIP
-            SyncReport(full=False, added=120, changed=37, removed=2, seconds=0.08, as_of=...)
+            >>> mirror = client.mirror(tmp_path / "mirror")
+            >>> first = mirror.sync(progress=False)
+            >>> again = mirror.sync(progress=False)   # nothing changed since: nothing to copy
+            >>> again.full, again.added, again.changed, again.removed
+            (False, 0, 0, 0)
         """
         from .._session import READ
 
@@ -168,8 +172,11 @@ class Mirror:
             ValidationError: the mirror was never synced.
 
         Example:
-            >>> con = client.mirror().duckdb()                                  # doctest: +SKIP
-            >>> con.sql("SELECT owner, count(*) FROM executions GROUP BY owner").df()  # doctest: +SKIP
+            >>> mirror = client.mirror(tmp_path / "mirror")
+            >>> _ = mirror.sync(progress=False)
+            >>> con = mirror.duckdb()
+            >>> con.sql("SELECT count(DISTINCT owner) FROM executions").fetchall()
+            [(12,)]
         """
         import duckdb
 
@@ -207,14 +214,25 @@ class Mirror:
         DuckDB's own tables (about a second per million executions); later calls read them.
 
         Example:
-            >>> client.mirror().analytics.durations(by="workflow")   # doctest: +SKIP
+            >>> mirror = client.mirror(tmp_path / "mirror")
+            >>> _ = mirror.sync(progress=False)
+            >>> frame = mirror.analytics.durations(by="workflow")
+            >>> frame.attrs["engine"], len(frame)
+            ('duckdb', 182)
         """
         from ._analytics import MirrorAnalytics
 
         return MirrorAnalytics(self._session, self)
 
     def close(self) -> None:
-        """Close the mirror's DuckDB connection (files stay)."""
+        """Close the mirror's DuckDB connection (files stay).
+
+        Example:
+            >>> with client.mirror(tmp_path / "mirror") as mirror:   # closed at the end
+            ...     _ = mirror.sync(progress=False)
+            >>> mirror.as_of is not None   # the files stay: synced
+            True
+        """
         if self._con is not None:
             self._con.close()
             self._con = None
