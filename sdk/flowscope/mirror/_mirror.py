@@ -29,7 +29,8 @@ class Mirror:
     Example:
         >>> mirror = client.mirror(tmp_path / "mirror")
         >>> report = mirror.sync(progress=False)
-        >>> mirror.analytics.status_breakdown().loc[0, ["completed", "failed", "total"]].tolist()
+        >>> status = mirror.analytics.status_breakdown()
+        >>> [int(status.at[0, c]) for c in ("completed", "failed", "total")]
         [1897, 93, 2000]
     """
 
