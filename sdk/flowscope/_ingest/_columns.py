@@ -36,21 +36,14 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlmodel import SQLModel
 
-from ..models import EXECUTION_STATUSES, EXECUTIONS, WORKFLOW_STATUSES, WORKFLOWS
-
 __all__ = ["NOW", "Column", "Json", "RowError", "columns", "numeric_bounds", "row_converter"]
 
-#: columns whose CHECK constraint allows the values of one of the models' status enums
-_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
-    (WORKFLOWS.name, "status"): WORKFLOW_STATUSES,
-    (EXECUTIONS.name, "status"): EXECUTION_STATUSES,
-}
 _INTEGERS = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
 _INTEGER_NAMES = {"int2": "SMALLINT", "int4": "INTEGER", "int8": "BIGINT"}
 
@@ -297,8 +290,8 @@ def _column(table: sa.Table, column: sa.Column[Any], model: type[SQLModel]) -> C
     if isinstance(sa_type, sa.TypeDecorator):  # sqlmodel's AutoString
         sa_type = sa_type.impl_instance
     spec: dict[str, Any]
-    if (table.name, name) in _CHOICES:
-        allowed = _CHOICES[table.name, name]
+    allowed = _choices(model, column)
+    if allowed:
         spec = {"sql_type": "text", "kind": "choice", "convert": _choice(name, allowed)}
         spec["choices"] = frozenset(allowed)
     elif isinstance(sa_type, sa.String):
@@ -335,12 +328,28 @@ def _column(table: sa.Table, column: sa.Column[Any], model: type[SQLModel]) -> C
     return Column(name=name, default=default, required=required, **spec)
 
 
+def _options(model: type[SQLModel], column: sa.Column[Any]) -> tuple[Any, ...]:
+    """The types the model's annotation of ``column`` allows (``X | None`` gives both)."""
+    key = model.__mapper__.get_property_by_column(column).key  # type: ignore[attr-defined]
+    annotation = model.model_fields[key].annotation
+    return typing.get_args(annotation) if _is_union(annotation) else (annotation,)
+
+
+def _choices(model: type[SQLModel], column: sa.Column[Any]) -> tuple[str, ...]:
+    """The values a status column allows: its annotation's Literal, which the models make
+    from the same enum as its CHECK constraint (empty: not a choice)."""
+    return tuple(
+        v
+        for o in _options(model, column)
+        if typing.get_origin(o) is Literal
+        for v in typing.get_args(o)
+    )
+
+
 def _json_shape(model: type[SQLModel], column: sa.Column[Any]) -> type | None:
     """``dict`` or ``list`` when the model's annotation says so (``X | None`` counts), else
     None: any JSON value."""
-    key = model.__mapper__.get_property_by_column(column).key  # type: ignore[attr-defined]
-    annotation = model.model_fields[key].annotation
-    options = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
+    options = _options(model, column)
     shapes = {typing.get_origin(o) or o for o in options if o is not type(None)}
     return next(iter(shapes)) if len(shapes) == 1 and shapes <= {dict, list} else None
 

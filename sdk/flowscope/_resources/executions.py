@@ -297,5 +297,5 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
         assert max(values.get("steps_total", 0), values.get("steps_completed", 0)) <= INT4_MAX
         self._require(self.write_scope)
         return self._update_if_status(
-            id, ["running"], values, f"cannot record progress of execution {id!r}"
+            id, [ExecutionStatus.RUNNING], values, f"cannot record progress of execution {id!r}"
         )
