@@ -31,7 +31,9 @@ FILTERS: list[dict[str, Any]] = [
     {"status": ["failed", "timeout"]},
     {"since": data.BASE + timedelta(days=2), "until": data.BASE + timedelta(days=9)},
     {"workflow_ids": ["wf_etl", "wf_b1"]},
+    {"workflow_ids": ["wf_etl", "wf_nowhere"]},  # an id outside the mirror's ENUM of ids
     {"owner": ["ana"]},
+    {"owner": ["nobody"], "status": ["failed"]},
     {"organization_id": ["org_b"]},
     {"tags_any": ["etl", "ml"]},
     {"tags_all": ["etl", "prod"]},
@@ -676,6 +678,36 @@ def test_the_native_tables_hold_derived_columns_the_queries_read(seeded) -> None
     columns = {r[0] for r in con.execute("DESCRIBE executions").fetchall()}
     assert {"_error_type", "_error_message", "_queue_wait"} <= columns
     assert "parameters" not in columns  # payloads no analytics call reads stay in the files
+
+
+def test_the_native_tables_hold_grouping_keys_as_enums_in_string_order(seeded) -> None:
+    """Grouping keys (and the workflow id they join on) are ENUMs whose order is the
+    strings' order, so ORDER BY/min/max answer as on strings; a query still reads str."""
+    _, mirror = seeded
+    con, _ = mirror._connection()
+    types = {
+        (t, r[0]): r[1]
+        for t in ("executions", "workflows")
+        for r in con.execute(f"DESCRIBE {t}").fetchall()
+    }
+    for column in [
+        ("executions", "workflow_id"),
+        ("executions", "status"),
+        ("executions", "owner"),
+        ("executions", "organization_id"),
+        ("workflows", "id"),
+    ]:
+        assert types[column].startswith("ENUM("), column
+    assert types[("executions", "workflow_id")] == types[("workflows", "id")]  # one domain
+    assert types[("executions", "id")] == "VARCHAR"
+    ordered = con.execute("SELECT DISTINCT workflow_id FROM executions ORDER BY 1").fetchall()
+    as_strings = con.execute(
+        "SELECT DISTINCT workflow_id::VARCHAR FROM executions ORDER BY 1"
+    ).fetchall()
+    assert ordered == as_strings and isinstance(ordered[0][0], str) and len(ordered) > 3
+    assert con.execute("SELECT min(status), max(status) FROM executions").fetchone() == (
+        con.execute("SELECT min(status::VARCHAR), max(status::VARCHAR) FROM executions").fetchone()
+    )
 
 
 def test_a_damaged_mirror_is_a_flowscope_error(client, tmp_path) -> None:

@@ -14,6 +14,16 @@ expression once, at load, as a hidden column (``_error_type``, ``_error_message`
 wherever a query holds the *same* SQLAlchemy expression (``ClauseElement.compare``:
 structure and bound values). The expression is the builders' own, compiled by the same
 dialect, so both engines still share one definition of each metric.
+
+**Dictionary columns.** The grouping keys that are plain string columns of ``executions``
+(``workflow_id``, ``owner``, ``organization_id``, ``status``: :data:`flowscope.analytics._base.KEYS`)
+and the columns their foreign keys point to in the mirror (``workflows.id``) are loaded as
+DuckDB ``ENUM`` types, one per domain, so a GROUP BY or a join on them compares small
+integers instead of strings (status per workflow at 1M: 0.14 → 0.05 s). The values of each
+type are the distinct values of its columns, in DuckDB's string order, so ORDER BY, ``min``
+and ``max`` answer as they do on the strings; a comparison with a value outside the type
+(a filter naming an unknown id) is false, as it is on the strings, and results read as
+``str``.
 """
 
 from __future__ import annotations
@@ -26,9 +36,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..analytics import failures
-from ..analytics._base import seconds
+from ..analytics._base import KEYS, seconds
 from ..analytics._duckdb import DuckDBDialect, compile_for_duckdb
-from ..models import EXECUTIONS
+from ..models import EXECUTIONS, TABLES
 from . import _store
 
 #: Per table: hidden column → the builders' expression it holds (over the bare table).
@@ -46,38 +56,88 @@ DERIVED: dict[str, dict[str, Callable[[], Any]]] = {
 UNREAD: dict[str, tuple[str, ...]] = {"executions": ("parameters", "result")}
 
 
+def dictionary_domains() -> dict[str, list[tuple[str, str]]]:
+    """Each ENUM domain's name → its ``(table, column)`` members: the plain string grouping
+    keys of ``executions``, each with the mirrored column its foreign key names.
+
+    Example:
+        >>> dictionary_domains()["workflows_id"]
+        [('executions', 'workflow_id'), ('workflows', 'id')]
+    """
+    domains: dict[str, list[tuple[str, str]]] = {}
+    for key in KEYS:
+        column = EXECUTIONS.c.get(key)
+        if column is None or not isinstance(getattr(column.type, "impl", column.type), sa.String):
+            continue
+        members = [(EXECUTIONS.name, column.name)]
+        domain = column.name
+        for fk in column.foreign_keys:
+            domain = fk.target_fullname.replace(".", "_")
+            if fk.column.table.name in _store.MIRRORED:
+                members.append((fk.column.table.name, fk.column.name))
+        domains[domain] = members
+    return domains
+
+
 def load(root: Path, state: dict[str, Any]) -> Any:
-    """A new in-memory DuckDB connection holding the state's tables and derived columns."""
+    """A new in-memory DuckDB connection holding the state's tables, their dictionary
+    columns as ENUMs and the derived columns."""
     import duckdb
 
-    con = duckdb.connect()
+    con = duckdb.connect(config={"enable_progress_bar": False})
     try:
         con.execute("SET TimeZone = 'UTC'")
         for name in _store.MIRRORED:
-            relation = _store.table_relation(con, root, state["tables"][name])
+            _store.table_relation(con, root, state["tables"][name]).create_view(f"_source_{name}")
+        enums = _create_enums(con)
+        for name in _store.MIRRORED:
             derived = DERIVED.get(name, {})
             unread = UNREAD.get(name, ())
-            if not derived and not unread:
-                relation.create(name)
-                continue
+            star = f"{name}.*"
+            if unread:
+                star += f" EXCLUDE ({', '.join(unread)})"
+            casts = [f"CAST({column} AS {enum}) AS {column}" for column, enum in enums[name]]
+            if casts:
+                star += f" REPLACE ({', '.join(casts)})"
             # the source as a view of the table's name, so the builders' expressions
             # (over "executions") compile as they are; the table takes the name after
-            relation.create_view(name)
+            con.view(f"_source_{name}").create_view(name)
             select, params = compile_for_duckdb(
                 sa.select(
-                    sa.literal_column(
-                        f"{name}.* EXCLUDE ({', '.join(unread)})" if unread else f"{name}.*"
-                    ),
+                    sa.literal_column(star),
                     *[build().label(column) for column, build in derived.items()],
-                )
+                ).select_from(TABLES[name])
             )
             con.execute(f"CREATE TABLE _native_{name} AS {select}", params)
             con.execute(f"DROP VIEW {name}")
             con.execute(f"ALTER TABLE _native_{name} RENAME TO {name}")
+        for name in _store.MIRRORED:
+            con.execute(f"DROP VIEW _source_{name}")
     except BaseException:
         con.close()
         raise
     return con
+
+
+def _create_enums(con: Any) -> dict[str, list[tuple[str, str]]]:
+    """Create one ENUM type per dictionary domain (its members' distinct values, sorted);
+    returns, per table, the ``(column, type)`` pairs to cast. A domain with no value stays
+    a string."""
+    casts: dict[str, list[tuple[str, str]]] = {name: [] for name in _store.MIRRORED}
+    for domain, members in dictionary_domains().items():
+        enum = f"_enum_{domain}"
+        # identifiers of the models' tables and columns only; no value is spelled in SQL
+        values = " UNION ".join(f"SELECT {c} AS v FROM _source_{t}" for t, c in members)  # noqa: S608
+        con.execute(
+            f"CREATE TYPE {enum} AS ENUM"  # noqa: S608
+            f" (SELECT v FROM ({values}) WHERE v IS NOT NULL ORDER BY v)"
+        )
+        if not con.execute(f"SELECT len(enum_range(NULL::{enum}))").fetchall()[0][0]:
+            con.execute(f"DROP TYPE {enum}")
+            continue
+        for table, column in members:
+            casts[table].append((column, enum))
+    return casts
 
 
 def compile_native(stmt: sa.ClauseElement) -> tuple[str, list[Any]]:
