@@ -680,6 +680,25 @@ def test_the_native_tables_hold_derived_columns_the_queries_read(seeded) -> None
     assert "parameters" not in columns  # payloads no analytics call reads stay in the files
 
 
+def test_a_lateral_unnest_is_read_inside_its_table_without_a_join() -> None:
+    """``T JOIN LATERAL unnest(f(T)) ON true`` compiles to T as a subquery with the unnest in
+    its select list (no join back on a key); a second lateral over the same table, or one
+    with another ON condition, is joined back on ``id`` (both frames are compared with
+    PostgreSQL's above, untagged workflows included)."""
+    from flowscope.analytics import _base, tags, timeline
+    from flowscope.filters import ExecutionFilter
+    from flowscope.mirror._native import compile_native
+
+    hourly = _base.parse_freq("1h")
+    sql, _ = compile_native(timeline.concurrency_query(ExecutionFilter(), hourly).select)
+    assert "FROM executions) AS executions" in sql and "__row" not in sql
+    sql, _ = compile_native(timeline.throughput_query(ExecutionFilter(), ("tag",), hourly).select)
+    assert "__row" not in sql
+    assert "THEN [NULL] ELSE workflows.tags END" in sql  # LEFT JOIN LATERAL keeps untagged
+    sql, _ = compile_native(tags.tag_pairs_query(ExecutionFilter()).select)
+    assert sql.count("unnest(workflows.tags)") == 2 and sql.count("__row") == 2
+
+
 def test_the_native_tables_hold_grouping_keys_as_enums_in_string_order(seeded) -> None:
     """Grouping keys (and the workflow id they join on) are ENUMs whose order is the
     strings' order, so ORDER BY/min/max answer as on strings; a query still reads str."""

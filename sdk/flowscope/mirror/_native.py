@@ -84,9 +84,10 @@ def load(root: Path, state: dict[str, Any]) -> Any:
     columns as ENUMs and the derived columns."""
     import duckdb
 
-    con = duckdb.connect(config={"enable_progress_bar": False})
+    con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")  # flowscope's own bars are tqdm's
         for name in _store.MIRRORED:
             _store.table_relation(con, root, state["tables"][name]).create_view(f"_source_{name}")
         enums = _create_enums(con)
