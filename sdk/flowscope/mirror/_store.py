@@ -202,12 +202,18 @@ class ParquetOut:
     def __init__(self, final: Path, schema: pa.Schema) -> None:
         import pyarrow.parquet as pq
 
+        from ..export._atomic import dictionary_columns
+
         private_dir(final.parent)
         self.final = final
         self.temp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
         fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
-        self._writer = pq.ParquetWriter(self.temp, schema, compression="zstd")
+        # dictionaries for the low-cardinality strings only, as export writes them (an id or
+        # a JSON column gains nothing from one and costs a tenth of the write)
+        self._writer = pq.ParquetWriter(
+            self.temp, schema, compression="zstd", use_dictionary=dictionary_columns(schema)
+        )
         self._buffer: list[Any] = []
         self._buffered = 0
         self.rows = 0
