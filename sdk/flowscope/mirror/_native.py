@@ -90,7 +90,7 @@ def load(root: Path, state: dict[str, Any]) -> Any:
         con.execute("SET enable_progress_bar = false")  # flowscope's own bars are tqdm's
         for name in _store.MIRRORED:
             _store.table_relation(con, root, state["tables"][name]).create_view(f"_source_{name}")
-        enums = _create_enums(con)
+        enums = _create_enums(con, root, state)
         for name in _store.MIRRORED:
             derived = DERIVED.get(name, {})
             unread = UNREAD.get(name, ())
@@ -120,15 +120,29 @@ def load(root: Path, state: dict[str, Any]) -> Any:
     return con
 
 
-def _create_enums(con: Any) -> dict[str, list[tuple[str, str]]]:
+def _create_enums(con: Any, root: Path, state: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
     """Create one ENUM type per dictionary domain (its members' distinct values, sorted);
     returns, per table, the ``(column, type)`` pairs to cast. A domain with no value stays
-    a string."""
+    a string.
+
+    The values are read from the files (base and delta) in one pass per table, without
+    subtracting the replaced and deleted rows: a superset of what the table holds (a value
+    no row has is never seen by a query), for a third of the load at 10M."""
+    wanted: dict[str, list[str]] = {}
+    for members in dictionary_domains().values():
+        for table, column in members:
+            wanted.setdefault(table, []).append(column)
+    for table, columns in wanted.items():
+        entry = state["tables"][table]
+        files = [str(root / f) for f in [*entry["base"], entry.get("delta")] if f]
+        con.read_parquet(files).aggregate(
+            ", ".join(f"list(DISTINCT {c}) AS {c}" for c in columns)
+        ).create(f"_values_{table}")
     casts: dict[str, list[tuple[str, str]]] = {name: [] for name in _store.MIRRORED}
     for domain, members in dictionary_domains().items():
         enum = f"_enum_{domain}"
         # identifiers of the models' tables and columns only; no value is spelled in SQL
-        values = " UNION ".join(f"SELECT {c} AS v FROM _source_{t}" for t, c in members)  # noqa: S608
+        values = " UNION ".join(f"SELECT unnest({c}) AS v FROM _values_{t}" for t, c in members)  # noqa: S608
         con.execute(
             f"CREATE TYPE {enum} AS ENUM"  # noqa: S608
             f" (SELECT v FROM ({values}) WHERE v IS NOT NULL ORDER BY v)"
@@ -138,6 +152,8 @@ def _create_enums(con: Any) -> dict[str, list[tuple[str, str]]]:
             continue
         for table, column in members:
             casts[table].append((column, enum))
+    for table in wanted:
+        con.execute(f"DROP TABLE _values_{table}")
     return casts
 
 
