@@ -28,6 +28,7 @@ and ``max`` answer as they do on the strings; a comparison with a value outside 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -87,7 +88,10 @@ def load(root: Path, state: dict[str, Any]) -> Any:
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        con.execute("SET enable_progress_bar = false")  # flowscope's own bars are tqdm's
+        # flowscope's own bars are tqdm's; in Jupyter without ipywidgets DuckDB refuses this
+        # SET (it shows no bar there anyway)
+        with contextlib.suppress(duckdb.Error):
+            con.execute("SET enable_progress_bar = false")
         for name in _store.MIRRORED:
             _store.table_relation(con, root, state["tables"][name]).create_view(f"_source_{name}")
         enums = _create_enums(con, root, state)
