@@ -5,6 +5,9 @@ per checkout (``PYTHONPATH=<checkout>/sdk``) over the same mirror files to compa
 of flowscope, minutes apart. Syncs the mirror first if it was never synced. Prints the load
 (the first call after opening) and, per call of :data:`benchmarks.mirror.CALLS`, the median of
 ``--repeats`` warm runs: wall seconds, CPU seconds, the hand-written query's and the ratio.
+With ``--refresh-after N``, it then changes N rows (as ``benchmarks.mirror`` does), syncs and
+times the first call after the sync (the loaded tables refreshed from the delta) against a
+load of the same state afresh.
 
     python -m benchmarks.mirror_calls postgresql://postgres@127.0.0.1:5432/fs_bench_mirror /tmp/m1
 """
@@ -36,6 +39,7 @@ def main() -> None:
     parser.add_argument("url")
     parser.add_argument("mirror")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--refresh-after", type=int, default=0, metavar="N")
     args = parser.parse_args()
     import duckdb
     import flowscope
@@ -70,6 +74,23 @@ def main() -> None:
             f"| {label} | {wall:.3f} | {cpu:.3f} | {'–' if hand is None else f'{hand:.3f}'} | {ratio} |"
         )
     con.close()
+    if args.refresh_after:
+        from benchmarks.mirror import _change
+
+        _change(args.url, args.refresh_after, int(time.time()))
+        report = mirror.sync(progress=False)
+        started = time.perf_counter()
+        mirror.analytics.status_breakdown(by="workflow")
+        refreshed = time.perf_counter() - started
+        mirror.close()
+        started = time.perf_counter()
+        mirror.analytics.status_breakdown(by="workflow")
+        reloaded = time.perf_counter() - started
+        print(
+            f"after a sync of {report.added + report.changed + report.removed:,} rows"
+            f" ({report.seconds:.2f} s): first call {refreshed:.2f} s (tables refreshed),"
+            f" {reloaded:.2f} s when loaded afresh"
+        )
     mirror.close()
     client.close()
 

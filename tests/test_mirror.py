@@ -209,6 +209,45 @@ def test_incremental_sync_follows_inserts_updates_and_deletes(seeded, engine) ->
         _same(getattr(client.analytics, name)(**kwargs), getattr(mirror.analytics, name)(**kwargs))
 
 
+def test_a_sync_refreshes_the_loaded_tables_from_its_delta(seeded, engine) -> None:
+    """After a sync that kept the base files, the analytics connection is brought up to date
+    in place (the delta's rows replace theirs, deleted ids go); a sync that brings a value
+    the ENUM types lack (a new workflow) makes it load afresh. Either way the frames are
+    PostgreSQL's."""
+    client, mirror = seeded
+    calls = [c for c in _calls() if c[1].get("by") in ("workflow_id", "owner", "status", "tag")]
+    mirror.analytics.summary()
+    loaded, _ = mirror._connection()
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE executions SET status = 'failed', error = '{\"type\": \"E\"}'"
+                " WHERE id IN (SELECT id FROM executions WHERE status = 'running' LIMIT 3)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "DELETE FROM executions WHERE id IN"
+                " (SELECT id FROM executions WHERE status = 'queued' LIMIT 4)"
+            )
+        )
+    client.executions.create(workflow_id="wf_etl")
+    assert not mirror.sync(progress=False).full
+    for name, kwargs in calls:
+        _same(getattr(client.analytics, name)(**kwargs), getattr(mirror.analytics, name)(**kwargs))
+    assert mirror._connection()[0] is loaded  # refreshed in place, not loaded again
+    assert mirror._connection()[0].execute("SELECT count(*) FROM executions").fetchall() == [
+        (len(_holds(mirror)["executions"]),)
+    ]
+    # a workflow id the ENUM of ids lacks: the refresh rolls back and the mirror loads afresh
+    wf = client.workflows.create(name="n", owner="ana", nodes=[], edges=[], organization_id="org_a")
+    client.executions.create(workflow_id=wf.id)
+    assert not mirror.sync(progress=False).full
+    for name, kwargs in calls:
+        _same(getattr(client.analytics, name)(**kwargs), getattr(mirror.analytics, name)(**kwargs))
+    assert mirror._connection()[0] is not loaded
+
+
 def test_a_transaction_that_commits_late_is_not_lost(seeded, engine) -> None:
     """A writer starts before a sync (its rows carry an older updated_at) and commits after
     it: the next sync must still bring its rows (a `updated_at > last` mark would not)."""
