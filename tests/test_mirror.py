@@ -248,6 +248,23 @@ def test_a_sync_refreshes_the_loaded_tables_from_its_delta(seeded, engine) -> No
     assert mirror._connection()[0] is not loaded
 
 
+def test_refreshes_stop_once_they_replaced_a_share_of_the_rows(seeded, monkeypatch) -> None:
+    """Replaced rows keep their space in DuckDB until a load: past MAX_REPLACED of the
+    tables' rows since the load, a sync's first call loads afresh."""
+    from flowscope.mirror import _native
+
+    client, mirror = seeded
+    loaded, _ = mirror._connection()
+    client.executions.create(workflow_id="wf_etl")
+    mirror.sync(progress=False)
+    assert mirror._connection()[0] is loaded and mirror._con_replaced >= 1
+    monkeypatch.setattr(_native, "MAX_REPLACED", 0.0)
+    client.executions.create(workflow_id="wf_etl")
+    mirror.sync(progress=False)
+    assert mirror._connection()[0] is not loaded and mirror._con_replaced == 0
+    _same(client.analytics.summary(), mirror.analytics.summary())
+
+
 def test_a_transaction_that_commits_late_is_not_lost(seeded, engine) -> None:
     """A writer starts before a sync (its rows carry an older updated_at) and commits after
     it: the next sync must still bring its rows (a `updated_at > last` mark would not)."""

@@ -40,6 +40,7 @@ class Mirror:
         self._identity = _store.identity(session)
         self._con: Any = None
         self._con_state: dict[str, Any] = {"sequence": None}  # the state _con holds
+        self._con_replaced = 0  # the rows refreshes replaced in _con since its load
         try:
             _store.private_dir(self.path)
         except OSError as exc:
@@ -199,8 +200,11 @@ class Mirror:
         state = self._synced_state()
         if self._con is not None and self._con_state["sequence"] != state["sequence"]:
             try:  # the delta only, when the base is the same
-                if _native.refresh(self._con, self.path, self._con_state, state):
-                    self._con_state = state
+                replaced = _native.refresh(
+                    self._con, self.path, self._con_state, state, self._con_replaced
+                )
+                if replaced is not None:
+                    self._con_state, self._con_replaced = state, replaced
             except duckdb.Error:
                 pass  # rolled back (a value the ENUM types lack, files swept): load afresh
         if self._con is None or self._con_state["sequence"] != state["sequence"]:
@@ -211,7 +215,7 @@ class Mirror:
                 raise FlowscopeError(
                     f"cannot load the mirror in {self.path} into DuckDB: {exc}"
                 ) from exc
-            self._con_state = state
+            self._con_state, self._con_replaced = state, 0
         return self._con, state
 
     @property

@@ -115,9 +115,19 @@ def load(root: Path, state: dict[str, Any]) -> Any:
     return con
 
 
-def refresh(con: Any, root: Path, old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Bring the native tables of state ``old`` to state ``new`` in place; False (nothing
-    done) when a table's base changed (a compaction or a full sync: load afresh).
+#: A refresh replaces rows by deleting and inserting them, and DuckDB keeps a deleted row's
+#: space until the table is rebuilt: once refreshes have replaced this share of a table's
+#: rows since its load, the next sync loads afresh (memory stays within 1.25x a fresh load).
+MAX_REPLACED = 0.25
+
+
+def refresh(
+    con: Any, root: Path, old: dict[str, Any], new: dict[str, Any], replaced: int = 0
+) -> int | None:
+    """Bring the native tables of state ``old`` to state ``new`` in place and return the
+    rows replaced since the load (``replaced``, the count before, plus this refresh's);
+    None (nothing done) when a table's base changed (a compaction or a full sync) or the
+    replaced rows would pass :data:`MAX_REPLACED` of the tables: load afresh then.
 
     With the same base, a table of state N is ``base - ids(delta_N + deleted_N) + delta_N``,
     and the ids of ``delta + deleted`` only grow from one state to the next (a row of the
@@ -131,7 +141,11 @@ def refresh(con: Any, root: Path, old: dict[str, Any], new: dict[str, Any]) -> b
         duckdb.Error: the refresh failed and was rolled back.
     """
     if any(old["tables"][n]["base"] != new["tables"][n]["base"] for n in _store.MIRRORED):
-        return False
+        return None
+    entries = [new["tables"][n] for n in _store.MIRRORED]
+    replaced += sum(int(e.get("delta_rows", 0)) + int(e.get("deleted_rows", 0)) for e in entries)
+    if replaced > MAX_REPLACED * sum(int(e["rows"]) for e in entries):
+        return None
     casts: dict[str, list[tuple[str, str]]] = {name: [] for name in _store.MIRRORED}
     for table, column, enum in con.execute("SELECT * FROM _flowscope_enums").fetchall():
         casts[table].append((column, enum))
@@ -159,7 +173,7 @@ def refresh(con: Any, root: Path, old: dict[str, Any], new: dict[str, Any]) -> b
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return True
+    return replaced
 
 
 def _table_select(name: str, casts: list[tuple[str, str]]) -> tuple[str, list[Any]]:
