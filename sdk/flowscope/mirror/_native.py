@@ -116,8 +116,9 @@ def load(root: Path, state: dict[str, Any]) -> Any:
 
 
 #: A refresh replaces rows by deleting and inserting them, and DuckDB keeps a deleted row's
-#: space until the table is rebuilt: once refreshes have replaced this share of a table's
-#: rows since its load, the next sync loads afresh (memory stays within 1.25x a fresh load).
+#: space until the table is rebuilt (a 1M-row table: 116 MiB, 291 MiB after six refreshes of
+#: a quarter of it): once refreshes have replaced this share of the rows since the load, the
+#: next sync loads afresh, so the tables stay within about 1.25x the memory of a fresh load.
 MAX_REPLACED = 0.25
 
 
