@@ -57,7 +57,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.base import PGCompiler, PGDialect, PGIdentifierPreparer
@@ -95,23 +95,21 @@ class _Compiler(PGCompiler):
     def visit_column(self, column: Any, *args: Any, **kw: Any) -> str:
         spec = self._inlined.get(getattr(column, "table", None))
         if spec is not None:
-            table, _, prefix, _ = spec
             quote = self.preparer.quote
-            return f"{self.preparer.format_table(table)}.{quote(prefix + column.name)}"
+            return f"{self.preparer.format_table(spec.table)}.{quote(spec.prefix + column.name)}"
         return str(super().visit_column(column, *args, **kw))
 
     def visit_table(self, table: Any, *args: Any, **kw: Any) -> str:
-        inline = kw.pop("_inline_unnest", {}).get(table)
-        if kw.get("asfrom", args[0] if args else False) and inline is not None:
-            fn, prefix, outer, columns = inline
+        spec = kw.pop("_inline_unnest", {}).get(table)
+        if kw.get("asfrom", args[0] if args else False) and spec is not None:
             name = self.preparer.format_table(table)
-            arrays = [self.process(a, **kw) for a in fn.clauses.clauses]
-            if outer:  # one row of NULLs where every array is empty, as LEFT JOIN LATERAL
+            arrays = [self.process(a, **kw) for a in spec.fn.clauses.clauses]
+            if spec.outer:  # one row of NULLs where every array is empty, as LEFT JOIN LATERAL
                 empty = " AND ".join(f"coalesce(len({a}), 0) = 0" for a in arrays)
                 arrays = [f"CASE WHEN {empty} THEN [NULL] ELSE {a} END" for a in arrays]
             unnests = ", ".join(
-                f"unnest({a}) AS {self.preparer.quote(prefix + c)}"
-                for a, c in zip(arrays, columns, strict=False)
+                f"unnest({a}) AS {self.preparer.quote(spec.prefix + c)}"
+                for a, c in zip(arrays, spec.columns, strict=False)
             )
             # compiled fragments and quoted identifiers only (values stay bound parameters)
             return f"(SELECT {name}.*, {unnests} FROM {name}) AS {name}"  # noqa: S608
@@ -131,13 +129,8 @@ class _Compiler(PGCompiler):
         self, join: Any, asfrom: bool = False, from_linter: Any = None, **kw: Any
     ) -> str:
         spec = self._inlined.get(join.right)
-        if spec is not None:
-            table, fn, prefix, outer = spec
-            columns = [c.name for c in join.right.c]
-            kw["_inline_unnest"] = {
-                **kw.get("_inline_unnest", {}),
-                table: (fn, prefix, outer, columns),
-            }
+        if spec is not None:  # rendered inside its table (visit_table); the join goes
+            kw["_inline_unnest"] = {**kw.get("_inline_unnest", {}), spec.table: spec}
             return str(
                 join.left._compiler_dispatch(self, asfrom=True, from_linter=from_linter, **kw)
             )
@@ -246,13 +239,24 @@ def _keyed_unnest(right: Any) -> tuple[sa.Table, Any] | None:
     return table, fn
 
 
-def _inlinable_unnests(statement: Any) -> dict[Any, tuple[sa.Table, Any, str, bool]]:
-    """The laterals of ``statement`` to render inside their table: lateral → (T, the unnest
-    call, the prefix of its columns, LEFT OUTER). A join ``X JOIN LATERAL unnest(f(T.c)) ON
-    true`` qualifies when ``T`` stands in ``X`` once, as itself, with no other lateral."""
+class _Inline(NamedTuple):
+    """A lateral ``unnest`` rendered inside its table: the table, the ``unnest`` call, the
+    prefix of its columns' hidden names, whether the join is LEFT OUTER, its column names."""
+
+    table: sa.Table
+    fn: Any
+    prefix: str
+    outer: bool
+    columns: list[str]
+
+
+def _inlinable_unnests(statement: Any) -> dict[Any, _Inline]:
+    """The laterals of ``statement`` to render inside their table. A join ``X JOIN LATERAL
+    unnest(f(T.c)) ON true`` qualifies when ``T`` stands in ``X`` once, as itself, with no
+    other lateral over it."""
     from sqlalchemy.sql import visitors
 
-    found: dict[Any, tuple[sa.Table, Any, str, bool]] = {}
+    found: dict[Any, _Inline] = {}
     for element in visitors.iterate(statement):
         if not isinstance(element, sa.sql.selectable.Join) or element.right in found:
             continue
@@ -262,7 +266,13 @@ def _inlinable_unnests(statement: Any) -> dict[Any, tuple[sa.Table, Any, str, bo
         table, fn = keyed
         if _plain_occurrences(element.left, table) != 1:
             continue
-        found[element.right] = (table, fn, f"__u{len(found) + 1}_", bool(element.isouter))
+        found[element.right] = _Inline(
+            table,
+            fn,
+            f"__u{len(found) + 1}_",
+            bool(element.isouter),
+            [c.name for c in element.right.c],
+        )
     return found
 
 

@@ -92,19 +92,10 @@ def load(root: Path, state: dict[str, Any]) -> Any:
         # SET (it shows no bar there anyway)
         with contextlib.suppress(duckdb.Error):
             con.execute("SET enable_progress_bar = false")
-        for name in _store.MIRRORED:
-            _store.table_relation(con, root, state["tables"][name]).create_view(f"_source_{name}")
         enums = _create_enums(con, root, state)
         for name in _store.MIRRORED:
-            # the source as a view of the table's name, so the builders' expressions
-            # (over "executions") compile as they are; the table takes the name after
-            con.view(f"_source_{name}").create_view(name)
-            select, params = _table_select(name, enums[name])
-            con.execute(f"CREATE TABLE _native_{name} AS {select}", params)
-            con.execute(f"DROP VIEW {name}")
-            con.execute(f"ALTER TABLE _native_{name} RENAME TO {name}")
-        for name in _store.MIRRORED:
-            con.execute(f"DROP VIEW _source_{name}")
+            source = _store.table_relation(con, root, state["tables"][name])
+            _write_native(con, name, source, enums[name])
         con.execute("CREATE TABLE _flowscope_enums (tbl VARCHAR, col VARCHAR, enum VARCHAR)")
         rows = [(t, c, e) for t, pairs in enums.items() for c, e in pairs]
         if rows:
@@ -164,17 +155,32 @@ def refresh(
             con.execute(f"DELETE FROM {name} WHERE id IN (SELECT id FROM _changed)")  # noqa: S608
             con.execute("DROP VIEW _changed")
             if entry.get("delta"):
-                con.execute(f"ALTER TABLE {name} RENAME TO _native_{name}")
-                con.read_parquet(str(root / entry["delta"])).create_view(name)
-                select, params = _table_select(name, casts[name])
-                con.execute(f"INSERT INTO _native_{name} BY NAME {select}", params)
-                con.execute(f"DROP VIEW {name}")
-                con.execute(f"ALTER TABLE _native_{name} RENAME TO {name}")
+                delta = con.read_parquet(str(root / entry["delta"]))
+                _write_native(con, name, delta, casts[name], insert=True)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     return replaced
+
+
+def _write_native(
+    con: Any, name: str, source: Any, casts: list[tuple[str, str]], *, insert: bool = False
+) -> None:
+    """Create the native table ``name`` from the relation ``source`` (or, ``insert``, add
+    its rows to the existing one), through :func:`_table_select`. The source is a view of
+    the table's own name while the SELECT runs, so the builders' expressions (over
+    ``executions``) compile as they are; the table carries a temporary name meanwhile."""
+    if insert:
+        con.execute(f"ALTER TABLE {name} RENAME TO _native_{name}")
+    source.create_view(name)
+    select, params = _table_select(name, casts)
+    if insert:
+        con.execute(f"INSERT INTO _native_{name} BY NAME {select}", params)
+    else:
+        con.execute(f"CREATE TABLE _native_{name} AS {select}", params)
+    con.execute(f"DROP VIEW {name}")
+    con.execute(f"ALTER TABLE _native_{name} RENAME TO {name}")
 
 
 def _table_select(name: str, casts: list[tuple[str, str]]) -> tuple[str, list[Any]]:
@@ -203,8 +209,9 @@ def _create_enums(con: Any, root: Path, state: dict[str, Any]) -> dict[str, list
     The values are read from the files (base and delta) in one pass per table, without
     subtracting the replaced and deleted rows: a superset of what the table holds (a value
     no row has is never seen by a query), for a third of the load at 10M."""
+    domains = dictionary_domains()
     wanted: dict[str, list[str]] = {}
-    for members in dictionary_domains().values():
+    for members in domains.values():
         for table, column in members:
             wanted.setdefault(table, []).append(column)
     for table, columns in wanted.items():
@@ -214,7 +221,7 @@ def _create_enums(con: Any, root: Path, state: dict[str, Any]) -> dict[str, list
             ", ".join(f"list(DISTINCT {c}) AS {c}" for c in columns)
         ).create(f"_values_{table}")
     casts: dict[str, list[tuple[str, str]]] = {name: [] for name in _store.MIRRORED}
-    for domain, members in dictionary_domains().items():
+    for domain, members in domains.items():
         enum = f"_enum_{domain}"
         # identifiers of the models' tables and columns only; no value is spelled in SQL
         values = " UNION ".join(f"SELECT unnest({c}) AS v FROM _values_{t}" for t, c in members)  # noqa: S608
