@@ -30,6 +30,7 @@ from .errors import (
     QueryTimeoutError,
     ReplicaUnavailableWarning,
     SchemaOutOfDateError,
+    SourceChangedError,
     ValidationError,
 )
 from .export import Export, ExportResult, arrow_schema, iter_batches, read_arrow, read_pandas
@@ -54,6 +55,7 @@ if typing.TYPE_CHECKING:
     from ._embedded import temporary_data_dir
     from ._ingest import IngestResult, ingest
     from ._maintenance import MaintenanceReport
+    from ._provenance import provenance
     from ._resources._page import Page
     from ._retention import PruneReport
     from .analytics import Analytics
@@ -68,6 +70,7 @@ _LAZY = {
     "MaintenanceReport": "._maintenance",
     "Page": "._resources._page",
     "PruneReport": "._retention",
+    "provenance": "._provenance",
     "ingest": "._ingest",
     "temporary_data_dir": "._embedded",
 }
@@ -119,6 +122,7 @@ __all__ = [
     "QueryTimeoutError",
     "ReplicaUnavailableWarning",
     "SchemaOutOfDateError",
+    "SourceChangedError",
     "UserCreate",
     "UserFilter",
     "UserPublic",
@@ -133,6 +137,7 @@ __all__ = [
     "connect",
     "ingest",
     "iter_batches",
+    "provenance",
     "read_arrow",
     "read_pandas",
     "temporary_data_dir",

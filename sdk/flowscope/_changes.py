@@ -32,8 +32,8 @@ retention take their changes with them (a copy older than the audit retention mu
 taken again in full); a change of *visibility* without a change of the row (a handover, an
 ``is_public`` flip or a scope seen by another login) is not a change of the row, and the audit
 log shows a restricted login only the rows it still sees, so their deletions are hidden from
-it too (the mirror reconciles both for scoped logins: :mod:`flowscope.mirror._sync`;
-an incremental export of a restricted login does not: export again in full); an UPDATE that changes no
+it too (the mirror and incremental export reconcile both for scoped logins:
+:mod:`flowscope.mirror._sync`, :func:`flowscope.export._incremental.reconcile`); an UPDATE that changes no
 column but ``updated_at`` writes no audit row (the audit trigger skips it), so a copy keeps
 that row's previous ``updated_at``.
 

@@ -39,10 +39,17 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from . import _changes, _provenance
 from ._boundary import Guarded
 from ._durations import parse_duration
 from ._files import directory_lock, sweep_stale, write_json
-from .errors import ConfigurationError, ConflictError, DatabaseError, ValidationError
+from .errors import (
+    ConfigurationError,
+    ConflictError,
+    DatabaseError,
+    SourceChangedError,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -222,6 +229,7 @@ class Retention(Guarded):
                         f" (statuses {run['statuses']}): finish it with the same arguments first"
                     )
                 cutoff = datetime.fromisoformat(run["cutoff"])
+                self._check_source(directory, run)
                 self._recover(manifest, run, directory)
             else:
                 cutoff = self._cutoff(age)
@@ -230,6 +238,8 @@ class Retention(Guarded):
             where = sa.and_(t.c.created_at < cutoff, t.c.status.in_(wanted))
             if run is None:
                 run = manifest.new_run(table=table, cutoff=cutoff, statuses=wanted)
+                with self._session.read_transaction() as conn:
+                    run["source"] = _provenance.read_source(conn)
                 manifest.save()
             files: list[Path] = []
             rows_total = 0
@@ -251,6 +261,20 @@ class Retention(Guarded):
                 files=files,
                 resumed=resumed,
                 seconds=time.perf_counter() - started,
+            )
+
+    def _check_source(self, directory: Path, run: dict[str, Any]) -> None:
+        """An unfinished run is resumed on the database it archived from only: its pending
+        batch is settled by that database's transaction ids."""
+        with self._session.read_transaction() as conn:
+            point = _changes.take_point(conn)
+            source = _provenance.read_source(conn)
+        recorded = run.get("source") or source  # a run of an older flowscope: trusted
+        reason = _provenance.changed(recorded, None, source, point.snapshot)
+        if reason is not None:
+            raise SourceChangedError(
+                f"{directory} holds an unfinished prune of another database ({reason}):"
+                " finish it on that database, or archive into a new directory"
             )
 
     def _cutoff(self, age: timedelta) -> datetime:
@@ -284,6 +308,16 @@ class Retention(Guarded):
             archive = _archive_batch(self._session, conn, run["table"], where, batch_size)
             if archive.num_rows == 0:
                 return None
+            origin = _provenance.record(
+                self._session,
+                run.get("source") or _provenance.read_source(conn),
+                as_of=conn.execute(sa.select(sa.func.now())).scalar_one(),
+                table=run["table"],
+                filter={"created_before": run["cutoff"], "status": run["statuses"]},
+            )
+            archive = archive.replace_schema_metadata(
+                _provenance.with_provenance(archive.schema, origin).metadata
+            )
             write_parquet(archive, path)
             rows = archive.column("id").to_pylist()
             if hook:

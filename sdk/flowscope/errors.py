@@ -13,6 +13,7 @@ with ``raise ... from exc`` so the cause stays visible.
     ├── ValidationError            bad input, caught before the database is touched
     ├── NotFoundError              get()/update() of an id that does not exist (or is not visible)
     ├── ConflictError              unique violation, stale version, illegal state transition
+    │   └── SourceChangedError     a copy (mirror, incremental export) of another database
     ├── PermissionDeniedError      missing scope, or a row outside the client's organization
     ├── AuthenticationError        wrong username/email or password
     │   └── AccountLockedError     too many failures; carries ``locked_until``
@@ -56,6 +57,7 @@ __all__ = [
     "QueryTimeoutError",
     "ReplicaUnavailableWarning",
     "SchemaOutOfDateError",
+    "SourceChangedError",
     "ValidationError",
 ]
 
@@ -82,6 +84,12 @@ class NotFoundError(FlowscopeError, LookupError):
 
 class ConflictError(FlowscopeError):
     """The change conflicts with the current state (unique value, version, transition)."""
+
+
+class SourceChangedError(ConflictError):
+    """A derived copy (an incremental export) was taken from another database than the one
+    the client reads now: dropped and created again, restored from an older state, another
+    cluster (see :mod:`flowscope._provenance`). Nothing was written; start a new copy."""
 
 
 class PermissionDeniedError(FlowscopeError, PermissionError):

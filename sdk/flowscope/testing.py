@@ -94,6 +94,9 @@ def drop_identities(url: str) -> None:
 def reset_database(url: str) -> None:
     """Empty every table that holds rows, and drop the tenant logins (their identities go too).
 
+    The database gets a new instance id: a mirror or incremental export of it from before
+    the reset is a copy of another database (:mod:`flowscope._provenance`).
+
     TRUNCATE of untouched tables is skipped: it is the slow part.
 
     Example:
@@ -128,6 +131,9 @@ def reset_database(url: str) -> None:
             used = [tables[i] for i in conn.execute(sa.text(probe)).scalars()]
             if used:
                 conn.execute(sa.text(f"TRUNCATE {', '.join(used)} RESTART IDENTITY CASCADE"))
+        if conn.execute(sa.text("SELECT to_regclass('flowscope_instance')")).scalar():
+            # a database emptied is a new one to every copy of it (flowscope._provenance)
+            conn.execute(sa.text("INSERT INTO flowscope_instance DEFAULT VALUES"))
     engine.dispose()
 
 

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from .. import _changes
+from .._changes import TABLES as TABLES_BY_NAME
 from .._files import fsync_dir, write_json
 from ..errors import ValidationError
 from ..models import AUDIT_LOG
@@ -49,17 +50,20 @@ def _tombstones(
     plan: _Plan,
     version: int,
     keys: Sequence[str],
+    vanished: Mapping[str, tuple[Any, Any]] | None = None,
 ) -> pa.Table | None:
     """Tombstone rows for the ids changed since ``since`` that this run did not export
-    (deleted, no longer visible, or no longer matching the export's filter), sorted by
-    partition: ``id``, ``_version``, ``_deleted = true``; ``organization_id`` and the time
-    column (so ``day``) from the row's last full image in the audit log; other columns NULL.
-    None: nothing left."""
+    (deleted, no longer visible, or no longer matching the export's filter), and for the
+    ``vanished`` ones (:func:`reconcile`), sorted by partition: ``id``, ``_version``,
+    ``_deleted = true``; ``organization_id`` and the time column (so ``day``) from the
+    row's last full image in the audit log (or, for a row whose audit rows the login no
+    longer sees, from the dataset); other columns NULL. None: nothing left."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    vanished = vanished or {}
     changed = {r[0] for r in conn.execute(_changes.changed_ids(name, *since))}
-    gone = sorted(changed - fresh)
+    gone = sorted((changed | vanished.keys()) - fresh)
     if not gone:
         return None
     time_col = TIME_COLUMN[name]
@@ -74,7 +78,8 @@ def _tombstones(
         .where(a.table_name == name, a.row_id == sa.any_(ids), a.action.in_(["INSERT", "DELETE"]))
         .order_by(a.transaction_id, a.occurred_at)
     )
-    known = {r.row_id: (r.organization_id, r.at) for r in conn.execute(images)}  # the last
+    known = dict(vanished)
+    known.update({r.row_id: (r.organization_id, r.at) for r in conn.execute(images)})  # the last
     values: dict[str, Any] = {
         "id": gone,
         "_version": [version] * len(gone),
@@ -96,6 +101,59 @@ def _tombstones(
         day = pc.cast(table.column(time_col), pa.timestamp("us")).cast(pa.date32())
         table = table.set_column(table.schema.get_field_index("day"), "day", day)
     return table.sort_by([(k, "ascending") for k in keys]) if keys else table
+
+
+def held_rows(
+    root: Path, manifest: Mapping[str, Any] | None, name: str
+) -> dict[str, tuple[Any, Any]]:
+    """The rows the dataset holds now (the latest version of each id, not a tombstone):
+    id → (``organization_id``, time column), read from the runs' files (partition
+    columns from their directory names)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    files = [str(root / f) for run in (manifest or {}).get("runs", []) for f in run["files"]]
+    if not files:
+        return {}
+    data = ds.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(root))
+    time_col = TIME_COLUMN[name]
+    wanted = ["id", "_version", "_deleted", time_col]
+    has_org = "organization_id" in data.schema.names
+    if has_org:
+        wanted.append("organization_id")
+    rows = data.to_table(columns=wanted).sort_by([("_version", "ascending")])
+    latest = rows.group_by("id", use_threads=False).aggregate(
+        [(c, "last") for c in wanted if c not in ("id", "_version")]
+    )
+    live = latest.filter(pc.invert(pc.fill_null(latest.column("_deleted_last"), False)))
+    ids = live.column("id").to_pylist()
+    at = live.column(f"{time_col}_last").to_pylist()
+    org = live.column("organization_id_last") if has_org else pa.nulls(len(ids))
+    return dict(zip(ids, zip(org.to_pylist(), at, strict=True), strict=True))
+
+
+def reconcile(
+    conn: sa.Connection,
+    root: Path,
+    manifest: Mapping[str, Any] | None,
+    name: str,
+    readable: sa.Select[Any],
+) -> tuple[dict[str, tuple[Any, Any]], Any]:
+    """Rows whose *visibility* changed for a scoped login without a change of the row
+    (a workflow handed over or made private, and its executions; the audit log hides
+    those changes from a login that no longer sees the row): compares the ids the login
+    reads now (``readable``, the export's filter under row security) with the rows the
+    dataset holds. Returns the vanished rows (to tombstone, with their partition values)
+    and a WHERE clause for the appeared ones (None: none), both in the run's snapshot."""
+    held = held_rows(root, manifest, name)
+    visible = {r[0] for r in conn.execute(readable)}
+    vanished = {i: held[i] for i in held.keys() - visible}
+    appeared = sorted(visible - held.keys())
+    if not appeared:
+        return vanished, None
+    ids = sa.literal(appeared, postgresql.ARRAY(sa.Text))
+    return vanished, TABLES_BY_NAME[name].c.id == sa.any_(ids)
 
 
 def _read_manifest(root: Path) -> dict[str, Any] | None:
@@ -135,6 +193,7 @@ def _manifest(
         "horizon": last.get("horizon"),
         "snapshot": last.get("snapshot"),
         "as_of": last.get("as_of"),
+        "source": last.get("source"),
         "version": last.get("version"),
         "rows": sum(r["rows"] for r in runs),
         "deleted": sum(r.get("deleted", 0) for r in runs),

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from .. import _changes
+from .. import _changes, _provenance
 from .._boundary import Guarded
 from .._files import directory_lock, fsync_dir, owned_temp_dir, release, sweep_stale
-from ..errors import ConfigurationError, ValidationError
-from . import _atomic
+from ..errors import ConfigurationError, SourceChangedError, ValidationError
+from . import _atomic, _incremental
 from ._atomic import _Sink
 from ._incremental import _manifest, _save_manifest, _settle, _tombstones
 from ._read import ReadOptions, _estimate_rows, _plan_query, _stream_plan, read_options
@@ -134,7 +134,13 @@ class Export(Guarded):
           ``horizon``, ``snapshot`` and ``as_of`` the manifest records), not a time
           mark: rows committed late by long transactions, rows updated after they were
           exported and deletions all reach the dataset, and a run with nothing changed
-          adds no file. Every row carries two columns: ``_version`` (the run that wrote
+          adds no file. For a scoped client each run also compares the ids it reads now
+          with the dataset's, so rows it stopped seeing without a change of theirs (a
+          workflow made private or handed over, and its executions) are tombstoned and
+          rows it started seeing are added. The manifest records the source database
+          (:mod:`flowscope._provenance`): a run on a database dropped and created again,
+          or restored from an older state, raises :class:`SourceChangedError` and writes
+          nothing; export into a new directory to start a new dataset. Every row carries two columns: ``_version`` (the run that wrote
           it: 1, 2, ...) and ``_deleted``. A row deleted, no longer visible to the
           client or no longer matching ``filter`` since the previous run becomes a
           *tombstone*: ``id``, ``_version``, ``_deleted = true``, its
@@ -182,6 +188,10 @@ class Export(Guarded):
             ConfigurationError: ``path`` cannot be written (its parent is a file, no
                 permission, no space left...); the message names the path.
             ConflictError: another incremental export is writing the same dataset.
+            SourceChangedError: the incremental dataset is a copy of another database.
+
+        Every file records its provenance (the source database, snapshot, as-of time,
+        table, filter and reader) in its Parquet metadata: :func:`flowscope.provenance`.
 
         Example:
             >>> client.export.parquet("executions", tmp_path / "failed.parquet", status="failed",
@@ -227,8 +237,10 @@ class Export(Guarded):
                     target.mkdir(parents=True, exist_ok=True)
                     stack.enter_context(directory_lock(target, "an incremental export"))
                     manifest = _settle(target)
+                    # one snapshot: what the run reads, and where the next run starts
+                    conn = stack.enter_context(_changes.snapshot(self._session))
                 else:
-                    manifest = None
+                    manifest, conn = None, None
                     _prepare_target(target, dataset=bool(keys))
                 return self._write(
                     table_or_query,
@@ -240,6 +252,7 @@ class Export(Guarded):
                     compression=compression,
                     progress=progress,
                     incremental=incremental,
+                    conn=conn,
                 )
         except OSError as exc:
             raise _path_error(target, exc) from exc
@@ -256,9 +269,20 @@ class Export(Guarded):
         compression: str | None,
         progress: bool,
         incremental: bool,
+        conn: sa.Connection | None,
     ) -> ExportResult:
         extra: list[tuple[str, Any, Any]] = []
         extra_where = None
+        vanished: dict[str, tuple[Any, Any]] = {}
+        if conn is not None:  # incremental: the run's snapshot, and the source it reads
+            point = _changes.take_point(conn)
+            source = _provenance.read_source(conn)
+            if manifest is not None and manifest.get("runs"):
+                _check_source(target, manifest, source, point)
+        else:
+            with self._session.read_transaction() as first:
+                point = _changes.take_point(first)
+                source = _provenance.read_source(first)
         hwm_before: datetime | None = None
         since: tuple[int, str | None] | None = None  # the previous run's place in the feed
         version = 0
@@ -292,6 +316,13 @@ class Export(Guarded):
                 if manifest.get("horizon") is not None:
                     since = (int(manifest["horizon"]), manifest.get("snapshot"))
                     extra_where = _changes.changed_where(name, *since)
+                if conn is not None and self._session.is_tenant and name in _changes.TABLES:
+                    # rows the login stopped (or started) seeing without a change of theirs
+                    vanished, appeared = _incremental.reconcile(
+                        conn, target, manifest, name, _ids_of(read.plan(name))
+                    )
+                    if appeared is not None and extra_where is not None:
+                        extra_where = sa.or_(extra_where, appeared)
             if incremental:
                 version = len(manifest.get("runs", [])) + 1 if manifest else 1
                 extra += [
@@ -321,6 +352,15 @@ class Export(Guarded):
         file_schema = plan.schema
         for key in keys:
             file_schema = file_schema.remove(file_schema.get_field_index(key))
+        origin = _provenance.record(
+            self._session,
+            source,
+            as_of=point.as_of.astimezone(UTC),
+            snapshot=point.snapshot,
+            table=name,
+            filter=_filter_of(read),
+        )
+        file_schema = _provenance.with_provenance(file_schema, origin)
         run = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         # Where the files are written: the dataset itself (incremental: hidden temp files
         # until the manifest has them), or a hidden sibling directory renamed into place
@@ -342,16 +382,6 @@ class Export(Guarded):
         rows = deleted = 0
         hwm: datetime | None = None
         fresh_ids: set[str] = set()
-        point: _changes.Point | None = None
-        feed = contextlib.ExitStack()
-        conn: sa.Connection | None = None
-        if incremental:  # one snapshot: what it reads, and where the next run starts
-            try:
-                conn = feed.enter_context(_changes.snapshot(self._session))
-                point = _changes.take_point(conn)
-            except BaseException:
-                feed.close()
-                raise
         total = (
             _estimate_rows(self._session, name)
             if (progress and read.filter is None and not read.filter_fields)
@@ -363,7 +393,7 @@ class Export(Guarded):
 
         pending: Future[None] | None = None
         try:
-            with feed, ThreadPoolExecutor(1, thread_name_prefix="flowscope-parquet") as pool:
+            with ThreadPoolExecutor(1, thread_name_prefix="flowscope-parquet") as pool:
                 try:
                     shared = _changes.export_snapshot(conn) if conn is not None else None
                     stream = _stream_plan(
@@ -386,7 +416,9 @@ class Export(Guarded):
                     if pending is not None:
                         pending.result()
                     if since is not None and conn is not None and name in _changes.TABLES:
-                        gone = _tombstones(conn, name, since, fresh_ids, plan, version, keys)
+                        gone = _tombstones(
+                            conn, name, since, fresh_ids, plan, version, keys, vanished
+                        )
                         if gone is not None:
                             tombs = _Sink(
                                 target,
@@ -408,7 +440,6 @@ class Export(Guarded):
             _atomic._step("files-ready")
             new_mark = hwm if hwm is not None else hwm_before
             if incremental:
-                assert point is not None
                 written = [f for each in sinks for f in each.files]
                 entry = {
                     "finished_at": None,
@@ -419,6 +450,7 @@ class Export(Guarded):
                     "version": version,
                     "horizon": point.horizon,
                     "snapshot": point.snapshot,
+                    "source": source,
                     "as_of": point.as_of.astimezone(UTC).isoformat(),
                 }
                 head = {"table": name, "partition_by": keys, "time_column": time_col}
@@ -460,6 +492,33 @@ class Export(Guarded):
             high_water_mark=(hwm if hwm is not None else hwm_before) if incremental else None,
             deleted=deleted,
         )
+
+
+def _check_source(
+    target: Path, manifest: dict[str, Any], source: dict[str, Any], point: _changes.Point
+) -> None:
+    """Refuse to append to a dataset exported from another database (see
+    :mod:`flowscope._provenance`). A dataset of an older flowscope, which recorded no
+    source, adopts this one (only a database that went back in time is told apart)."""
+    recorded = manifest.get("source") or source
+    reason = _provenance.changed(recorded, manifest.get("snapshot"), source, point.snapshot)
+    if reason is not None:
+        raise SourceChangedError(
+            f"{target} was exported from another database than this client reads: {reason}."
+            " Its rows are not this database's: export into a new, empty directory (or remove"
+            f" {target}) to start a new dataset"
+        )
+
+
+def _ids_of(plan: Any) -> sa.Select[Any]:
+    """The ids a table plan reads (its filter and the login's row security)."""
+    return plan.select.with_only_columns(sa.literal_column("id"))
+
+
+def _filter_of(read: ReadOptions) -> Any:
+    if read.filter is not None:
+        return read.filter
+    return dict(read.filter_fields) or None
 
 
 def _path_error(target: Path, exc: OSError) -> ConfigurationError:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import _changes
+from .. import _changes, _provenance
 from .._files import directory_lock
 from ..errors import ConfigurationError, FlowscopeError, ValidationError
 from . import _store, _sync
@@ -80,6 +80,11 @@ class Mirror:
         what it may read only). One sync at a time per mirror (another gets
         :class:`ConflictError`); a sync killed at any point leaves the mirror as it was.
 
+        The mirror records its source database (:mod:`flowscope._provenance`): a mirror of
+        a database that was dropped and created again, restored from an older state or
+        replaced by another under the same name is copied afresh, never brought up to
+        date from the wrong rows (the report says why, in ``reason``).
+
         Example:
             >>> mirror = client.mirror(tmp_path / "mirror")
             >>> first = mirror.sync(progress=False)
@@ -98,6 +103,24 @@ class Mirror:
             full = full or state is None
             with _changes.snapshot(self._session) as conn:
                 point = _changes.take_point(conn)
+                source = _provenance.read_source(conn)
+                reason = None
+                if state is not None:  # a copy of another database is never brought up to date
+                    reason = _provenance.changed(
+                        state.get("source"), state.get("snapshot"), source, point.snapshot
+                    )
+                    full = full or reason is not None
+                origins = {
+                    name: _provenance.record(
+                        self._session,
+                        source,
+                        as_of=point.as_of.astimezone(UTC),
+                        snapshot=point.snapshot,
+                        table=name,
+                        filter=_store.FILTERS[name],
+                    )
+                    for name in MIRRORED
+                }
                 sequence = (state["sequence"] if state else 0) + 1
                 tables: dict[str, Any] = {}
                 added = changed = removed = 0
@@ -110,7 +133,7 @@ class Mirror:
                 for name in MIRRORED:
                     if full or state is None:
                         tables[name], n = _sync.copy(
-                            self._session, self.path, conn, name, sequence, progress
+                            self._session, self.path, conn, name, sequence, progress, origins[name]
                         )
                         added += n
                     else:
@@ -125,6 +148,7 @@ class Mirror:
                             sequence,
                             visibility,
                             recount and name == "executions",
+                            origins[name],
                         )
                         added += counts[0]
                         changed += counts[1]
@@ -136,6 +160,7 @@ class Mirror:
                 "sequence": sequence,
                 "horizon": point.horizon,
                 "snapshot": point.snapshot,
+                "source": source,
                 "as_of": point.as_of.astimezone(UTC).isoformat(),
                 "synced_at": datetime.now(UTC).isoformat(),
                 "tables": tables,
@@ -152,6 +177,7 @@ class Mirror:
             rows={n: int(t["rows"]) for n, t in tables.items()},
             seconds=time.perf_counter() - started,
             as_of=point.as_of,
+            reason=reason,
         )
 
     # -- reading ---------------------------------------------------------------------

@@ -44,7 +44,8 @@ _FILE = re.compile(r"(base|delta|deleted)-\d{6}(-\d+)?\.parquet")
 class SyncReport:
     """What a sync did: rows ``added``, ``changed``, ``removed`` (all tables), ``rows`` per
     table after it, ``seconds``, ``as_of`` (the database time the mirror now reflects)
-    and whether it was a ``full`` copy."""
+    and whether it was a ``full`` copy; ``reason``: why a mirror that had been synced was
+    copied afresh (its source database changed: :mod:`flowscope._provenance`), or None."""
 
     full: bool
     added: int
@@ -53,11 +54,13 @@ class SyncReport:
     rows: dict[str, int]
     seconds: float
     as_of: datetime
+    reason: str | None = None
 
     def __repr__(self) -> str:
         return (
             f"SyncReport(full={self.full}, added={self.added}, changed={self.changed},"
-            f" removed={self.removed}, seconds={self.seconds:.2f}, as_of={self.as_of.isoformat()})"
+            f" removed={self.removed}, seconds={self.seconds:.2f}, as_of={self.as_of.isoformat()}"
+            + (f", reason={self.reason!r})" if self.reason else ")")
         )
 
 
@@ -199,10 +202,15 @@ def table_relation(con: Any, root: Path, entry: dict[str, Any]) -> Any:
 class ParquetOut:
     """A Parquet file written as a hidden temp file, fsynced, made ``0600`` and renamed."""
 
-    def __init__(self, final: Path, schema: pa.Schema) -> None:
+    def __init__(
+        self, final: Path, schema: pa.Schema, origin: dict[str, Any] | None = None
+    ) -> None:
         import pyarrow.parquet as pq
 
+        from .._provenance import with_provenance
         from ..export._atomic import dictionary_columns
+
+        schema = with_provenance(schema, origin)
 
         private_dir(final.parent)
         self.final = final

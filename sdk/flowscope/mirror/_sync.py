@@ -43,9 +43,15 @@ def plan(name: str, where: Any = None) -> Any:
 
 
 def copy(
-    session: Session, root: Path, conn: sa.Connection, name: str, sequence: int, progress: bool
+    session: Session,
+    root: Path,
+    conn: sa.Connection,
+    name: str,
+    sequence: int,
+    progress: bool,
+    origin: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], int]:
-    """A full copy of ``name`` into a new base file."""
+    """A full copy of ``name`` into a new base file (``origin``: its provenance record)."""
     from .._display import progress_bar
     from ..export import _estimate_rows, _stream_plan
 
@@ -54,7 +60,7 @@ def copy(
     total = _estimate_rows(session, name) if progress else None
     bar = progress_bar(progress, desc=f"mirror {name}", total=total, unit=" rows")
     try:
-        with _store.ParquetOut(root / rel, table_plan.schema) as out:
+        with _store.ParquetOut(root / rel, table_plan.schema, origin) as out:
             shared = _changes.export_snapshot(conn)
             stream = _stream_plan(session, table_plan, batch_size=None, conn=conn, snapshot=shared)
             for batch in stream:
@@ -90,6 +96,7 @@ def apply(
     sequence: int,
     visibility: tuple[list[str], list[str]] = ([], []),
     recount: bool = False,
+    origin: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], tuple[int, int, int]]:
     """Fold the changes since ``since`` (horizon, snapshot) into ``name``'s delta (or a new
     base). ``visibility``: the workflows that appeared to / vanished from the login
@@ -140,20 +147,20 @@ def apply(
     rows = int(old["rows"]) + added - removed
     entry = {"base": old["base"], "base_rows": old["base_rows"], "rows": rows}
     if len(delta) + len(deleted_ids) > max(_store.COMPACT_MIN_ROWS, int(old["base_rows"]) // 20):
-        return _compact(root, name, old, delta, deleted_ids, table_plan.schema, sequence), (
+        return _compact(root, name, old, delta, deleted_ids, table_plan.schema, sequence, origin), (
             added,
             changed,
             removed,
         )
     delta_rel = f"{name}/delta-{sequence:06d}.parquet"
-    with _store.ParquetOut(root / delta_rel, table_plan.schema) as out:
+    with _store.ParquetOut(root / delta_rel, table_plan.schema, origin) as out:
         for batch in delta.to_batches(_store.ROW_GROUP):
             out.write(batch)
     deleted_rel = None
     if deleted_ids:
         deleted_rel = f"{name}/deleted-{sequence:06d}.parquet"
         ids = pa.table({"id": pa.array(sorted(deleted_ids), pa.string())})
-        with _store.ParquetOut(root / deleted_rel, ids.schema) as out:
+        with _store.ParquetOut(root / deleted_rel, ids.schema, origin) as out:
             for batch in ids.to_batches():
                 out.write(batch)
     entry.update(delta=delta_rel, deleted=deleted_rel)
@@ -224,6 +231,7 @@ def _compact(
     deleted_ids: set[str],
     schema: pa.Schema,
     sequence: int,
+    origin: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A new base: the old one without the delta's and the deleted ids, plus the delta."""
     import pyarrow as pa
@@ -234,7 +242,7 @@ def _compact(
     excluded = pa.concat_arrays(
         [delta.column("id").combine_chunks(), pa.array(sorted(deleted_ids), pa.string())]
     )
-    with _store.ParquetOut(root / rel, schema) as out:
+    with _store.ParquetOut(root / rel, schema, origin) as out:
         for base in old["base"]:
             for batch in pq.ParquetFile(root / base).iter_batches(_store.ROW_GROUP):
                 keep = pc.invert(pc.is_in(batch.column("id"), excluded))
