@@ -228,6 +228,10 @@ def test_every_parquet_file_carries_its_provenance(client, tmp_path) -> None:
     assert record["table"] == "workflows" and record["source"] == source
     assert record["reader"]["organization_id"] == org.id and record["reader"]["login"]
     assert flowscope.provenance(tmp_path / "mirror")["source"] == source
+    # frames carry it too: the database's, or the mirror's sync
+    for frame in (client.analytics.status_breakdown(), mirror.analytics.status_breakdown()):
+        assert frame.attrs["provenance"]["source"] == source
+        assert frame.attrs["provenance"]["as_of"] and frame.attrs["provenance"]["snapshot"]
     mirror.close()
 
     with pytest.raises(flowscope.ValidationError, match="no flowscope provenance"):

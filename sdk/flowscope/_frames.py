@@ -246,7 +246,9 @@ def frame_to_arrow(frame: pd.DataFrame) -> pa.Table:
     import pyarrow as pa
 
     keep_index = not isinstance(frame.index, pd.RangeIndex)
-    table = pa.Table.from_pandas(frame, preserve_index=keep_index)
+    bare = frame.copy(deep=False)  # attrs travel below, as JSON that takes any value
+    bare.attrs = {}
+    table = pa.Table.from_pandas(bare, preserve_index=keep_index)
     metadata = {ATTRS_KEY: json.dumps(frame.attrs, default=str).encode()}
     return table.replace_schema_metadata(metadata)
 

@@ -109,6 +109,25 @@ def read_source(conn: sa.Connection) -> dict[str, Any]:
     return source
 
 
+def of_transaction(conn: sa.Connection) -> dict[str, Any]:
+    """The provenance a frame carries in ``attrs["provenance"]``: the ``source`` of the
+    open transaction ``conn`` (read once per pooled connection: a connection never
+    outlives its database) and its ``snapshot`` and ``as_of`` (the database clock).
+
+    Example:
+        >>> frame = client.analytics.status_breakdown()
+        >>> sorted(frame.attrs["provenance"])
+        ['as_of', 'snapshot', 'source']
+    """
+    from ._changes import take_point
+
+    source = conn.info.get("flowscope.source")
+    if source is None:
+        source = conn.info["flowscope.source"] = read_source(conn)
+    point = take_point(conn)
+    return {"source": dict(source), "snapshot": point.snapshot, "as_of": point.as_of.isoformat()}
+
+
 def _xmax(snapshot: str | None) -> int | None:
     """The ``xmax`` of a ``pg_snapshot`` text (``xmin:xmax:xip,...``): the first
     transaction id not yet assigned when it was taken."""

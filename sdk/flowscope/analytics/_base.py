@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement, Grouping
 
+from .. import _provenance
 from .._durations import parse_frequency
 from .._frames import conform
 from .._settings import analytics_work_mem
@@ -410,6 +411,7 @@ def execute(conn: sa.Connection, query: Query) -> pd.DataFrame:
     result = conn.execute(query.select)
     frame = finish(query, list(result.keys()), result.fetchall())
     frame.attrs["engine"] = "postgresql"
+    frame.attrs["provenance"] = _provenance.of_transaction(conn)
     return frame
 
 

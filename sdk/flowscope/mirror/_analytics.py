@@ -21,7 +21,8 @@ class MirrorAnalytics(Analytics):
 
     The same builders make the same frames (columns, dtypes, row order); only the engine
     differs. ``frame.attrs`` holds ``engine`` (``"duckdb"``), ``mirror_as_of`` (the
-    database time the mirror reflects) and ``mirror_age_seconds``. ``use_rollups`` is
+    database time the mirror reflects), ``mirror_age_seconds`` and ``provenance`` (the
+    source database, snapshot and as-of time of the sync it answers from). ``use_rollups`` is
     accepted and ignored (the mirror is exact and fast); :meth:`refresh_rollups` syncs
     the mirror and :meth:`rollups_refreshed_at` is its as-of time.
 
@@ -60,6 +61,11 @@ class MirrorAnalytics(Analytics):
             engine="duckdb",
             mirror_as_of=as_of,
             mirror_age_seconds=(datetime.now(UTC) - as_of).total_seconds(),
+            provenance={
+                "source": state.get("source"),
+                "snapshot": state.get("snapshot"),
+                "as_of": as_of,
+            },
         )
         return frame
 
