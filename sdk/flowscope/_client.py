@@ -309,9 +309,7 @@ class Client(Guarded):
         try:
             import duckdb  # noqa: F401
         except ImportError:
-            raise ConfigurationError(
-                "the mirror needs DuckDB: pip install 'flowscope[mirror]'"
-            ) from None
+            raise ConfigurationError("the mirror needs DuckDB: pip install duckdb") from None
         from .mirror import Mirror, default_path
 
         if path is None:

@@ -12,6 +12,7 @@ ENV_READ_URL = "FLOWSCOPE_READ_URL"
 ENV_DATA_DIR = "FLOWSCOPE_DATA_DIR"
 ENV_ADMIN_PASSWORD = "FLOWSCOPE_ADMIN_PASSWORD"  # read by the first migration only
 ENV_ANALYTICS_WORK_MEM = "FLOWSCOPE_ANALYTICS_WORK_MEM"
+ENV_ANALYTICS_ENGINE = "FLOWSCOPE_ANALYTICS_ENGINE"
 ENV_STATEMENT_TIMEOUT = "FLOWSCOPE_STATEMENT_TIMEOUT"
 ENV_MIGRATION_LOCK_TIMEOUT = "FLOWSCOPE_MIGRATION_LOCK_TIMEOUT"
 ENV_MIGRATION_LOCK_RETRIES = "FLOWSCOPE_MIGRATION_LOCK_RETRIES"
@@ -52,6 +53,29 @@ def load() -> Settings:
         data_dir=Path(data_dir).expanduser() if data_dir else default_data_dir(),
         statement_timeout=os.environ.get(ENV_STATEMENT_TIMEOUT) or None,
     )
+
+
+def analytics_engine() -> str:
+    """The analytics engine of new clients: ``FLOWSCOPE_ANALYTICS_ENGINE``, one of ``auto``
+    (the default), ``postgresql`` or ``pull`` (see :mod:`flowscope.analytics._engines`).
+
+    Example:
+        >>> import os
+        >>> os.environ["FLOWSCOPE_ANALYTICS_ENGINE"] = "pull"
+        >>> analytics_engine()
+        'pull'
+        >>> del os.environ["FLOWSCOPE_ANALYTICS_ENGINE"]
+        >>> analytics_engine()
+        'auto'
+    """
+    from .errors import ConfigurationError
+
+    value = (os.environ.get(ENV_ANALYTICS_ENGINE) or "auto").strip().lower()
+    if value not in ("auto", "postgresql", "pull"):
+        raise ConfigurationError(
+            f"{ENV_ANALYTICS_ENGINE}={value!r}: expected auto, postgresql or pull"
+        )
+    return value
 
 
 def analytics_work_mem() -> str | None:

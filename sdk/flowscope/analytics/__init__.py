@@ -68,9 +68,40 @@ class Analytics(Guarded):
         83        pricing ingest     18       2          0.11
     """
 
-    def __init__(self, session: Session, *, use_rollups: bool = False) -> None:
+    def __init__(
+        self, session: Session, *, use_rollups: bool = False, engine: str | None = None
+    ) -> None:
+        from .._settings import analytics_engine
+        from ._engines import check
+
         self._session = session
         self.use_rollups = use_rollups
+        self._engine = check(engine if engine is not None else analytics_engine())
+
+    @property
+    def engine(self) -> str:
+        """Where calls are computed: ``"auto"``, ``"postgresql"`` or ``"pull"`` (see
+        :mod:`flowscope.analytics._engines`); ``frame.attrs["engine"]`` says which answered."""
+        return self._engine
+
+    def using(self, engine: str) -> Analytics:
+        """The same analytics, computed by ``engine`` (``"auto"``, ``"postgresql"``: all in
+        the database, or ``"pull"``: the needed columns streamed as Arrow, DuckDB in-process).
+        A mirror's analytics always answer from the mirror.
+
+        Example:
+            >>> pulled = client.analytics.using("pull").tags()
+            >>> exact = client.analytics.using("postgresql").tags()
+            >>> pulled.attrs["engine"], exact.attrs["engine"], len(pulled) == len(exact)
+            ('pull', 'postgresql', True)
+        """
+        import copy
+
+        from ._engines import check
+
+        clone = copy.copy(self)
+        clone._engine = check(engine)
+        return clone
 
     def __repr__(self) -> str:
         return f"<flowscope.Analytics of {self._session!r}>"
@@ -488,7 +519,11 @@ class Analytics(Guarded):
         return rollups.refreshed_at(self._session)
 
     def _run(self, query: _base.Query) -> pd.DataFrame:
-        """Where a built query meets an engine (PostgreSQL here; DuckDB in the mirror's)."""
+        """Where a built query meets an engine (:mod:`._engines`; DuckDB in the mirror's)."""
+        from . import _engines
+
+        if _engines.choose(self._session, query, self._engine, rollups=False) == "pull":
+            return _engines.pull_run(self._session, query)
         return _base.run(self._session, query)
 
     def _rollups(self, use_rollups: bool | None) -> bool:

@@ -368,7 +368,9 @@ class Query:
     (:data:`INT`, :data:`FLT`, :data:`STR`, :data:`TS`; dtypes by :mod:`flowscope._frames`).
 
     ``rename`` maps SQL labels (``k_workflow``, ``bucket``) to frame columns;
-    ``post`` derives columns (ratios) on the small aggregated frame.
+    ``post`` derives columns (ratios) on the small aggregated frame; ``scope``: a filter
+    that every ``executions`` row the query reads matches (the pull engine reads only
+    those; None: any row may be read).
     """
 
     select: sa.Select[Any]
@@ -376,6 +378,7 @@ class Query:
     rename: dict[str, str] = field(default_factory=dict)
     post: Callable[[pd.DataFrame], pd.DataFrame] | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    scope: ExecutionFilter | None = None
 
 
 def key_columns(keys: Sequence[str], freq: Freq | None) -> tuple[dict[str, Any], dict[str, str]]:

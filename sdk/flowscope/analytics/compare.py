@@ -103,4 +103,4 @@ def compare_query(
         "current_period": (middle, end),
         "previous_period": (start, middle),
     }
-    return Query(stmt, contract, rename, post=post, attrs=attrs)
+    return Query(stmt, contract, rename, post=post, attrs=attrs, scope=window)

@@ -74,6 +74,7 @@ def _distribution(
         cols,
         rename,
         attrs={"percentiles": "exact (percentile_cont)"},
+        scope=flt,
     )
 
 

@@ -104,4 +104,4 @@ def failures_query(flt: ExecutionFilter, keys: Sequence[str], top: int | None) -
             "example_id": STR,
         }
     )
-    return Query(stmt, cols, rename)
+    return Query(stmt, cols, rename, scope=flt)

@@ -55,4 +55,5 @@ def status_query(
         cols,
         rename,
         post=lambda f: add_rates(f, normalize),
+        scope=flt,
     )

@@ -86,4 +86,4 @@ def summary_query(flt: ExecutionFilter, sort: str, descending: bool, limit: int 
     )
     if limit is not None:
         stmt = stmt.limit(limit)
-    return Query(stmt, dict(COLUMNS))
+    return Query(stmt, dict(COLUMNS), scope=flt)

@@ -67,7 +67,7 @@ def tags_query(flt: ExecutionFilter) -> Query:
         .group_by(r.tag)
         .order_by(sa.literal_column("executions").desc(), r.tag)
     )
-    return Query(stmt, {"tag": STR, **_COLUMNS}, post=_post)
+    return Query(stmt, {"tag": STR, **_COLUMNS}, post=_post, scope=flt)
 
 
 def tag_pairs_query(flt: ExecutionFilter) -> Query:
@@ -92,4 +92,4 @@ def tag_pairs_query(flt: ExecutionFilter) -> Query:
         .group_by(r.tag_a, r.tag_b)
         .order_by(sa.literal_column("executions").desc(), r.tag_a, r.tag_b)
     )
-    return Query(stmt, {"tag_a": STR, "tag_b": STR, **_COLUMNS}, post=_post)
+    return Query(stmt, {"tag_a": STR, "tag_b": STR, **_COLUMNS}, post=_post, scope=flt)

@@ -67,7 +67,7 @@ def throughput_query(flt: ExecutionFilter, keys: Sequence[str], freq: Freq) -> Q
     ]
     cols, rename = key_columns(keys, freq)
     cols.update({kind: INT for kind in _KINDS})
-    return Query(grouped(events, keys, measures, freq=freq, flt=flt), cols, rename)
+    return Query(grouped(events, keys, measures, freq=freq, flt=flt), cols, rename, scope=flt)
 
 
 def concurrency_query(flt: ExecutionFilter, freq: Freq) -> Query:
@@ -155,4 +155,5 @@ def concurrency_query(flt: ExecutionFilter, freq: Freq) -> Query:
         .where(w.bucket.in_(sa.select(buckets.c.bucket)))
         .order_by(w.bucket)
     )
-    return Query(stmt, {"bucket": TS, "started": INT, "finished": INT, "running": INT, "peak": INT})
+    cols = {"bucket": TS, "started": INT, "finished": INT, "running": INT, "peak": INT}
+    return Query(stmt, cols, scope=flt)

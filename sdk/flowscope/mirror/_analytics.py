@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ..analytics import Analytics
-from ..errors import FlowscopeError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,20 +41,11 @@ class MirrorAnalytics(Analytics):
         return f"<flowscope.MirrorAnalytics of {self._mirror.path}>"
 
     def _run(self, query: Query) -> pd.DataFrame:
-        import duckdb
-
-        from ..analytics import _base
+        from ..analytics._engines import duckdb_frame
         from ._native import compile_native
 
         con, state = self._mirror._connection()
-        sql, params = compile_native(query.select)
-        try:
-            result = con.execute(sql, params)
-            names = [d[0] for d in result.description]
-            rows = result.fetchall()
-        except duckdb.Error as exc:
-            raise FlowscopeError(f"the mirror's DuckDB query failed: {exc}") from exc
-        frame = _base.finish(query, names, rows)
+        frame = duckdb_frame(con, query, compile_native(query.select), "the mirror's")
         as_of = datetime.fromisoformat(state["as_of"])
         frame.attrs.update(
             engine="duckdb",
