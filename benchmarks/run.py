@@ -9,7 +9,8 @@ Runs, in order, each printing its own table of medians, rows/s, peak RSS and rat
 5. ``audit``     — what the audit trigger costs a 100k-row bulk insert;
 6. ``scale``     — the 10M-execution check (only with ``--scale``: it takes about an hour on 2 cores);
 7. ``export-10m`` — the export benchmark at 10M executions, streaming contenders (``--scale`` too);
-8. ``mirror``    — the local mirror: first and incremental sync, its analytics against PostgreSQL,
+8. ``engine``    — the analytics engines (PostgreSQL, pull, auto) against DuckDB attached live;
+9. ``mirror``    — the local mirror: first and incremental sync, its analytics against PostgreSQL,
    rollups, hand-written DuckDB SQL and pandas.
 
 Data comes from ``benchmarks/datagen.py`` (deterministic, generated inside PostgreSQL) in the database
@@ -40,6 +41,9 @@ STEPS = {
     "tenancy": ["-m", "benchmarks.tenancy", "--executions", "1000000"],
     # the local mirror: first/incremental sync, analytics against PostgreSQL, rollups, DuckDB, pandas
     "mirror": ["-m", "benchmarks.mirror", "--executions", "1000000"],
+    # the analytics engines (postgresql, pull, auto) against DuckDB attached to PostgreSQL:
+    # add --contender-python <venv with duckdb-extension-postgres>/bin/python for that column
+    "engine": ["-m", "benchmarks.engine", "--executions", "1000000"],
     "scale": ["-m", "benchmarks.scale"],
     # 10M: pandas.read_sql and ADBC's fetch_arrow_table hold the whole table (~28 GB for
     # pandas, more than this 24 GiB machine), so only the streaming contenders run.

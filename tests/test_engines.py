@@ -77,6 +77,7 @@ def test_auto_pulls_heavy_queries_over_many_rows_only(seeded, monkeypatch) -> No
     assert auto.durations(by="workflow").attrs["engine"] == "pull"  # percentiles: pulled
     assert auto.tags().attrs["engine"] == "pull"  # an unnest of tags
     assert auto.status_breakdown().attrs["engine"] == "postgresql"  # plain counts stay
+    assert auto.failures().attrs["engine"] == "postgresql"  # reads JSON errors: stays
     assert auto.durations(since="2100-01-01").attrs["engine"] == "postgresql"  # selects ~none
     rolled = auto.durations(by="workflow", use_rollups=True)
     assert rolled.attrs["engine"] == "postgresql"  # rollups are PostgreSQL's

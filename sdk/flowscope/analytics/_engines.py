@@ -14,10 +14,13 @@ run by one of these engines:
     :mod:`._duckdb`, vectorised on every core. PostgreSQL runs an ordered-set aggregate
     (``percentile_cont``) or an ``unnest`` of tags in one process; DuckDB does not.
 ``"auto"`` (the default)
-    ``"pull"`` when the query has an ordered-set aggregate or a lateral ``unnest`` (the
-    work PostgreSQL cannot parallelise) and PostgreSQL's estimate of the executions the
-    filter selects is at least :data:`PULL_MIN_ROWS`, and DuckDB is installed; otherwise
-    ``"postgresql"``. Calls that ask for rollups stay on PostgreSQL.
+    ``"pull"`` when the query has an ordered-set aggregate or an ``unnest`` in FROM (the
+    work PostgreSQL cannot parallelise), reads no JSON column (moving JSON text per row
+    costs more than it saves) and PostgreSQL's estimate of the executions the filter
+    selects is at least :data:`PULL_MIN_ROWS`; otherwise ``"postgresql"``. Calls that ask
+    for rollups stay on PostgreSQL. At 1M executions this pulls ``durations``, ``tags``,
+    ``tag_pairs``, ``summary``, ``throughput``, ``concurrency``, ``queue_wait`` and
+    ``compare`` (1.5-2.5x faster than PostgreSQL; ``benchmarks/engine_results.md``).
 
 ``frame.attrs["engine"]`` says which engine answered. Choose for every new client with
 ``FLOWSCOPE_ANALYTICS_ENGINE``, or per call with
@@ -76,19 +79,22 @@ def check(engine: Any) -> Engine:
 
 
 def needed_columns(stmt: Any) -> dict[str, list[str]]:
-    """The columns of ``executions`` and ``workflows`` a query reads (``id`` always, for a
-    DuckDB join on the key), by table; a table it does not read is left out.
+    """The columns of ``executions`` and ``workflows`` a query reads, by table; a table it
+    does not read is left out.
 
     Example:
         >>> import sqlalchemy as sa
         >>> from flowscope.models import EXECUTIONS as E
         >>> needed_columns(sa.select(sa.func.count()).where(E.c.status == "failed"))
-        {'executions': ['id', 'status']}
+        {'executions': ['status']}
     """
     from sqlalchemy.sql import visitors
 
     found: dict[str, set[str]] = {}
     for element in visitors.iterate(stmt):
+        for name, known in _TABLES.items():
+            if element is known:  # in FROM: read, even when no column of it is named
+                found.setdefault(name, set())
         table = getattr(element, "table", None)
         if not isinstance(element, sa.ColumnClause) or table is None:
             continue
@@ -96,16 +102,36 @@ def needed_columns(stmt: Any) -> dict[str, list[str]]:
         for name, known in _TABLES.items():
             if base is known and element.name in known.c:
                 found.setdefault(name, set()).add(element.name)
-    return {name: sorted(cols | {"id"}) for name, cols in found.items()}
+    return {name: sorted(cols) or ["id"] for name, cols in found.items()}
 
 
 def _is_heavy(stmt: Any) -> bool:
-    """An ordered-set aggregate or a lateral ``unnest``: what PostgreSQL runs in one process."""
+    """An ordered-set aggregate (``percentile_cont``) or an ``unnest`` in FROM (tags, the
+    events of a run): work PostgreSQL runs in one process, sorting or exploding every row."""
     from sqlalchemy.sql import visitors
     from sqlalchemy.sql.elements import WithinGroup
-    from sqlalchemy.sql.selectable import Lateral
+    from sqlalchemy.sql.selectable import Lateral, TableValuedAlias
 
-    return any(isinstance(el, WithinGroup | Lateral) for el in visitors.iterate(stmt))
+    for element in visitors.iterate(stmt):
+        if isinstance(element, WithinGroup | Lateral):
+            return True
+        if (
+            isinstance(element, TableValuedAlias)
+            and getattr(element.element, "name", "") == "unnest"
+        ):
+            return True
+    return False
+
+
+def _reads_json(stmt: Any) -> bool:
+    """Whether the query reads a JSON column (an error, metadata): its text per row costs
+    more to move than the server's aggregate saves (``failures()`` measured 1.4x slower)."""
+    needed = needed_columns(stmt)
+    return any(
+        isinstance(_TABLES[name].c[column].type, sa.JSON)
+        for name, columns in needed.items()
+        for column in columns
+    )
 
 
 def _estimate(session: Session, query: Query) -> float:
@@ -129,7 +155,7 @@ def choose(session: Session, query: Query, engine: Engine, rollups: bool) -> str
     """The engine that runs ``query`` (``"postgresql"`` or ``"pull"``) for ``engine``."""
     if engine != "auto":
         return engine
-    if rollups or not _is_heavy(query.select):
+    if rollups or not _is_heavy(query.select) or _reads_json(query.select):
         return "postgresql"
     try:
         import duckdb  # noqa: F401
@@ -162,6 +188,8 @@ def pull_run(session: Session, query: Query) -> pd.DataFrame:
         with _changes.snapshot(session) as conn:
             shared = _changes.export_snapshot(conn)
             for name, columns in needed_columns(query.select).items():
+                if "__row" in sql:  # an unnest joined back on the table's key (._duckdb)
+                    columns = sorted({*columns, "id"})
                 plan = _plan(name, every[name], columns=columns)
                 batches = _stream_plan(session, plan, batch_size=None, conn=conn, snapshot=shared)
                 table = pa.Table.from_batches(list(batches), schema=plan.schema)
