@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import typing
 
-from ._client import Client, connect
+# The exception tree is small and always loaded; everything else is imported on first
+# use (``flowscope.connect``, ``flowscope.WorkflowCreate``...), so that ``import
+# flowscope`` costs milliseconds, not the half second of SQLAlchemy, SQLModel and pydantic.
 from .errors import (
     AccountLockedError,
     AuthenticationError,
@@ -33,25 +35,9 @@ from .errors import (
     SourceChangedError,
     ValidationError,
 )
-from .export import Export, ExportResult, arrow_schema, iter_batches, read_arrow, read_pandas
-from .filters import AuditFilter, ExecutionFilter, OrganizationFilter, UserFilter, WorkflowFilter
-from .models import (
-    AuditLogEntryPublic,
-    ExecutionCreate,
-    ExecutionPublic,
-    ExecutionUpdate,
-    OrganizationCreate,
-    OrganizationPublic,
-    OrganizationUpdate,
-    UserCreate,
-    UserPublic,
-    UserUpdate,
-    WorkflowCreate,
-    WorkflowPublic,
-    WorkflowUpdate,
-)
 
 if typing.TYPE_CHECKING:
+    from ._client import Client, connect
     from ._embedded import temporary_data_dir
     from ._ingest import IngestResult, ingest
     from ._maintenance import MaintenanceReport
@@ -59,13 +45,37 @@ if typing.TYPE_CHECKING:
     from ._resources._page import Page
     from ._retention import PruneReport
     from .analytics import Analytics
+    from .export import Export, ExportResult, arrow_schema, iter_batches, read_arrow, read_pandas
+    from .filters import (
+        AuditFilter,
+        ExecutionFilter,
+        OrganizationFilter,
+        UserFilter,
+        WorkflowFilter,
+    )
+    from .models import (
+        AuditLogEntryPublic,
+        ExecutionCreate,
+        ExecutionPublic,
+        ExecutionUpdate,
+        OrganizationCreate,
+        OrganizationPublic,
+        OrganizationUpdate,
+        UserCreate,
+        UserPublic,
+        UserUpdate,
+        WorkflowCreate,
+        WorkflowPublic,
+        WorkflowUpdate,
+    )
 
 __version__ = "0.1.0"
 
-# Imported on first use, so `import flowscope` for a script that only exports or reads does
-# not load the analytics, ingest and maintenance modules (each client resource is lazy too).
+# Where each lazily loaded name lives.
 _LAZY = {
     "Analytics": ".analytics",
+    "Client": "._client",
+    "connect": "._client",
     "IngestResult": "._ingest",
     "MaintenanceReport": "._maintenance",
     "Page": "._resources._page",
@@ -73,16 +83,48 @@ _LAZY = {
     "provenance": "._provenance",
     "ingest": "._ingest",
     "temporary_data_dir": "._embedded",
+    **dict.fromkeys(
+        ("Export", "ExportResult", "arrow_schema", "iter_batches", "read_arrow", "read_pandas"),
+        ".export",
+    ),
+    **dict.fromkeys(
+        ("AuditFilter", "ExecutionFilter", "OrganizationFilter", "UserFilter", "WorkflowFilter"),
+        ".filters",
+    ),
+    **dict.fromkeys(
+        (
+            "AuditLogEntryPublic",
+            "ExecutionCreate",
+            "ExecutionPublic",
+            "ExecutionUpdate",
+            "OrganizationCreate",
+            "OrganizationPublic",
+            "OrganizationUpdate",
+            "UserCreate",
+            "UserPublic",
+            "UserUpdate",
+            "WorkflowCreate",
+            "WorkflowPublic",
+            "WorkflowUpdate",
+        ),
+        ".models",
+    ),
 }
 
 
 def __getattr__(name: str) -> typing.Any:
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value
+    if not name.startswith("_"):  # a submodule: flowscope.models, flowscope.demo, ...
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
     raise AttributeError(f"module 'flowscope' has no attribute {name!r}")
 
 
