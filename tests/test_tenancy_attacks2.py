@@ -17,53 +17,18 @@ import flowscope
 import pytest
 import sqlalchemy as sa
 
-OWN = ["workflow:read", "workflow:write", "workflow:execute"]
+from ._helpers import first_row
+from ._helpers import office as make_office
 
 
 @pytest.fixture
 def office(client: flowscope.Client, engine: sa.Engine) -> dict[str, Any]:
-    """Organization A with users ana and bo (own-and-public reach), a reader, a user without
-    scopes and an organization-wide writer; organization B with a user. Ana owns a private
-    and a public workflow (each with a run owned by ana), every other user one private one."""
-    org = client.organizations.create(name="A", slug="a")
-    other = client.organizations.create(name="B", slug="b")
-    specs = {
-        "ana": OWN,
-        "bo": OWN,
-        "reader": ["workflow:read"],
-        "none": [],
-        "wide": ["workflow:read:all", "workflow:write:all", "workflow:execute"],
-    }
-    users = {
-        name: client.users.create(
-            username=name, email=f"{name}@example.com", organization_id=org.id, scopes=scopes
-        ).id
-        for name, scopes in specs.items()
-    }
-    users["b"] = client.users.create(
-        username="b_user", email="b@example.com", organization_id=other.id, scopes=OWN
-    ).id
-    wfs: dict[str, Any] = {}
-    for key, owner, public in (
-        ("ana_private", "ana", False),
-        ("ana_public", "ana", True),
-        *((f"{n}_private", n, False) for n in ("bo", "reader", "none", "wide")),
-    ):
-        wfs[key] = client.workflows.create(
-            name=key, owner=users[owner], organization_id=org.id, is_public=public
-        )
-    run = client.executions.create(workflow_id=wfs["ana_public"].id, owner=users["ana"])
-    scoped = {n: client.scoped(org.id, user_id=users[n]) for n in specs}
-    return {"org": org, "other": other, "users": users, "wfs": wfs, "run": run, "as": scoped}
-
-
-def _one(engine: sa.Engine, sql: str, **params: Any) -> Any:
-    with engine.connect() as conn:
-        return conn.execute(sa.text(sql), params).first()
+    """See :func:`tests._helpers.office` (the engine fixture empties the database first)."""
+    return make_office(client)
 
 
 def _owner(engine: sa.Engine, workflow_id: str) -> str:
-    return _one(engine, "SELECT owner FROM workflows WHERE id = :i", i=workflow_id).owner
+    return first_row(engine, "SELECT owner FROM workflows WHERE id = :i", i=workflow_id).owner
 
 
 # -- 1. hand-over needs the write scope and a live identity ---------------------------------
@@ -113,7 +78,7 @@ def test_a_reused_id_exposes_no_earlier_owners_history(
         {"w": wf.id, "r": run.id},
     )
     assert "s3cret" not in repr(rows)
-    assert _one(engine, "SELECT count(*) AS n FROM workflows WHERE id = :i", i=wf.id).n == 0
+    assert first_row(engine, "SELECT count(*) AS n FROM workflows WHERE id = :i", i=wf.id).n == 0
     # the same lineage may come back (a replaced demo load, a restore by its owner)
     again = bo.workflows.create(id=wf.id, name="mine again", owner=users["bo"])
     assert again.id == wf.id
@@ -121,7 +86,7 @@ def test_a_reused_id_exposes_no_earlier_owners_history(
 
 # -- 3. a removed user keeps no login --------------------------------------------------------
 def _login(engine: sa.Engine, role: str) -> Any:
-    return _one(
+    return first_row(
         engine,
         "SELECT r.rolcanlogin AS login, r.rolconnlimit AS connlimit,"
         " (SELECT count(*) FROM pg_stat_activity a WHERE a.usename = r.rolname) AS sessions"
@@ -162,7 +127,7 @@ def test_a_removed_user_keeps_no_login(
     assert time.perf_counter() - started < 10  # the session was ended, not left to run
     after = _login(engine, role)
     assert (after.login, after.connlimit, after.sessions) == (False, 0, 0)
-    settings = _one(
+    settings = first_row(
         engine,
         "SELECT count(*) AS n FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole"
         " WHERE r.rolname = :r",
@@ -183,7 +148,7 @@ def test_public_runs_are_read_only_for_non_owners(
 ) -> None:
     bo, run, wfs = office["as"]["bo"], office["run"], office["wfs"]
     assert [r["id"] for r in bo.sql("SELECT id FROM executions")] == [run.id]  # readable
-    before = _one(
+    before = first_row(
         engine, "SELECT workflow_id, metadata::text AS m FROM executions WHERE id = :i", i=run.id
     )
     for statement in (
@@ -198,7 +163,7 @@ def test_public_runs_are_read_only_for_non_owners(
         bo.executions.purge(run.id)
     with pytest.raises(flowscope.FlowscopeError):
         bo.executions.update(run.id, metadata={"x": 1})
-    after = _one(
+    after = first_row(
         engine, "SELECT workflow_id, metadata::text AS m FROM executions WHERE id = :i", i=run.id
     )
     assert after == before
@@ -270,7 +235,7 @@ def test_email_case_cannot_shadow_another_login(
         with pytest.raises(flowscope.ConflictError):
             bo.sql("UPDATE users SET email = :e WHERE id = :me", {"e": email, "me": users["bo"]})
     bo.sql("UPDATE users SET email = 'Bo.New@EXAMPLE.COM' WHERE id = :me", {"me": users["bo"]})
-    assert _one(engine, "SELECT email FROM users WHERE id = :i", i=users["bo"]).email == (
+    assert first_row(engine, "SELECT email FROM users WHERE id = :i", i=users["bo"]).email == (
         "Bo.New@example.com"
     )
     with pytest.raises(flowscope.ConflictError):
@@ -284,7 +249,7 @@ def test_email_case_cannot_shadow_another_login(
     )
     with pytest.raises(flowscope.AuthenticationError):
         client.users.authenticate("ANA@EXAMPLE.COM", "wrong")
-    counts = _one(
+    counts = first_row(
         engine, "SELECT failed_login_attempts AS n FROM users WHERE id = :i", i=users["bo"]
     )
     assert not counts.n

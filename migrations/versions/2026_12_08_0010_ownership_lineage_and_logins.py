@@ -21,6 +21,9 @@
 * **Public runs are read-only for non-owners**: the executions policy is split per
   command; reading follows the workflow (own, public or ``workflow:read:all``), writing
   needs ``workflow:read:all``, the workflow's ownership, or the run's.
+* **Dropping a login always works**: ``flowscope_drop_identities()`` takes the role's
+  privileges first when the admin is no superuser, so ``DROP OWNED`` removes what a tenant
+  may leave behind (``ALTER DEFAULT PRIVILEGES ...``) and ``DROP ROLE`` succeeds.
 * **Emails are normalised by the database** (``flowscope_normal_email()``: trimmed, domain
   lower-cased, as ``UserCreate`` does) whatever statement writes them, and unique ignoring
   case (``users_email_lower_key``): a case variant cannot shadow another login.
@@ -112,6 +115,49 @@ BEGIN
              WHERE p_user IS NULL OR user_id = p_user ORDER BY role_name
     LOOP
         PERFORM public.flowscope_sync_identity(r);{login}
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END;
+$$;
+"""
+
+
+def _drop_identities(*, take_privileges: bool) -> str:
+    # a tenant may leave default privileges behind (ALTER DEFAULT PRIVILEGES GRANT ...), which
+    # only DROP OWNED removes; a non-superuser admin needs the role's privileges for that
+    take = (
+        """
+        IF NOT pg_has_role(current_user, r, 'USAGE') THEN
+            BEGIN
+                EXECUTE format('GRANT %I TO %I', r, current_user)
+                    || CASE WHEN current_setting('server_version_num')::int >= 160000
+                            THEN ' WITH INHERIT TRUE, SET FALSE' ELSE '' END;
+            EXCEPTION WHEN insufficient_privilege OR undefined_object THEN
+                NULL;
+            END;
+        END IF;"""
+        if take_privileges
+        else ""
+    )
+    return f"""
+CREATE OR REPLACE FUNCTION flowscope_drop_identities(p_org VARCHAR DEFAULT NULL) RETURNS INTEGER
+LANGUAGE plpgsql {PINNED} AS $$
+DECLARE
+    r TEXT;
+    n INTEGER := 0;
+BEGIN
+    FOR r IN SELECT i.role_name FROM public.flowscope_identities i
+             WHERE p_org IS NULL OR i.organization_id = p_org ORDER BY 1
+    LOOP
+        DELETE FROM public.flowscope_identities WHERE role_name = r;
+        PERFORM public.flowscope_sync_identity(r);  -- no row left: revokes everything{take}
+        BEGIN
+            EXECUTE format('DROP OWNED BY %I', r);  -- anything it managed to own here
+        EXCEPTION WHEN insufficient_privilege OR undefined_object THEN
+            NULL;
+        END;
+        EXECUTE format('DROP ROLE IF EXISTS %I', r);
         n := n + 1;
     END LOOP;
     RETURN n;
@@ -245,6 +291,7 @@ def upgrade() -> None:
     op.execute(SYNC_LOGIN)
     op.execute("REVOKE ALL ON FUNCTION flowscope_sync_login(TEXT) FROM PUBLIC")
     op.execute(_sync_identities(with_login=True))
+    op.execute(_drop_identities(take_privileges=True))
     op.execute(f"REVOKE EXECUTE ON FUNCTION {HAND_OVER} FROM PUBLIC")
     op.execute(INTEGRITY)
     for name, _, when, function in TRIGGERS:
@@ -284,6 +331,7 @@ def downgrade() -> None:
     for name, table, _, _ in TRIGGERS:
         op.execute(f"DROP TRIGGER {name} ON {table}")
     op.execute(_sync_identities(with_login=False))
+    op.execute(_drop_identities(take_privileges=False))
     # every login back to what revision 0006 made: LOGIN, its secret, hand-over for PUBLIC
     op.execute("""
 DO $$
