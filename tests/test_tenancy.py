@@ -341,7 +341,7 @@ def test_scopes_decide_writes(
         "workflow:read:all",
         "workflow:write:all",
     ]
-    make_workflow(as_["reader"], owner=people["reader"])  # the grant took effect at once
+    make_workflow(as_["reader"])  # the grant took effect at once
     as_["boss"].organizations.update(a["org"].id, name="A2")
     # a user of another organization, or an unknown/inactive one, gets nothing
     with pytest.raises(denied):

@@ -385,6 +385,16 @@ def test_policies_per_command(
         engine, "SELECT row_to_json(e)::text AS j FROM executions e WHERE id = :r", r=run.id
     )
     assert after == before
+    # creating is not changing an owner: an organization-wide writer may name anyone, and a
+    # name of another organization's user gives that user nothing
+    created = attempt(
+        "policies per command",
+        "create a workflow 'owned' by another organization's user",
+        lambda: office["as"]["wide"].workflows.create(name="gift", owner=users["b"]),
+        expect="allowed",
+    )
+    b_client = client.scoped(office["other"].id, user_id=users["b"])
+    assert created.organization_id == org.id and b_client.workflows.count() == 0
 
 
 # -- files -------------------------------------------------------------------------------------

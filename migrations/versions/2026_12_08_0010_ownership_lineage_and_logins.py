@@ -12,12 +12,14 @@
   logins holding ``workflow:write``/``workflow:write:all``/``admin`` (and organization
   logins).
 * **Owners are users of the organization**: a tenant's change of ``workflows.owner`` (by
-  ``UPDATE`` or hand-over) and a user login's insert naming another owner must name an
-  active, undeleted user of the workflow's organization (``check_violation``).
-* **Lineage**: ids never change (``UPDATE ... SET id`` is refused), and the id of a deleted
-  workflow or execution cannot be taken again in its organization by another lineage (a
+  ``UPDATE`` or hand-over) must name an active, undeleted user of the workflow's
+  organization (``check_violation``). Creating a workflow is unchanged (revision 0007: the
+  acting user, or any name for organization-wide writers and organization logins).
+* **Lineage**: ids never change (``UPDATE ... SET id`` is refused), and a tenant cannot take
+  the id of a deleted workflow or execution of its organization for another lineage (a
   workflow with another owner, an execution of another owner or workflow): its audit
-  history stays with its lineage (``unique_violation``).
+  history stays with its lineage (``unique_violation``). Admin logins may (a replaced
+  demo load re-creates its ids).
 * **Public runs are read-only for non-owners**: the executions policy is split per
   command; reading follows the workflow (own, public or ``workflow:read:all``), writing
   needs ``workflow:read:all``, the workflow's ownership, or the run's.
@@ -177,15 +179,8 @@ END;
 $$;
 CREATE FUNCTION flowscope_check_workflow_owner() RETURNS TRIGGER
 LANGUAGE plpgsql SECURITY DEFINER {PINNED} AS $$
-DECLARE
-    me VARCHAR;
 BEGIN
-    IF TG_OP = 'UPDATE' AND NEW.owner IS NOT DISTINCT FROM OLD.owner
-       OR NOT public.flowscope_session_is_tenant() THEN
-        RETURN NEW;
-    END IF;
-    me := public.flowscope_session_user();
-    IF TG_OP = 'INSERT' AND (me IS NULL OR NEW.owner IS NOT DISTINCT FROM me) THEN
+    IF NEW.owner IS NOT DISTINCT FROM OLD.owner OR NOT public.flowscope_session_is_tenant() THEN
         RETURN NEW;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM public.users u WHERE u.id = NEW.owner
@@ -207,8 +202,12 @@ $$;
 CREATE FUNCTION flowscope_check_reused_ids() RETURNS TRIGGER
 LANGUAGE plpgsql SECURITY DEFINER {PINNED} AS $$
 BEGIN
-    -- the audit history of an id belongs to its lineage: a deleted row's id is taken again
-    -- only with the same owner (and, for a run, the same workflow)
+    -- the audit history of an id belongs to its lineage: a tenant takes a deleted row's id
+    -- again only with the same owner (and, for a run, the same workflow); an admin login
+    -- may (a replaced demo load re-creates its ids for other owners)
+    IF NOT public.flowscope_session_is_tenant() THEN
+        RETURN NULL;
+    END IF;
     IF EXISTS (
         SELECT 1 FROM (SELECT to_jsonb(n) AS j FROM new_rows n OFFSET 0) n
         JOIN public.audit_log a ON a.table_name = TG_TABLE_NAME AND a.row_id = n.j->>'id'
@@ -257,7 +256,7 @@ TRIGGERS = (
     (
         "workflows_owner_in_organization",
         "workflows",
-        "BEFORE INSERT OR UPDATE OF owner ON workflows FOR EACH ROW",
+        "BEFORE UPDATE OF owner ON workflows FOR EACH ROW",
         "flowscope_check_workflow_owner()",
     ),
     *(
