@@ -454,7 +454,8 @@ def test_files(client: flowscope.Client, office: dict[str, Any], tmp_path: Path)
 
 def test_a_non_superuser_admin_disables_and_drops_what_a_login_left(server_url: str) -> None:
     """With an ordinary CREATEROLE owner as flowscope's admin: a removed user's login is
-    disabled, and its role is dropped although it left default privileges behind."""
+    disabled and its sessions ended, and its role is dropped although it left default
+    privileges behind."""
     import secrets
 
     from flowscope import _migrate
@@ -489,12 +490,25 @@ def test_a_non_superuser_admin_disables_and_drops_what_a_login_left(server_url: 
                 expect="allowed",
             )
             role = tenant.role
+            count = "SELECT count(*) FROM pg_stat_activity WHERE usename = :r"
+            with engine.connect() as conn:  # the tenant's pooled connection is open
+                assert conn.execute(sa.text(count), {"r": role}).scalar() >= 1
             client.users.update(user.id, is_active=False)
             with engine.connect() as conn:
                 login = conn.execute(
                     sa.text("SELECT rolcanlogin FROM pg_roles WHERE rolname = :r"), {"r": role}
                 ).scalar()
-            assert login is False
+                sessions = conn.execute(sa.text(count), {"r": role}).scalar()
+                members = conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r"
+                        " ON r.oid = m.roleid WHERE r.rolname = :r AND m.member <> m.grantor"
+                        " AND m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+                        " AND NOT m.admin_option"
+                    ),
+                    {"r": role},
+                ).scalar()
+            assert (login, sessions, members) == (False, 0, 0)  # ended; nothing borrowed kept
         finally:
             client.close()
         with engine.begin() as conn:

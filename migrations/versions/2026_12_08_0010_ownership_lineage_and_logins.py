@@ -65,6 +65,7 @@ DECLARE
     u RECORD;
     live BOOLEAN := false;
     can_write BOOLEAN := false;
+    borrowed BOOLEAN;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_role) THEN
         RETURN;
@@ -92,10 +93,21 @@ BEGIN
         RETURN;
     END IF;
     EXECUTE format('ALTER ROLE %I WITH NOLOGIN CONNECTION LIMIT 0 PASSWORD NULL', p_role);
+    -- its open sessions end now; a non-superuser admin needs the role's privileges to signal
+    -- them, held only for this (the role is a member of nothing, nothing becomes its)
+    borrowed := NOT pg_has_role(current_user, p_role, 'USAGE');
     BEGIN
+        IF borrowed THEN
+            EXECUTE format('GRANT %I TO %I', p_role, current_user)
+                || CASE WHEN current_setting('server_version_num')::int >= 160000
+                        THEN ' WITH INHERIT TRUE, SET FALSE' ELSE '' END;
+        END IF;
         PERFORM pg_terminate_backend(a.pid) FROM pg_stat_activity a
         WHERE a.usename = p_role AND a.pid <> pg_backend_pid();
-    EXCEPTION WHEN insufficient_privilege THEN
+        IF borrowed THEN
+            EXECUTE format('REVOKE %I FROM %I', p_role, current_user);
+        END IF;
+    EXCEPTION WHEN insufficient_privilege OR invalid_grant_operation THEN
         RAISE WARNING 'flowscope: could not end the sessions of %: they end when they disconnect',
             p_role;
     END;
