@@ -36,6 +36,52 @@ def two_organizations(client: flowscope.Client, scopes: list[str] | None = None)
     return out
 
 
+OWN = ["workflow:read", "workflow:write", "workflow:execute"]
+
+
+def office(client: flowscope.Client) -> dict[str, Any]:
+    """Organization A with users ana and bo (own-and-public reach), a reader, a user without
+    scopes and an organization-wide writer; organization B with a user. Ana owns a private
+    and a public workflow (the public one with a run owned by ana), every other user of A a
+    private one. Returns the organizations, user ids, workflows, that run and scoped clients."""
+    org = client.organizations.create(name="A", slug="a")
+    other = client.organizations.create(name="B", slug="b")
+    specs = {
+        "ana": OWN,
+        "bo": OWN,
+        "reader": ["workflow:read"],
+        "none": [],
+        "wide": ["workflow:read:all", "workflow:write:all", "workflow:execute"],
+    }
+    users = {
+        name: client.users.create(
+            username=name, email=f"{name}@example.com", organization_id=org.id, scopes=scopes
+        ).id
+        for name, scopes in specs.items()
+    }
+    users["b"] = client.users.create(
+        username="b_user", email="b@example.com", organization_id=other.id, scopes=OWN
+    ).id
+    wfs: dict[str, Any] = {}
+    for key, owner, public in (
+        ("ana_private", "ana", False),
+        ("ana_public", "ana", True),
+        *((f"{n}_private", n, False) for n in ("bo", "reader", "none", "wide")),
+    ):
+        wfs[key] = client.workflows.create(
+            name=key, owner=users[owner], organization_id=org.id, is_public=public
+        )
+    run = client.executions.create(workflow_id=wfs["ana_public"].id, owner=users["ana"])
+    scoped = {n: client.scoped(org.id, user_id=users[n]) for n in specs}
+    return {"org": org, "other": other, "users": users, "wfs": wfs, "run": run, "as": scoped}
+
+
+def first_row(engine: sa.Engine, sql: str, **params: Any) -> Any:
+    """The first row of ``sql`` read on a separate (superuser) connection."""
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).first()
+
+
 def make_workflow(client: flowscope.Client, **fields: Any) -> flowscope.WorkflowPublic:
     values: dict[str, Any] = {"name": "wf", "owner": "ana", "nodes": [], "edges": []}
     values.update(fields)

@@ -159,6 +159,7 @@ _TIMEOUT = ("57014", "55P03")  # query_canceled (statement_timeout), lock_not_av
 
 _COPY_REFUSED = "COPY cannot be used with this method"
 _TOO_MANY_PARAMETERS = "number of parameters must be between"
+_LOGIN_DISABLED = "is not permitted to log in"
 
 
 def translate(exc: BaseException, *, url: str | URL | None = None) -> FlowscopeError:
@@ -204,6 +205,12 @@ def translate(exc: BaseException, *, url: str | URL | None = None) -> FlowscopeE
         return QueryTimeoutError(message)
     if sqlstate in _SERIALIZATION or _catalog_race(sqlstate, message):
         return ConflictError(f"concurrent update, try again: {message}")
+    if _LOGIN_DISABLED in message:
+        # a NOLOGIN role: a tenant login whose user was deactivated or removed (revision 0010)
+        first = message.splitlines()[0].rsplit("FATAL:", 1)[-1].strip()
+        return PermissionDeniedError(
+            f"{first}: this identity's user is deactivated or removed, or the role may not log in"
+        )
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) and sqlstate in (
         None,
         "08000",

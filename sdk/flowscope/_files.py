@@ -13,6 +13,9 @@ created, committed or left behind.
 may be refused on a directory); :func:`directory_lock` then falls back to a lock file
 that it removes when the run ends. Where there is no ``fcntl`` (Windows), nothing is
 locked and no leftover is swept (a leftover cannot be told from a live file there).
+
+What they write is the caller's alone: files are created ``0600`` and new directories
+``0700`` (exported rows are as private as the identity that read them).
 """
 
 from __future__ import annotations
@@ -35,10 +38,15 @@ __all__ = [
     "fsync_dir",
     "owned_temp_dir",
     "owned_temp_file",
+    "private_dirs",
     "release",
     "sweep_stale",
     "write_json",
 ]
+
+#: Modes of what flowscope creates: owner-only, like the mirror's.
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
 
 #: The fallback lock file of :func:`directory_lock` (only where ``flock`` on a directory
 #: is refused); removed when the run ends.
@@ -61,6 +69,28 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def private_dirs(path: Path) -> None:
+    """Create the directory ``path`` and its missing parents, each new one owner-only
+    (``0700``); directories that exist are left as they are (exports, archives).
+
+    Example:
+        >>> import stat, tempfile
+        >>> where = Path(tempfile.mkdtemp()) / "a" / "b"
+        >>> private_dirs(where)
+        >>> oct(stat.S_IMODE(where.stat().st_mode)), oct(stat.S_IMODE(where.parent.stat().st_mode))
+        ('0o700', '0o700')
+    """
+    missing: list[Path] = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile (or a file: fails later)
+            directory.mkdir(mode=PRIVATE_DIR)
+
+
 def write_json(path: Path, data: Any) -> None:
     """Replace the JSON file ``path`` atomically: a hidden sibling temp file is written,
     fsynced and renamed over it, then the directory is fsynced (manifests of exports and
@@ -75,7 +105,8 @@ def write_json(path: Path, data: Any) -> None:
     """
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with open(temp, "w", encoding="utf-8") as handle:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+        with open(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2)
             handle.flush()
             os.fsync(handle.fileno())
@@ -112,7 +143,7 @@ def owned_temp_file(path: Path) -> int:
     The lock tells :func:`sweep_stale` that the file is being written. Close the fd with
     :func:`release` once the file is renamed into place or removed.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
     if fcntl is not None:
         fcntl.flock(fd, fcntl.LOCK_EX)
     if not _still_named(fd, path):  # a sweeper removed it between create and lock
@@ -122,8 +153,8 @@ def owned_temp_file(path: Path) -> int:
 
 
 def owned_temp_dir(path: Path) -> int:
-    """Create the directory ``path`` and hold an ``flock`` on it: returns the fd."""
-    path.mkdir()
+    """Create the directory ``path`` (owner-only) and hold an ``flock`` on it: returns the fd."""
+    path.mkdir(mode=PRIVATE_DIR)
     if fcntl is None:  # pragma: no cover - Windows
         return -1
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -205,7 +236,7 @@ def directory_lock(directory: Path, what: str) -> Iterator[None]:
 @contextlib.contextmanager
 def _lock_file(path: Path, what: str) -> Iterator[None]:
     while True:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE)
         if not _try_flock(fd):
             os.close(fd)
             raise ConflictError(f"{what} is already running on {path.parent}")

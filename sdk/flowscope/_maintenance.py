@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
@@ -22,6 +23,12 @@ PARENT = "audit_log"
 DEFAULT_PARTITION = "audit_log_default"
 _MONTHLY = re.compile(r"^audit_log_(\d{4})_(\d{2})$")
 _LOCK_KEY = 0x666C6F77  # advisory lock: one maintenance run at a time
+#: The longest one attempt waits for ``audit_log``'s ACCESS EXCLUSIVE lock (seconds). While
+#: it waits, every audited write of every organization queues behind it, so a reader that
+#: holds the table (a long ``SELECT``) makes maintenance retry, with a growing pause, rather
+#: than stall the writers: they wait at most this long per attempt.
+TABLE_LOCK_ATTEMPT = 0.2
+_PAUSES = (0.05, 2.0)  # the first pause between attempts, and the longest
 
 
 @dataclass(frozen=True)
@@ -120,8 +127,12 @@ class Maintenance(Guarded):
             drop: drop detached partitions (default) or keep them as tables.
             dry_run: report what would be done, change nothing.
             today: the reference day (default: today in UTC); for tests and backfills.
-            lock_timeout: seconds to wait for the maintenance lock and each table lock
-                before giving up with :class:`QueryTimeoutError`.
+            lock_timeout: seconds to wait for the maintenance lock, and then for the
+                audit log's table lock, before giving up with :class:`QueryTimeoutError`.
+                The table lock is tried in attempts of at most
+                :data:`TABLE_LOCK_ATTEMPT` seconds (writers queue behind a waiting
+                ACCESS EXCLUSIVE request, so none waits longer), with a growing pause
+                between them.
 
         Raises:
             ValidationError: a bad argument.
@@ -170,11 +181,16 @@ class Maintenance(Guarded):
                     f" for more than {lock_timeout:g} s: another maintenance run, or a session"
                     " holding that lock; see pg_locks WHERE locktype = 'advisory'"
                 ) from exc
+            deadline = time.monotonic() + lock_timeout
+            attempt = f"{max(1, round(min(lock_timeout, TABLE_LOCK_ATTEMPT) * 1000))}ms"
+            conn.execute(sa.text("SELECT set_config('lock_timeout', :t, true)"), {"t": attempt})
             existing = set(_partitions(conn))
             if PARENT not in _partitioned_tables(conn):
                 raise ConfigurationError(
                     "audit_log is not partitioned: run `flowscope db upgrade` first"
                 )
+            if not dry_run and _has_work(existing, this_month, months_ahead, retention_months):
+                _lock_exclusively(conn, deadline, lock_timeout)
             for k in range(months_ahead + 1):
                 month = add_months(this_month, k)
                 name = partition_name(month)
@@ -215,6 +231,50 @@ class Maintenance(Guarded):
             deleted_from_default=deleted,
             dry_run=dry_run,
         )
+
+
+def _has_work(
+    existing: set[str], this_month: date, months_ahead: int, retention_months: int | None
+) -> bool:
+    """Whether a run would create or drop a partition (the changes that lock the parent)."""
+    wanted = {partition_name(add_months(this_month, k)) for k in range(months_ahead + 1)}
+    if wanted - existing:
+        return True
+    if retention_months is None:
+        return False
+    cutoff = add_months(this_month, -retention_months)
+    for name in existing:
+        m = _MONTHLY.match(name)
+        if m and add_months(date(int(m.group(1)), int(m.group(2)), 1), 1) <= cutoff:
+            return True
+    return False
+
+
+def _lock_exclusively(conn: Connection, deadline: float, lock_timeout: float) -> None:
+    """Take ``audit_log``'s ACCESS EXCLUSIVE lock in short attempts (the session's
+    ``lock_timeout`` is :data:`TABLE_LOCK_ATTEMPT`), pausing between them, until
+    ``deadline``; then :class:`QueryTimeoutError`. The lock is held until the transaction
+    ends, so what follows (create, attach, detach, drop) waits for nobody."""
+    pause = _PAUSES[0]
+    while True:
+        savepoint = conn.begin_nested()
+        try:
+            conn.execute(sa.text(f"LOCK TABLE {PARENT} IN ACCESS EXCLUSIVE MODE"))
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "55P03":
+                raise
+            savepoint.rollback()
+            if time.monotonic() + pause >= deadline:
+                raise QueryTimeoutError(
+                    f"{PARENT} stayed in use for more than {lock_timeout:g} s (a long read or"
+                    " write holds it): maintenance gave up rather than stall writers; run it"
+                    " again later or with a larger lock_timeout"
+                ) from exc
+            time.sleep(pause)
+            pause = min(pause * 2, _PAUSES[1])
+            continue
+        savepoint.commit()
+        return
 
 
 def _partitioned_tables(conn: Connection) -> set[str]:

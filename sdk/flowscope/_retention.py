@@ -42,7 +42,7 @@ from sqlalchemy.dialects import postgresql
 from . import _changes, _provenance
 from ._boundary import Guarded
 from ._durations import parse_duration
-from ._files import directory_lock, sweep_stale, write_json
+from ._files import directory_lock, private_dirs, sweep_stale, write_json
 from .errors import (
     ConfigurationError,
     ConflictError,
@@ -213,7 +213,7 @@ class Retention(Guarded):
                 seconds=time.perf_counter() - started,
             )
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            private_dirs(directory)
         except OSError as exc:
             raise ConfigurationError(f"cannot create archive directory {directory}: {exc}") from exc
 

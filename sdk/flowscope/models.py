@@ -445,6 +445,8 @@ class User(_SoftDeleted, _UserState, UserBase, table=True):
             "idx_users_org", "organization_id", postgresql_where=sa.text("deleted_at IS NULL")
         ),
         sa.Index("idx_users_active", "is_active", postgresql_where=sa.text("deleted_at IS NULL")),
+        # emails are unique ignoring case (revision 0010): a case variant shadows no login
+        sa.Index("users_email_lower_key", sa.text("lower(email)"), unique=True),
     )
 
     password_hash: str = Field(max_length=255, repr=False)

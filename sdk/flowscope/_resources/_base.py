@@ -175,11 +175,11 @@ class Resource(Guarded, Generic[T]):
             with self._session.transaction() as conn:
                 visible = conn.execute(sa.select(self.table.c.id).where(self._by_id(id))).first()
             if visible is not None:
-                who = (
-                    " (only its owner, or a user with workflow:write:all, may)"
-                    if self.table.name == "workflows"
-                    else ""
-                )
+                who = {
+                    "workflows": " (only its owner, or a user with workflow:write:all, may)",
+                    "executions": " (only its own or its workflow's owner, or a user with"
+                    " workflow:read:all, may)",
+                }.get(self.table.name, "")
                 return PermissionDeniedError(
                     f"{self.noun} {id!r} is visible to this client but not its to change{who}"
                 )

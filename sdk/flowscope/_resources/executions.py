@@ -177,7 +177,8 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
         self, id: str, allowed: Sequence[str], values: dict[str, Any], refusal: str, hint: str = ""
     ) -> ExecutionPublic:
         """One conditional ``UPDATE ... WHERE status IN (allowed) RETURNING``; when no row
-        matched, say why: no such execution, or ``ConflictError`` naming its status."""
+        matched, say why: no such execution, ``ConflictError`` naming its status, or
+        ``PermissionDeniedError`` (row-level security: another owner's run)."""
         e = self.table.c
         stmt = (
             sa.update(self.table)
@@ -191,7 +192,10 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
                 current = conn.execute(sa.select(e.status).where(e.id == id)).scalar_one_or_none()
                 if current is None:
                     raise self._not_found(id)
-                raise ConflictError(f"{refusal}: it is {current}{hint}")
+                if current not in allowed:
+                    raise ConflictError(f"{refusal}: it is {current}{hint}")
+        if row is None:  # visible, in an allowed status, yet not this client's to change
+            raise self._refused(id)
         return self._public(row)
 
     def start(self, id: str) -> ExecutionPublic:

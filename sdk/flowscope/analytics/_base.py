@@ -236,9 +236,33 @@ def rows_cte(
     return stmt.cte(name)
 
 
-#: The most time buckets one analytics call may build (per group). A grid of ``freq`` over
-#: ``since``..``until`` above it is refused before anything is sent.
+#: The most cells (groups × time buckets) one analytics call with ``freq`` may return. A
+#: grid of ``freq`` over ``since``..``until`` above it is refused before anything is sent;
+#: with several groups (or without ``since``) the database stops filling empty cells one
+#: past the limit (:func:`empty_cells`) and the result is refused (:func:`finish`).
 MAX_BUCKETS = 100_000
+
+
+def empty_cells(select: sa.Select[Any]) -> sa.Subquery:
+    """The cells (keys, bucket) of a grid, at most one more than :data:`MAX_BUCKETS` of
+    them: enough to tell an over-large grid (:func:`finish` refuses it) without building it."""
+    return select.limit(MAX_BUCKETS + 1).subquery("cells")
+
+
+def check_cells(names: Sequence[str], rows: int) -> None:
+    """Refuse a time-bucketed result (a ``bucket`` column) of more than :data:`MAX_BUCKETS` rows.
+
+    Example:
+        >>> check_cells(["k_workflow", "bucket", "n"], 100_001)
+        Traceback (most recent call last):
+        ...
+        flowscope.errors.ValidationError: the result needs more than 100,000 cells (groups × time buckets), the limit: use a coarser freq, a shorter since/until range, or fewer groups
+    """
+    if "bucket" in names and rows > MAX_BUCKETS:
+        raise ValidationError(
+            f"the result needs more than {MAX_BUCKETS:,} cells (groups × time buckets), the"
+            " limit: use a coarser freq, a shorter since/until range, or fewer groups"
+        )
 
 
 def check_grid(freq: Freq | None, flt: ExecutionFilter) -> None:
@@ -338,11 +362,16 @@ def grouped(
     else:
         zero_src = buckets
         zero_keys = []
+    cells = empty_cells(
+        sa.select(
+            *[zk.label(zk.name) for zk in zero_keys], buckets.c.bucket.label("bucket")
+        ).select_from(zero_src)
+    )
     zeros = sa.select(
-        *[zk.label(zk.name) for zk in zero_keys],
-        buckets.c.bucket.label("bucket"),
+        *[cells.c[k] for k in key_names],
+        cells.c.bucket,
         *[(sa.literal(0, sa.BigInteger) if m.zero else sa.null()).label(m.name) for m in measures],
-    ).select_from(zero_src)
+    )
     real = sa.select(*[a[k] for k in key_names], a.bucket, *[a[m.name] for m in measures]).where(
         a.bucket.in_(sa.select(buckets.c.bucket))
     )
@@ -422,6 +451,7 @@ def finish(query: Query, names: list[str], rows: Sequence[Any]) -> pd.DataFrame:
     """The rows a query returned (from either engine) as its typed frame."""
     import pandas as pd
 
+    check_cells(names, len(rows))
     frame = pd.DataFrame.from_records(rows, columns=names) if rows else pd.DataFrame(columns=names)
     frame = frame.rename(columns=query.rename)
     if query.post is not None:

@@ -24,6 +24,7 @@ from ._base import (
     Measure,
     Query,
     base_from,
+    empty_cells,
     grouped,
     key_columns,
     key_expression,
@@ -117,8 +118,9 @@ def concurrency_query(flt: ExecutionFilter, freq: Freq) -> Query:
         sa.select(bounds.c.lo).scalar_subquery(),
         sa.select(bounds.c.hi).scalar_subquery(),
     )
+    cells = empty_cells(sa.select(buckets.c.bucket))
     zeros = sa.select(
-        buckets.c.bucket,
+        cells.c.bucket,
         sa.literal(0, sa.BigInteger).label("d"),
         sa.literal(0, sa.BigInteger).label("d_exact"),
         sa.null().label("m"),

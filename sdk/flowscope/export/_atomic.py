@@ -26,7 +26,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._files import fsync_dir, owned_temp_file, release
+from .._files import fsync_dir, owned_temp_file, private_dirs, release
 from ..errors import FlowscopeError
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class _AtomicFile:
         import pyarrow.parquet as pq
 
         self.final = final
-        final.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(final.parent)
         self.temp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
         self.rows = 0
         self._writer: Any = None

@@ -26,7 +26,14 @@ import sqlalchemy as sa
 
 from .. import _changes, _provenance
 from .._boundary import Guarded
-from .._files import directory_lock, fsync_dir, owned_temp_dir, release, sweep_stale
+from .._files import (
+    directory_lock,
+    fsync_dir,
+    owned_temp_dir,
+    private_dirs,
+    release,
+    sweep_stale,
+)
 from ..errors import ConfigurationError, SourceChangedError, ValidationError
 from . import _atomic, _incremental
 from ._atomic import _Sink
@@ -234,7 +241,7 @@ class Export(Guarded):
                 if incremental:
                     if target.exists() and not target.is_dir():
                         raise ValidationError(f"{target} exists and is not a directory")
-                    target.mkdir(parents=True, exist_ok=True)
+                    private_dirs(target)
                     stack.enter_context(directory_lock(target, "an incremental export"))
                     manifest = _settle(target)
                     # one snapshot: what the run reads, and where the next run starts
@@ -541,7 +548,7 @@ def _prepare_target(target: Path, *, dataset: bool) -> None:
             )
     elif target.is_dir():
         raise ValidationError(f"{target} is a directory; give a file path (or partition_by)")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(target.parent)
     sweep_stale(list(target.parent.glob(f".{glob.escape(target.name)}.*.tmp")))
 
 
