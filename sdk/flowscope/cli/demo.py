@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._app import app, command, connect
+from ._app import Progress, app, command, connect, show_progress
 from ._filters import parse_time
 from ._output import OutputFormat, emit
 
@@ -32,6 +31,7 @@ def demo(
     tables: Annotated[
         bool, typer.Option("--tables/--no-tables", help="Print analytics tables afterwards.")
     ] = True,
+    progress: Progress = None,
 ) -> None:
     """Load realistic demo data (idempotent) and print a few analytics tables."""
     from .. import demo as demo_data
@@ -49,7 +49,7 @@ def demo(
             now=moment,
             days=days,
             replace=replace,
-            progress=sys.stderr.isatty(),
+            progress=show_progress(progress),
         )
         verb = f"loaded in {info.seconds:.1f} s" if info.created else "already loaded, unchanged"
         typer.echo(f"{info} ({verb})")
