@@ -4,7 +4,7 @@ Usage: python .ci/leftovers.py TMP [HOME], where TMP is the temporary folder (TM
 `make test` ran with and nothing else used, and HOME the (new, empty) home directory it
 ran with. Left behind counts: a process running from TMP, a `flowscope-*` or `tmp*`
 directory in TMP (`tempfile.mkdtemp()`'s default name: a doctest that forgot to clean
-up), and anything flowscope wrote under HOME (its data directory,
+up), a pytest temporary directory (kept only for failed tests), and anything flowscope wrote under HOME (its data directory,
 `~/.local/share/flowscope`, holds mirrors and the embedded database). Servers of killed
 processes (nbval kills every notebook kernel) stop within a second or two, so this waits
 up to 15 s before failing; on success it removes TMP and HOME.
@@ -34,6 +34,8 @@ def leftovers(tmp: Path, home: Path | None = None) -> list[str]:
             found.append(f"process {process.pid} ({process.info['username']}): {cmdline}")
     found += [f"directory {path}" for path in sorted(tmp.glob("flowscope-*"))]
     found += [f"temporary {path}" for path in sorted(tmp.glob("tmp*"))]
+    # pytest keeps the tmp_path of failed tests only (tmp_path_retention_policy = "failed")
+    found += [f"pytest's {path}" for path in sorted(tmp.glob("pytest-of-*/*"))]
     if home is not None:
         found += [f"in HOME: {path}" for path in sorted(home.rglob("*flowscope*"))]
     return found
