@@ -5,14 +5,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo lab test lint bench clean
 
 # the developer toolchain (tests, lint, notebooks, every extra)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
-	touch $@ $(VENV)/.demo-installed
+	touch $@ $(VENV)/.demo-installed $(VENV)/.lab-installed
 
 # only what the SDK needs (what `pip install flowscope` brings): enough for the demo
 $(VENV)/.demo-installed: pyproject.toml
@@ -21,10 +21,21 @@ $(VENV)/.demo-installed: pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
+# the SDK and JupyterLab with what the notebooks import (flowscope[notebooks])
+$(VENV)/.lab-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[notebooks]"
+	touch $@ $(VENV)/.demo-installed
+
 setup: $(VENV)/.installed
 
 demo: $(VENV)/.demo-installed
 	$(VENV)/bin/flowscope demo
+
+# open the walkthroughs in notebooks/ in JupyterLab (LAB_ARGS="--no-browser --ip 0.0.0.0" on a server)
+lab: $(VENV)/.lab-installed
+	$(VENV)/bin/jupyter lab notebooks/ $(LAB_ARGS)
 
 test: setup
 	$(PY) -m pytest tests sdk/flowscope --doctest-modules -p no:cacheprovider

@@ -4,7 +4,7 @@ sketch percentiles are within 1% of the exact ones, after inserts, updates and r
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 
 import flowscope
 import pandas as pd
@@ -89,12 +89,13 @@ def test_rollups_equal_raw_after_inserts_updates_and_refresh(client, engine) -> 
     _all_equal(client, tags_any=["ml"], owner=["ops", "ana"])
     _all_equal(client, include_deleted_workflows=True, organization_id="org_a")
 
-    # inserts after the refresh (today) are answered from the raw table: still equal
-    now = datetime.now(UTC)
+    # rows created on the refresh's own UTC day (between its midnight and the refresh, so at
+    # any hour, also just after midnight) are answered from the raw table: still equal
+    day = refreshed.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     fresh = [
         data._execution(random.Random(i), f"ex_new_{i}",
                         {"id": "wf_ml", "owner": "ben", "organization_id": "org_a"},
-                        now - timedelta(minutes=i))
+                        day + (refreshed - day) * i / 40)
         for i in range(40)
     ]  # fmt: skip
     with engine.begin() as conn:

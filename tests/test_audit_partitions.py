@@ -13,7 +13,10 @@ from alembic.script import ScriptDirectory
 from flowscope import _migrate
 from flowscope._maintenance import add_months, partition_name
 
-THIS_MONTH = datetime.now(UTC).date().replace(day=1)
+
+def _this_month() -> date:
+    """The first day of the current UTC month, read when a test needs it (not at import)."""
+    return datetime.now(UTC).date().replace(day=1)
 
 
 def _before_partitioning() -> str:
@@ -99,9 +102,9 @@ def test_migration_round_trips_with_data(create_database: Callable[[], str]) -> 
         assert parts["audit_log_2024_04"] == 0
         assert parts["audit_log_2024_05"] == 1
         assert parts["audit_log_default"] == 1  # 2031
-        assert parts[partition_name(THIS_MONTH)] >= 52
-        assert partition_name(add_months(THIS_MONTH, 3)) in parts
-        assert partition_name(add_months(THIS_MONTH, 4)) not in parts
+        assert parts[partition_name(_this_month())] >= 52
+        assert partition_name(add_months(_this_month(), 3)) in parts
+        assert partition_name(add_months(_this_month(), 4)) not in parts
         assert sum(parts.values()) == len(before)
         pk = conn.execute(
             sa.text(
@@ -177,7 +180,7 @@ def test_tenants_reach_partitions_only_through_the_parent(client: flowscope.Clie
     assert rows == [{"organization_id": "org_a"}]
     partitions = client.maintenance.partitions()
     assert partitions[-1] == "audit_log_default"
-    assert partition_name(THIS_MONTH) in partitions
+    assert partition_name(_this_month()) in partitions
     for name in partitions:
         with pytest.raises(flowscope.PermissionDeniedError):
             tenant.sql(f'SELECT count(*) FROM "{name}"')
@@ -204,7 +207,7 @@ def fresh(create_database: Callable[[], str]) -> Iterator[flowscope.Client]:
 
 def test_maintain_creates_months_ahead_and_moves_default_rows(fresh: flowscope.Client) -> None:
     client = fresh
-    far = add_months(THIS_MONTH, 6)
+    far = add_months(_this_month(), 6)
     client.sql(
         "INSERT INTO audit_log (occurred_at, table_name, row_id, action)"
         " VALUES (CAST(:w AS timestamptz), 'workflows', 'wf_x', 'UPDATE')",
@@ -213,7 +216,7 @@ def test_maintain_creates_months_ahead_and_moves_default_rows(fresh: flowscope.C
     before = client.sql("SELECT id, occurred_at FROM audit_log ORDER BY id")
     dry = client.maintenance.maintain(months_ahead=7, dry_run=True)
     assert dry.dry_run
-    assert dry.created == [partition_name(add_months(THIS_MONTH, k)) for k in range(4, 8)]
+    assert dry.created == [partition_name(add_months(_this_month(), k)) for k in range(4, 8)]
     assert partition_name(far) not in client.maintenance.partitions()
 
     report = client.maintenance.maintain(months_ahead=7)
@@ -297,7 +300,7 @@ def test_cli_db_maintain(fresh: flowscope.Client) -> None:
     args = ["db", "maintain", "--months-ahead", "5", "--database-url", fresh.url]
     dry = runner.invoke(app, [*args, "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    wanted = [partition_name(add_months(THIS_MONTH, k)) for k in (4, 5)]
+    wanted = [partition_name(add_months(_this_month(), k)) for k in (4, 5)]
     assert f"would create: {', '.join(wanted)}" in dry.output
     assert wanted[0] not in fresh.maintenance.partitions()
     done = runner.invoke(app, args)

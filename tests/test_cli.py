@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -275,6 +277,29 @@ def test_demo_prints_analytics_tables(demo_url: str) -> None:
     for title in ("per organization", "Busiest workflows", "failure signatures", "Slower than"):
         assert title in out
     assert "org_demo_acme" in out and "ConnectionError" in out
+
+
+def test_every_hint_of_the_demo_runs_and_shows_rows(create_database: Callable[[], str]) -> None:
+    """Each command the demo names (in a title, or as the next step) prints rows when pasted.
+
+    30 days of 3,000 runs, so that workflows have the 20 runs a week the "slower" table needs."""
+    url = create_database()
+    assert invoke("db", "upgrade", url=url)[0] == 0
+    code, out, err = invoke(
+        "demo", "--workflows", "12", "--executions", "3000", "--days", "30", url=url
+    )
+    assert code == 0, err
+    hints = re.findall(
+        r"flowscope ((?:analytics|workflows|executions) [^)\n]*?)(?:\)|   |$)", out, re.M
+    )
+    assert len(hints) == 5, out
+    for hint in hints:
+        code, shown, err = invoke(*shlex.split(hint), "-f", "csv", url=url)
+        assert code == 0, (hint, err)
+        assert len(pd.read_csv(io.StringIO(shown))) > 0, (hint, shown)
+    # one meaning of change: the API's (current - previous), beside relative_change
+    header = next(line for line in out.splitlines() if "p50_before" in line)
+    assert header.split()[-2:] == ["change", "relative_change"], header
 
 
 def test_workflows_list_and_show(demo_url: str) -> None:

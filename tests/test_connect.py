@@ -131,3 +131,17 @@ def test_scoped_sql_cannot_leave_its_login(client: flowscope.Client) -> None:
     assert rows == [{"r": 1, "n": 1}]
     assert scoped.sql("SELECT id FROM organizations WHERE id = :i", {"i": "b"}) == []
     assert len(client.sql("SELECT id FROM organizations")) == 2
+
+
+def test_the_test_session_keeps_out_of_the_user_data_directory() -> None:
+    """conftest.py points FLOWSCOPE_DATA_DIR at a temporary directory for the whole session:
+    a mirror() or an embedded connect() without a path never writes to ~/.local/share."""
+    import tempfile
+    from pathlib import Path
+
+    from flowscope import _settings
+
+    data_dir = _settings.load().data_dir
+    assert data_dir != _settings.default_data_dir()
+    assert data_dir.name.startswith("flowscope-session-") and data_dir.is_dir()
+    assert data_dir.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())

@@ -97,8 +97,8 @@ def write_json(path: Path, data: Any) -> None:
     prunes). On an error the temp file is removed and ``path`` is unchanged.
 
     Example:
-        >>> import tempfile
-        >>> where = Path(tempfile.mkdtemp()) / "m.json"
+        >>> where = tmp_path / "manifest" / "m.json"
+        >>> where.parent.mkdir()
         >>> write_json(where, {"runs": []})
         >>> json.loads(where.read_text()), [p.name for p in where.parent.iterdir()]
         ({'runs': []}, ['m.json'])

@@ -23,6 +23,7 @@ import contextvars
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,10 @@ class Session:
         self._owns_engine = owns_engine
         self._lock = threading.Lock()
         self._logins: dict[tuple[str, str | None], _Login] = {}
+        # a session dropped without close() (a notebook rebinding `client`) closes its pools
+        # when collected, or at exit, instead of leaving open connections to the collector
+        owned = (engine, replicas) if owns_engine else (None, None)
+        weakref.finalize(self, _close_pools, self._lock, self._logins, *owned)
 
     def __repr__(self) -> str:
         scope = f" organization_id={self.organization_id!r}" if self.organization_id else ""
@@ -476,17 +481,28 @@ class Session:
     # -- lifetime ------------------------------------------------------------------------
     def close(self) -> None:
         """Close the pools this session owns (an admin session: its tenants' too)."""
-        with self._lock:
-            logins = list(self._logins.values())
-            self._logins.clear()
-        for login in logins:
-            login.engine.dispose()
-            if login.replicas is not None:
-                login.replicas.dispose()
-        if self._owns_engine and self._engine is not None:
-            self._engine.dispose()
-            if self._replicas is not None:
-                self._replicas.dispose()
+        owned = (self._engine, self._replicas) if self._owns_engine else (None, None)
+        _close_pools(self._lock, self._logins, *owned)
+
+
+def _close_pools(
+    lock: threading.Lock,
+    logins: dict[tuple[str, str | None], _Login],
+    engine: Engine | None,
+    replicas: _db.ReplicaSet | None,
+) -> None:
+    """Dispose a session's pools: its tenants' logins, then its own engine and replicas."""
+    with lock:
+        gone = list(logins.values())
+        logins.clear()
+    for login in gone:
+        login.engine.dispose()
+        if login.replicas is not None:
+            login.replicas.dispose()
+    if engine is not None:
+        engine.dispose()
+        if replicas is not None:
+            replicas.dispose()
 
 
 def session_of(client: Any) -> Session:

@@ -20,6 +20,7 @@ module              commands
 :mod:`.export`      ``export``
 :mod:`.mirror`      ``mirror sync``
 :mod:`.retention`   ``prune``
+:mod:`.sql`         ``sql`` (read-only, on the database or ``--mirror``)
 :mod:`.users`       ``users create | set-password``
 ==================  ======================================================================
 
@@ -28,6 +29,7 @@ Example:
     $ flowscope db upgrade
     $ flowscope analytics durations --by workflow --since 2026-06-01 --freq 1D
     $ flowscope prune executions --older-than 90D --archive-to archive/
+    $ flowscope sql "SELECT status, count(*) AS n FROM executions GROUP BY 1"
     $ flowscope --database-url postgresql://me@db:5432/orchestrator db current
 """
 
@@ -38,7 +40,7 @@ import sys
 import typer
 
 from ..errors import FlowscopeError
-from . import analytics, db, demo, executions, export, mirror, retention, users, workflows
+from . import analytics, db, demo, executions, export, mirror, retention, sql, users, workflows
 from ._app import app
 
 __all__ = ["app", "main"]
@@ -49,8 +51,8 @@ app.add_typer(executions.app, name="executions")
 app.add_typer(analytics.app, name="analytics")
 app.add_typer(users.app, name="users")
 app.add_typer(mirror.app, name="mirror")
-# demo, export and retention register `demo`, `export` and `prune` on the app itself
-_TOP_LEVEL = (demo, export, retention)
+# demo, export, retention and sql register `demo`, `export`, `prune` and `sql` on the app itself
+_TOP_LEVEL = (demo, export, retention, sql)
 
 
 def main() -> None:

@@ -57,6 +57,14 @@ _URL_HELP = "PostgreSQL URL. Default: FLOWSCOPE_DATABASE_URL, then the embedded 
 DatabaseUrl = Annotated[str | None, typer.Option("--database-url", help=_URL_HELP)]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"flowscope {version('flowscope')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global_options(
     database_url: Annotated[
@@ -77,6 +85,12 @@ def _global_options(
     traceback: Annotated[
         bool, typer.Option("--traceback", hidden=True, help="Show tracebacks (debugging).")
     ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Read, write and analyse a flowscope database."""
     STATE.database_url = database_url or None
@@ -92,6 +106,23 @@ def fail(message: str, code: int = 1) -> typing.NoReturn:
     raise typer.Exit(code=code)
 
 
+_CANCELLED = "canceling statement due to user request"
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """True when ``exc`` is, or was caused by, a Ctrl-C. A driver may catch the SIGINT
+    itself: ADBC cancels the query and raises the server's answer, "canceling statement
+    due to user request" (SQLSTATE 57014, as a statement timeout, but worded apart)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt) or _CANCELLED in str(current):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _one_line_errors(fn: _F) -> _F:
     """Turn every error into one line on stderr and exit status 1 (130 on Ctrl-C)."""
 
@@ -101,13 +132,17 @@ def _one_line_errors(fn: _F) -> _F:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
+        except KeyboardInterrupt:
+            fail("interrupted", code=130)
         except FlowscopeError as exc:
+            if _interrupted(exc):
+                fail("interrupted", code=130)
             if STATE.traceback:
                 raise
             fail(str(exc))
-        except KeyboardInterrupt:
-            fail("interrupted", code=130)
         except Exception as exc:
+            if _interrupted(exc):
+                fail("interrupted", code=130)
             if STATE.traceback:
                 raise
             fail(f"unexpected {type(exc).__name__}: {exc} (run with --traceback for details)")
@@ -190,6 +225,24 @@ def command(
         return fn
 
     return register
+
+
+# -- progress bars ---------------------------------------------------------------------
+Progress = Annotated[
+    bool | None,
+    typer.Option(
+        "--progress/--no-progress",
+        help="Show a progress bar on stderr (default: only when stderr is a terminal).",
+        show_default=False,
+    ),
+]
+
+
+def show_progress(progress: bool | None) -> bool:
+    """The ``--progress/--no-progress`` choice, or whether stderr is a terminal."""
+    import sys
+
+    return sys.stderr.isatty() if progress is None else progress
 
 
 # -- connections -------------------------------------------------------------------------

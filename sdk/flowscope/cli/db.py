@@ -53,7 +53,7 @@ def upgrade(
     _migrate_to(revision, _migrate.upgrade)
 
 
-@command(app, "downgrade")
+@command(app, "downgrade", context_settings={"ignore_unknown_options": True})  # -1 is a revision
 def downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision, e.g. -1 or base.")],
 ) -> None:

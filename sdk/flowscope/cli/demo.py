@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
+from datetime import UTC
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._app import app, command, connect
+from ._app import Progress, app, command, connect, show_progress
 from ._filters import parse_time
 from ._output import OutputFormat, emit
 
@@ -31,6 +31,7 @@ def demo(
     tables: Annotated[
         bool, typer.Option("--tables/--no-tables", help="Print analytics tables afterwards.")
     ] = True,
+    progress: Progress = None,
 ) -> None:
     """Load realistic demo data (idempotent) and print a few analytics tables."""
     from .. import demo as demo_data
@@ -48,7 +49,7 @@ def demo(
             now=moment,
             days=days,
             replace=replace,
-            progress=sys.stderr.isatty(),
+            progress=show_progress(progress),
         )
         verb = f"loaded in {info.seconds:.1f} s" if info.created else "already loaded, unchanged"
         typer.echo(f"{info} ({verb})")
@@ -63,8 +64,13 @@ def _describe(client: Client) -> str:
 
 
 def _demo_tables(client: Client, info: Any) -> None:
-    """A first look at the demo data through the analytics calls."""
+    """A first look at the demo data through the analytics calls.
+
+    Each title names the command that prints the same table when pasted after the demo (a
+    test runs them): the calls that depend on "now" take the demo's reference time.
+    """
     analytics = client.analytics
+    until = info.now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     typer.echo("")
     status = analytics.status_breakdown(by="organization_id")
     emit(
@@ -77,30 +83,31 @@ def _demo_tables(client: Client, info: Any) -> None:
     emit(
         board[["workflow", "executions", "failure_rate", "p50_seconds", "p95_seconds"]],
         OutputFormat.table,
-        title="Busiest workflows  (flowscope analytics summary)",
+        title="Busiest workflows  (flowscope analytics summary --sort executions --limit 5)",
     )
     typer.echo("")
     failures = analytics.failures(top=5)
     emit(
         failures[["error_type", "message", "executions", "workflows", "current_step"]],
         OutputFormat.table,
-        title="Top failure signatures  (flowscope analytics failures)",
+        title="Top failure signatures  (flowscope analytics failures --top 5)",
     )
     typer.echo("")
-    change = analytics.compare(period="7D", by="workflow", until=info.now)
-    runs = change[change.metric == "executions"].set_index("workflow")["current"]
-    p50 = change[change.metric == "p50_seconds"].set_index("workflow")
+    compared = analytics.compare(period="7D", by="workflow", until=info.now)
+    runs = compared[compared.metric == "executions"].set_index("workflow")["current"]
+    p50 = compared[compared.metric == "p50_seconds"].set_index("workflow")
     p50 = p50[runs.reindex(p50.index) >= 20].sort_values("relative_change", ascending=False)
-    slower = p50.head(3).reset_index()[["workflow", "previous", "current", "relative_change"]]
+    columns = ["workflow", "previous", "current", "change", "relative_change"]
+    slower = p50.head(3).reset_index()[columns]
     emit(
-        slower.rename(
-            columns={"previous": "p50_before", "current": "p50_now", "relative_change": "change"}
-        ),
+        # the API's columns: change = current - previous (seconds), relative_change = change / previous
+        slower.rename(columns={"previous": "p50_before", "current": "p50_now"}),
         OutputFormat.table,
-        title="Slower than the week before  (flowscope analytics compare --by workflow)",
+        title="Slower than the week before, p50 seconds"
+        f"  (flowscope analytics compare --period 7D --by workflow --until {until})",
     )
     typer.echo("")
     typer.echo(
         "next: flowscope analytics durations --by workflow_version "
-        f"--workflow {info.regression_workflow_id}   (and the notebooks in notebooks/)"
+        f"--workflow {info.regression_workflow_id}   (and the notebooks in notebooks/: make lab)"
     )

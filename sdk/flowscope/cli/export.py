@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._app import app, command, connect
+from ._app import Progress, app, command, connect, show_progress
 from ._filters import execution_filter, parse_time, with_filters
 
 
@@ -28,7 +28,7 @@ def export(
     incremental: Annotated[
         bool, typer.Option(help="Append rows newer than the dataset's high-water mark.")
     ] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: Progress = None,
     *,
     filters: dict[str, Any],
 ) -> None:
@@ -70,7 +70,7 @@ def export(
             partition_by=partition_by or None,
             compression=compression,
             incremental=incremental,
-            progress=progress,
+            progress=show_progress(progress),
         )
     typer.echo(
         f"exported {result.rows:,} rows to {len(result.files)} file(s),"

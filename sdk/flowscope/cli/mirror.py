@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import command, connect, group
+from ._app import Progress, command, connect, group, show_progress
 
 app = group("The local columnar mirror (Parquet + DuckDB) of readable rows.")
 
@@ -17,12 +17,12 @@ def sync(
         str | None, typer.Option(help="Mirror directory (default: under the data directory).")
     ] = None,
     full: Annotated[bool, typer.Option(help="Copy everything again.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: Progress = None,
 ) -> None:
     """Bring the local mirror up to date (inserts, updates and deletes since the last sync)."""
     with connect() as client:
         mirror = client.mirror(path)
-        report = mirror.sync(full=full, progress=progress)
+        report = mirror.sync(full=full, progress=show_progress(progress))
     typer.echo(
         f"{mirror.path}: {'full copy' if report.full else 'incremental'}, {report.added:,} added,"
         f" {report.changed:,} changed, {report.removed:,} removed in {report.seconds:.2f} s;"

@@ -7,8 +7,9 @@ place and its directory fsynced. ``path`` holds the old file or the new one, nev
 of one, even after ``kill -9``; the next run sweeps what a killed one left.
 
 Example:
-    >>> import pyarrow as pa, tempfile, pathlib
-    >>> where = pathlib.Path(tempfile.mkdtemp()) / "t.parquet"
+    >>> import pyarrow as pa
+    >>> where = tmp_path / "atomic" / "t.parquet"
+    >>> where.parent.mkdir()
     >>> write_parquet(pa.table({"id": ["a", "b"]}), where) > 0
     True
     >>> sorted(p.name for p in where.parent.iterdir())

@@ -38,7 +38,7 @@ from ..errors import ConfigurationError, SourceChangedError, ValidationError
 from . import _atomic, _incremental
 from ._atomic import _Sink
 from ._incremental import _manifest, _save_manifest, _settle, _tombstones
-from ._read import ReadOptions, _estimate_rows, _plan_query, _stream_plan, read_options
+from ._read import ReadOptions, _estimate_select_rows, _plan_query, _stream_plan, read_options
 from ._schema import TIME_COLUMN, table
 
 if TYPE_CHECKING:
@@ -389,12 +389,9 @@ class Export(Guarded):
         rows = deleted = 0
         hwm: datetime | None = None
         fresh_ids: set[str] = set()
-        total = (
-            _estimate_rows(self._session, name)
-            if (progress and read.filter is None and not read.filter_fields)
-            else None
-        )
-        bar = _progress(progress, f"export {name}", total if extra_where is None else None)
+        # the planner's estimate of this very query (filters included): a total and an ETA
+        total = _estimate_select_rows(self._session, plan.select) if progress else None
+        bar = _progress(progress, f"export {name}", total)
         # Parquet encoding runs in a worker thread, overlapping the next batch's parsing.
         from concurrent.futures import Future, ThreadPoolExecutor
 

@@ -280,6 +280,23 @@ def _stream_plan(
             yield decode(chunks)
 
 
+def _estimate_select_rows(session: Session, select: sa.Select[Any]) -> int | None:
+    """The planner's estimate of the rows ``select`` returns (``EXPLAIN``: nothing is run),
+    for a progress bar's total and ETA, filters included; None when it cannot tell."""
+    try:
+        with session.read_transaction() as conn:
+            compiled = select.compile(
+                dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
+            )
+            explained: Any = conn.exec_driver_sql(
+                "EXPLAIN (FORMAT JSON) " + compiled.string, compiled.params
+            ).scalar()
+        rows = explained[0]["Plan"]["Plan Rows"]
+    except (FlowscopeError, sa.exc.SQLAlchemyError, LookupError, TypeError):
+        return None
+    return int(rows) if isinstance(rows, int | float) and rows > 0 else None
+
+
 def _estimate_rows(session: Session, name: str) -> int | None:
     """The planner's row count of ``name`` (for a progress bar), or None."""
     if name not in TABLES:
