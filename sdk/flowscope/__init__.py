@@ -19,6 +19,7 @@ from ._client import Client, connect
 from .errors import (
     AccountLockedError,
     AuthenticationError,
+    CommitUnknownError,
     ConfigurationError,
     ConflictError,
     ConnectionFailedError,
@@ -94,6 +95,7 @@ __all__ = [
     "AuditLogEntryPublic",
     "AuthenticationError",
     "Client",
+    "CommitUnknownError",
     "ConfigurationError",
     "ConflictError",
     "ConnectionFailedError",

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from .. import _changes
 from .._boundary import Guarded
 from .._files import directory_lock, fsync_dir, owned_temp_dir, release, sweep_stale
-from ..errors import ConfigurationError, ValidationError
+from ..errors import ConfigurationError, FlowscopeError, ValidationError
 from . import _atomic
 from ._atomic import _Sink
 from ._incremental import _manifest, _save_manifest, _settle, _tombstones
@@ -241,6 +241,8 @@ class Export(Guarded):
                     progress=progress,
                     incremental=incremental,
                 )
+        except FlowscopeError:  # ConnectionFailedError, QueryTimeoutError are OSErrors too
+            raise
         except OSError as exc:
             raise _path_error(target, exc) from exc
 
@@ -366,8 +368,16 @@ class Export(Guarded):
             with feed, ThreadPoolExecutor(1, thread_name_prefix="flowscope-parquet") as pool:
                 try:
                     shared = _changes.export_snapshot(conn) if conn is not None else None
-                    stream = _stream_plan(
-                        self._session, plan, batch_size=read.batch_size, conn=conn, snapshot=shared
+                    stream = feed.enter_context(  # closed before the transaction ends
+                        contextlib.closing(
+                            _stream_plan(
+                                self._session,
+                                plan,
+                                batch_size=read.batch_size,
+                                conn=conn,
+                                snapshot=shared,
+                            )
+                        )
                     )
                     for batch in stream:
                         if time_col is not None and incremental and batch.num_rows:
