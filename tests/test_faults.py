@@ -288,19 +288,29 @@ def test_ctrl_c_interrupts_a_stalled_read_within_two_seconds(
 
 
 # -- errors that say what happened -------------------------------------------------------------
-def test_a_deadline_is_a_query_timeout_and_lost_connections_are_named() -> None:
+def test_one_mapping_names_what_happened() -> None:
+    import psycopg
     from flowscope import _db
 
-    err = _db.translate(_deadline.DeadlineExceeded("no answer within 1 s"))
-    assert isinstance(err, flowscope.QueryTimeoutError)
-    import psycopg
+    def wrapped(orig: Exception) -> sa.exc.DBAPIError:
+        return sa.exc.OperationalError("SELECT 1", {}, orig)
 
+    timeout = _db.translate(wrapped(_deadline.DeadlineExceeded("no answer within 1 s")))
+    assert isinstance(timeout, flowscope.QueryTimeoutError)
     lost = _db.translate(
-        sa.exc.OperationalError(
-            "SELECT 1", {}, psycopg.OperationalError("server closed the connection unexpectedly")
-        )
+        wrapped(psycopg.OperationalError("server closed the connection unexpectedly"))
     )
     assert isinstance(lost, flowscope.ConnectionFailedError) and "lost the connection" in str(lost)
+    refused = _db.translate(wrapped(psycopg.OperationalError("connection refused")))
+    assert isinstance(refused, flowscope.ConnectionFailedError) and "cannot connect" in str(refused)
+    # an upgrade whose connection died inside its transaction, then used again
+    pending = sa.exc.PendingRollbackError(
+        "Can't reconnect until invalid transaction is rolled back.  Please rollback() fully"
+    )
+    assert isinstance(_db.translate(pending), flowscope.ConnectionFailedError)
+    # a local file error inside a database block stays a file error (the boundary names the path)
+    with pytest.raises(OSError, match="No space left"), _db.translating("postgresql://u@h/x"):
+        raise OSError(errno.ENOSPC, "No space left on device", "/x")
 
 
 # -- concurrent start-up and migration ------------------------------------------------------------
@@ -353,3 +363,93 @@ def test_processes_starting_together_on_a_fresh_embedded_directory_all_succeed(
     while data_dir.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not data_dir.exists()
+
+
+# -- the read paths over every client option, on both transports (issue 22, item 2) ---------------
+RESERVED = "p@ss:w/o?r#d%+ &=x'\"\\"  # every character a URL or libpq reserves
+
+
+@pytest.fixture(scope="module")
+def reserved_role(cluster: Cluster) -> str:
+    """A login whose password holds reserved characters, checked by SCRAM over TCP."""
+    engine = sa.create_engine(cluster.primary_url(DATABASE), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text("CREATE ROLE fs_reserved LOGIN SUPERUSER"))
+        alter = sa.text("SELECT format('ALTER ROLE fs_reserved PASSWORD %L', CAST(:p AS text))")
+        conn.execute(sa.text(conn.execute(alter, {"p": RESERVED}).scalar_one()))
+        hba = cluster.primary_dir / "pg_hba.conf"
+        hba.write_text("host all fs_reserved 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        conn.execute(sa.text("SELECT pg_reload_conf()"))
+    engine.dispose()
+    time.sleep(0.2)
+    from urllib.parse import quote
+
+    return f"fs_reserved:{quote(RESERVED, safe='')}"
+
+
+def _option(
+    name: str, cluster: Cluster, login: str, monkeypatch: pytest.MonkeyPatch
+) -> flowscope.Client:
+    port = cluster.primary_port
+    if name == "statement_timeout":
+        return flowscope.connect(cluster.primary_url(DATABASE), statement_timeout=30)
+    if name == "statement_timeout_env":
+        monkeypatch.setenv("FLOWSCOPE_STATEMENT_TIMEOUT", "30")
+        return flowscope.connect(cluster.primary_url(DATABASE))
+    if name == "application_name":
+        return flowscope.connect(cluster.primary_url(DATABASE) + "?application_name=fs%20app")
+    if name == "reserved_password":
+        return flowscope.connect(f"postgresql://{login}@127.0.0.1:{port}/{DATABASE}")
+    if name == "unix_socket":
+        return flowscope.connect(
+            f"postgresql://postgres@/{DATABASE}?host={cluster.root}&port={port}"
+        )
+    assert name == "scoped"
+    with flowscope.connect(cluster.primary_url(DATABASE)) as admin:
+        org = admin.sql("SELECT id FROM organizations")[0]["id"]
+    return flowscope.connect(
+        cluster.primary_url(DATABASE), organization_id=org, statement_timeout=30
+    )
+
+
+OPTIONS = [
+    "statement_timeout",
+    "statement_timeout_env",
+    "application_name",
+    "reserved_password",
+    "unix_socket",
+    "scoped",
+]
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_every_read_path_works_with_every_client_option(
+    cluster: Cluster,
+    reserved_role: str,
+    transport: str,
+    option: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flowscope.export import _adbc
+
+    used = {"adbc": 0}
+    batches = _adbc._adbc_batches
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        used["adbc"] += 1
+        return batches(*args, **kwargs)
+
+    monkeypatch.setattr(_adbc, "_adbc_batches", spy)
+    with _option(option, cluster, reserved_role, monkeypatch) as client:
+        assert len(READS["to_pandas"](client, tmp_path)) == 60
+        assert READS["export"](client, tmp_path).rows == 60
+        assert READS["query_arrow"](client, tmp_path).num_rows == 60
+        assert READS["mirror"](client, tmp_path).rows["executions"] == 60
+    assert (used["adbc"] > 0) == (transport == "adbc")
+
+
+def test_a_wrong_reserved_password_is_refused(cluster: Cluster, reserved_role: str) -> None:
+    url = f"postgresql://fs_reserved:wrong@127.0.0.1:{cluster.primary_port}/{DATABASE}"
+    with pytest.raises(flowscope.FlowscopeError, match="password authentication failed"):
+        flowscope.connect(url)
