@@ -260,7 +260,13 @@ def translate(exc: BaseException, *, url: str | URL | None = None) -> FlowscopeE
     if sqlstate in _SERIALIZATION or _catalog_race(sqlstate, message):
         return ConflictError(f"concurrent update, try again: {message}")
     if isinstance(exc, sa_exc.PendingRollbackError) and "invalid transaction" in message:
-        # SQLAlchemy's word for "the connection died inside a transaction" (then used again)
+        # SQLAlchemy's word for "the connection died inside a transaction" (then used again):
+        # name the error that killed it, when it is at hand
+        cause = exc.__context__
+        while cause is not None and not isinstance(cause, sa_exc.DBAPIError):
+            cause = cause.__context__
+        if cause is not None:
+            return translate(cause, url=url)
         where = describe_host(url) if url is not None else "the database server"
         return ConnectionFailedError(
             f"lost the connection to PostgreSQL at {where} during a transaction (nothing of it"
