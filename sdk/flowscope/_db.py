@@ -390,6 +390,8 @@ def translating(url: str | URL | None = None) -> Iterator[None]:
 def commit(transaction: Any, url: str | URL | None, ids: list[str] | None = None) -> None:
     """Commit; a connection lost (or past its deadline) once COMMIT was sent raises
     :class:`CommitUnknownError` naming ``ids``: the rows may be committed, or not."""
+    if not transaction.is_active:  # the caller's block ended it (conn.rollback())
+        return
     try:
         transaction.commit()
     except sa_exc.DBAPIError as exc:

@@ -46,9 +46,7 @@ READ_ALL = "workflow:read:all"
 WRITE_ALL = "workflow:write:all"
 WIDER = {READ: READ_ALL, WRITE: WRITE_ALL}
 
-# The write transaction open in this thread/task: (session key, connection). Reads inside
-# it run on that same connection, so they see its uncommitted writes.
-# the ids the open write transaction inserted, for CommitUnknownError (note_written)
+# The ids the open write transaction inserted, for CommitUnknownError (note_written).
 _WRITTEN: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "flowscope_written", default=None
 )
@@ -62,6 +60,8 @@ def note_written(ids: list[str]) -> None:
         written.extend(ids)
 
 
+# The write transaction open in this thread/task: (session key, connection). Reads inside
+# it run on that same connection, so they see its uncommitted writes.
 _WRITE_TX: contextvars.ContextVar[tuple[tuple[Any, ...], Connection] | None] = (
     contextvars.ContextVar("flowscope_write_transaction", default=None)
 )
