@@ -139,8 +139,8 @@ class Cluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_cluster() -> Cluster:
-    """Start a primary and one streaming replica under a fresh temporary directory."""
+def start_cluster(*, replica: bool = True) -> Cluster:
+    """Start a primary and (``replica``) one streaming replica under a fresh temporary directory."""
     bin_dir, reason = binaries()
     if bin_dir is None:
         raise RuntimeError(reason)
@@ -166,7 +166,8 @@ def start_cluster() -> Cluster:
     cluster = Cluster(bin_dir=bin_dir, root=root, run_as=run_as)
     try:
         cluster.start_primary()
-        cluster.start_replica()
+        if replica:
+            cluster.start_replica()
     except BaseException:
         cluster.stop()
         raise

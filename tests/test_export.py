@@ -792,16 +792,27 @@ def test_cli_export(seeded: flowscope.Client, database_url: str, tmp_path: Path)
 
 # -- the ADBC transport specifically ---------------------------------------------------------
 def test_adbc_uri_from_sqlalchemy_urls() -> None:
-    assert export.adbc_uri("postgresql+psycopg://u:p%40ss@db:5433/x") == (
-        "postgresql://u:p%40ss@db:5433/x?application_name=flowscope"
-    )
+    import urllib.parse
+
+    def parts(uri: str | None) -> tuple[str, dict[str, str]]:
+        assert uri is not None and "+" not in uri.split("?")[1]  # libpq decodes %20, not +
+        base, _, query = uri.partition("?")
+        return base, dict(urllib.parse.parse_qsl(query))
+
+    base, query = parts(export.adbc_uri("postgresql+psycopg://u:p%40ss@db:5433/x"))
+    assert base == "postgresql://u:p%40ss@db:5433/x"
+    assert query["application_name"] == "flowscope" and query["keepalives"] == "1"
+    assert query["connect_timeout"] == "10" and query["tcp_user_timeout"] == "30000"
     # the embedded server's Unix-socket form
-    assert export.adbc_uri("postgresql://postgres:@/flowscope?host=/tmp/pg dir") == (
-        "postgresql://postgres@/flowscope?host=%2Ftmp%2Fpg+dir&application_name=flowscope"
+    base, query = parts(export.adbc_uri("postgresql://postgres:@/flowscope?host=/tmp/pg dir"))
+    assert base == "postgresql://postgres@/flowscope" and query["host"] == "/tmp/pg dir"
+    base, query = parts(
+        export.adbc_uri(
+            "postgresql://u@[::1]:5432/x?options=-c%20work_mem%3D8MB", statement_timeout=1.5
+        )
     )
-    assert export.adbc_uri("postgresql://u@[::1]:5432/x") == (
-        "postgresql://u@[::1]:5432/x?application_name=flowscope"
-    )
+    assert base == "postgresql://u@[::1]:5432/x"
+    assert query["options"] == "-c work_mem=8MB -c statement_timeout=1500"
 
 
 def test_adbc_is_used_without_parameters_and_copy_with_them(

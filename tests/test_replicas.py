@@ -11,6 +11,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import flowscope
 import pytest
@@ -385,3 +386,21 @@ def test_sdk_reads_fall_back_to_the_primary_when_the_replica_is_down(
         cluster.restart_replica()
         client.close()
         _purge(cluster, *created)
+
+
+@pytest.mark.parametrize("transport", ["copy", "adbc"])
+def test_every_read_path_works_on_a_replica_client_with_a_statement_timeout(
+    cluster: pgcluster.Cluster, transport: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a replica client reads through the COPY decoder (ADBC cannot route to replicas)
+    monkeypatch.setenv("FLOWSCOPE_EXPORT_TRANSPORT", transport)
+    with flowscope.connect(
+        cluster.primary_url("flowscope"),
+        read_url=cluster.replica_url("flowscope"),
+        statement_timeout=30,
+        timeout=20,
+    ) as client:
+        assert len(client.workflows.to_pandas()) == 2
+        assert client.export.parquet("workflows", tmp_path / "w.parquet", progress=False).rows == 2
+        assert client.query_arrow("SELECT id FROM workflows").num_rows == 2
+        assert client.mirror(tmp_path / "m").sync(progress=False).rows["workflows"] == 2

@@ -21,6 +21,7 @@ import typing
 from .errors import (
     AccountLockedError,
     AuthenticationError,
+    CommitUnknownError,
     ConfigurationError,
     ConflictError,
     ConnectionFailedError,
@@ -139,6 +140,7 @@ __all__ = [
     "AuditLogEntryPublic",
     "AuthenticationError",
     "Client",
+    "CommitUnknownError",
     "ConfigurationError",
     "ConflictError",
     "ConnectionFailedError",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from . import _db, _migrate, _settings
+from . import _db, _deadline, _migrate, _settings
 from ._boundary import Guarded, boundary
 from ._session import Session
 from .errors import ConfigurationError
@@ -442,6 +442,7 @@ def connect(
     max_overflow: int = 10,
     pool_timeout: float = 30.0,
     statement_timeout: float | None = None,
+    timeout: float | None = None,
 ) -> Client:
     """Connect to a flowscope database and return a :class:`Client`.
 
@@ -471,6 +472,14 @@ def connect(
         statement_timeout: seconds a statement may run before PostgreSQL cancels it
             (:class:`QueryTimeoutError`); default ``FLOWSCOPE_STATEMENT_TIMEOUT``, else
             no limit.
+        timeout: the client's deadline, in seconds: the longest flowscope waits for any one
+            answer from the server (a statement's result, the next part of a streaming read,
+            a COMMIT), on either transport, even when the server or the network is stuck
+            (where ``statement_timeout`` cannot fire). Past it the connection is closed and
+            the call raises :class:`QueryTimeoutError` (:class:`CommitUnknownError` for a
+            COMMIT). Default ``FLOWSCOPE_TIMEOUT``, else ``statement_timeout`` + 10 s, else
+            900 s; ``0`` turns it off. Connections also use TCP keepalives and
+            ``tcp_user_timeout``, so a vanished server is noticed within about a minute.
 
     Raises:
         ConnectionFailedError: the server cannot be reached (the message names the host).
@@ -486,9 +495,12 @@ def connect(
         >>> client.close()
     """
     settings = _settings.load()
-    timeout = _db.parse_timeout(
+    seconds = _db.parse_timeout(
         statement_timeout if statement_timeout is not None else settings.statement_timeout
     )
+    given = timeout if timeout is not None else settings.timeout
+    limit = _db.parse_timeout(given, "timeout")  # None: none given, or 0 (no deadline)
+    deadline = _deadline.resolve(0 if given is not None and limit is None else limit, seconds)
     embedded = False
     root: Path | None = None
     if url is None:
@@ -523,7 +535,8 @@ def connect(
         "pool_size": pool_size,
         "max_overflow": max_overflow,
         "pool_timeout": wait,
-        "statement_timeout": timeout,
+        "statement_timeout": seconds,
+        "deadline": deadline,
     }
     replicas = _db.ReplicaSet(read_urls, **options) if read_urls else None
     engine = _db.create_engine(url, **options)

@@ -11,7 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
+from . import _deadline
 from .errors import (
+    CommitUnknownError,
     ConfigurationError,
     ConflictError,
     ConnectionFailedError,
@@ -70,15 +72,21 @@ def describe_host(url: str | URL) -> str:
 
 
 def create_engine(
-    url: str | URL, *, statement_timeout: float | None = None, **kwargs: Any
+    url: str | URL,
+    *,
+    statement_timeout: float | None = None,
+    deadline: float | None = None,
+    **kwargs: Any,
 ) -> Engine:
-    """Create an engine for a flowscope database (psycopg 3, pre-ping, short connect timeout).
+    """Create an engine for a flowscope database (psycopg 3, pre-ping, short connect timeout,
+    TCP keepalives and ``tcp_user_timeout``: :func:`flowscope._deadline.libpq_params`).
 
     Every connection is reset when it goes back to the pool: the transaction is rolled
     back, then ``DISCARD ALL`` drops whatever the last user left on the session (settings,
     temporary objects, prepared statements, advisory locks, ``LISTEN``s), so nothing
     crosses from one call to the next. ``statement_timeout`` (seconds) becomes the
-    session default of every connection.
+    session default of every connection. ``deadline`` (seconds): the longest any wait for
+    the server may take; past it the connection is closed (:mod:`flowscope._deadline`).
 
     Example:
         >>> engine = create_engine(url, statement_timeout=30)   # "postgresql://me@db:5432/x"
@@ -90,7 +98,8 @@ def create_engine(
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_reset_on_return", None)  # replaced by _reset_session below
     connect_args = dict(kwargs.pop("connect_args", {}))
-    connect_args.setdefault("connect_timeout", 10)
+    for name, value in _deadline.libpq_params(_deadline.connect_timeout(deadline)).items():
+        connect_args.setdefault(name, value)
     connect_args.setdefault("application_name", "flowscope")
     # psycopg prepares a statement after 5 runs; DISCARD ALL at check-in ends every prepared
     # statement, so they would never be reused: only prepare when asked (prepare=True; None
@@ -102,6 +111,13 @@ def create_engine(
         connect_args["options"] = f"{options} -c statement_timeout={ms}".strip()
     engine = sa.create_engine(normalize_url(url), connect_args=connect_args, **kwargs)
     sa.event.listen(engine, "reset", _reset_session)
+
+    def connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+        conn = _deadline.DeadlineConnection.connect(*cargs, **cparams)
+        conn.deadline = deadline
+        return conn
+
+    sa.event.listen(engine, "do_connect", connect)
     return engine
 
 
@@ -155,6 +171,45 @@ _NOT_NULL = "23502"
 _INSUFFICIENT_PRIVILEGE = "42501"
 _SERIALIZATION = ("40001", "40P01")
 _TIMEOUT = ("57014", "55P03")  # query_canceled (statement_timeout), lock_not_available
+# admin_shutdown, crash_shutdown (the server ended the session), cannot_connect_now (starting)
+_SHUTDOWN = ("57P01", "57P02", "57P03")
+# what libpq and psycopg say when an open connection went away (vs. one that never opened)
+_LOST = (
+    "server closed the connection",
+    "connection is closed",
+    "connection socket closed",
+    "consuming input failed",
+    "sending query",
+    "no connection to the server",
+    "could not receive data",
+    "could not send data",
+    "eof detected",
+    "connection reset",
+    "broken pipe",
+    "terminating connection",
+    "connection is lost",
+)
+
+
+def is_connection_lost(exc: BaseException | None) -> bool:
+    """Whether a driver error says an open connection went away (not: could not connect).
+
+    Example:
+        >>> import psycopg
+        >>> is_connection_lost(psycopg.OperationalError(
+        ...     "consuming input failed: server closed the connection unexpectedly"))
+        True
+    """
+    for _ in range(5):
+        if exc is None:
+            return False
+        if getattr(exc, "sqlstate", None) in _SHUTDOWN[:2]:
+            return True
+        text = str(exc).lower()
+        if any(marker in text for marker in _LOST):
+            return True
+        exc = getattr(exc, "orig", None) or exc.__cause__
+    return False
 
 
 _COPY_REFUSED = "COPY cannot be used with this method"
@@ -211,15 +266,33 @@ def translate(exc: BaseException, *, url: str | URL | None = None) -> FlowscopeE
         return PermissionDeniedError(
             f"{first}: this identity's user is deactivated or removed, or the role may not log in"
         )
-    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) and sqlstate in (
-        None,
-        "08000",
-        "08001",
-        "08006",
-        "57P03",
+    if isinstance(exc, sa_exc.PendingRollbackError) and "invalid transaction" in message:
+        # SQLAlchemy's word for "the connection died inside a transaction" (then used again):
+        # name the error that killed it, when it is at hand
+        cause = exc.__context__
+        while cause is not None and not isinstance(cause, sa_exc.DBAPIError):
+            cause = cause.__context__
+        if cause is not None:
+            return translate(cause, url=url)
+        where = describe_host(url) if url is not None else "the database server"
+        return ConnectionFailedError(
+            f"lost the connection to PostgreSQL at {where} during a transaction (nothing of it"
+            " was committed)"
+        )
+    if isinstance(orig, _deadline.DeadlineExceeded):
+        return QueryTimeoutError(message)
+    connection_error = isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or (
+        type(orig).__name__ in ("OperationalError", "InterfaceError")
+    )
+    if (
+        (sqlstate or "").startswith("08")
+        or sqlstate in _SHUTDOWN
+        or (connection_error and sqlstate is None)
     ):
         where = describe_host(url) if url is not None else "the database server"
         first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        if sqlstate in _SHUTDOWN[:2] or is_connection_lost(orig):
+            return ConnectionFailedError(f"lost the connection to PostgreSQL at {where}: {first}")
         return ConnectionFailedError(f"cannot connect to PostgreSQL at {where}: {first}")
     if sqlstate is None and (
         isinstance(exc, sa_exc.DataError)
@@ -313,12 +386,41 @@ def translating(url: str | URL | None = None) -> Iterator[None]:
         yield
     except FlowscopeError:
         raise
-    except (sa_exc.SQLAlchemyError, OSError) as exc:
+    except sa_exc.SQLAlchemyError as exc:
         raise translate(exc, url=url) from exc
     except Exception as exc:  # psycopg errors outside SQLAlchemy (COPY, raw cursors)
         if type(exc).__module__.startswith("psycopg"):
             raise translate(exc, url=url) from exc
         raise
+
+
+def commit(transaction: Any, url: str | URL | None, ids: list[str] | None = None) -> None:
+    """Commit; a connection lost (or past its deadline) once COMMIT was sent raises
+    :class:`CommitUnknownError` naming ``ids``: the rows may be committed, or not."""
+    if not transaction.is_active:  # the caller's block ended it (conn.rollback())
+        return
+    try:
+        transaction.commit()
+    except sa_exc.DBAPIError as exc:
+        if not (
+            exc.connection_invalidated
+            or is_connection_lost(exc)
+            or isinstance(exc.orig, _deadline.DeadlineExceeded)
+        ):
+            raise
+        where = describe_host(url) if url is not None else "the database server"
+        ids = list(ids or [])
+        shown = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+        check = (
+            f"check whether these ids exist before writing them again: {shown}"
+            if ids
+            else "check whether the transaction's rows exist before running it again"
+        )
+        raise CommitUnknownError(
+            f"the connection to PostgreSQL at {where} was lost after COMMIT was sent: the"
+            f" transaction may or may not have been committed; {check}",
+            ids=ids,
+        ) from exc
 
 
 def discard_if_busy(conn: Connection, exc: BaseException) -> None:
@@ -344,6 +446,60 @@ def discard_if_busy(conn: Connection, exc: BaseException) -> None:
         return
     if busy:
         conn.invalidate(exc if isinstance(exc, Exception) else None)
+
+
+# -- advisory locks: one process at a time -------------------------------------------------
+#: pg_advisory_lock keys ("flowscope" work that must not run twice at once)
+MIGRATION_LOCK = 0x666C6F77_6D696772  # b"flowmigr": every upgrade and downgrade
+CREATE_DATABASE_LOCK = 0x666C6F77_63726561  # b"flowcrea": creating the embedded database
+
+
+@contextlib.contextmanager
+def advisory_lock(url: str | URL, key: int, what: str, *, wait: float) -> Iterator[None]:
+    """Hold PostgreSQL's session advisory lock ``key`` for the block, on a connection of its
+    own (the work's connection may commit, roll back or be replaced meanwhile); another
+    process holding it is waited for up to ``wait`` seconds, then :class:`QueryTimeoutError`.
+
+    Example:
+        >>> with advisory_lock(url, MIGRATION_LOCK, "a migration", wait=5):
+        ...     pass            # no other process migrates this database meanwhile
+    """
+    engine = create_engine(
+        url,
+        poolclass=sa.pool.NullPool,
+        isolation_level="AUTOCOMMIT",
+        deadline=max(wait, 30.0),
+        connect_args={"application_name": "flowscope-lock"},
+    )
+    try:
+        with translating(url):
+            conn = engine.connect()
+        with conn:
+            with translating(url):
+                _wait_for_lock(conn, url, key, what, wait)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(sa_exc.SQLAlchemyError):
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    finally:
+        engine.dispose()
+
+
+def _wait_for_lock(conn: Connection, url: str | URL, key: int, what: str, wait: float) -> None:
+    import time
+
+    take = sa.text("SELECT pg_try_advisory_lock(:k)")
+    give_up = time.monotonic() + wait
+    pause = 0.02
+    while not conn.execute(take, {"k": key}).scalar():
+        if time.monotonic() > give_up:
+            raise QueryTimeoutError(
+                f"{what} waited {wait:g} s for another process doing the same on"
+                f" {describe_host(url)} (advisory lock {key:#x}); try again when it is done"
+            )
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 # -- read replicas -------------------------------------------------------------------

@@ -166,12 +166,30 @@ def run_with_lock_timeout(connection: Connection, run: Callable[[], None]) -> No
     """Run ``run`` (one pass of the migrations on ``connection``) with a ``lock_timeout``;
     retry it when a lock was not granted in time; then raise :class:`DatabaseError`
     naming the blocking sessions. The session's own ``lock_timeout`` is restored after."""
-    from . import _settings
+    from . import _db, _deadline, _settings
 
     timeout = _settings.migration_lock_timeout()
     retries = _settings.migration_lock_retries()
     if connection.in_transaction():
         connection.commit()
+    # one migration at a time per database: two processes upgrading a fresh database
+    # would both create the same types and tables (a lock of its own connection, taken
+    # after the caller's check of the revision: Alembic reads it again under the lock)
+    url = connection.engine.url
+    with (
+        _db.advisory_lock(url, _db.MIGRATION_LOCK, "a migration", wait=MIGRATION_WAIT),
+        _deadline.lifted(connection.connection.driver_connection),
+    ):
+        _run_with_lock_timeout(connection, run, timeout, retries)
+
+
+#: seconds a migration waits for another process's migration of the same database
+MIGRATION_WAIT = 600.0
+
+
+def _run_with_lock_timeout(
+    connection: Connection, run: Callable[[], None], timeout: str, retries: int
+) -> None:
     previous = connection.execute(text("SELECT current_setting('lock_timeout')")).scalar_one()
     connection.execute(text("SELECT set_config('lock_timeout', :v, false)"), {"v": timeout})
     connection.commit()

@@ -47,6 +47,20 @@ READ_ALL = "workflow:read:all"
 WRITE_ALL = "workflow:write:all"
 WIDER = {READ: READ_ALL, WRITE: WRITE_ALL}
 
+# The ids the open write transaction inserted, for CommitUnknownError (note_written).
+_WRITTEN: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "flowscope_written", default=None
+)
+
+
+def note_written(ids: list[str]) -> None:
+    """Record ids the current write transaction inserts: if its COMMIT's outcome is unknown,
+    :class:`~flowscope.CommitUnknownError` names them."""
+    written = _WRITTEN.get()
+    if written is not None:
+        written.extend(ids)
+
+
 # The write transaction open in this thread/task: (session key, connection). Reads inside
 # it run on that same connection, so they see its uncommitted writes.
 _WRITE_TX: contextvars.ContextVar[tuple[tuple[Any, ...], Connection] | None] = (
@@ -149,6 +163,13 @@ class Session:
         """Seconds a statement may run (None: no limit)."""
         admin = self._admin if self._admin is not None else self
         value = admin._engine_options.get("statement_timeout")
+        return float(value) if value is not None else None
+
+    @property
+    def deadline(self) -> float | None:
+        """The client's deadline in seconds (:mod:`flowscope._deadline`; None: none)."""
+        admin = self._admin if self._admin is not None else self
+        value = admin._engine_options.get("deadline")
         return float(value) if value is not None else None
 
     @property
@@ -295,16 +316,25 @@ class Session:
         with _db.translating(self.url):
             engine = self.engine
             with engine.connect() as conn:
-                with conn.begin():
+                tx = conn.begin()
+                written: list[str] = []
+                try:
                     self._apply_actor(conn)
                     token = _WRITE_TX.set((key, conn))
+                    tokens = _WRITTEN.set(written)
                     try:
                         yield conn
                     except BaseException as exc:
                         _db.discard_if_busy(conn, exc)
                         raise
                     finally:
+                        _WRITTEN.reset(tokens)
                         _WRITE_TX.reset(token)
+                except BaseException:
+                    if tx.is_active:
+                        tx.rollback()
+                    raise
+                _db.commit(tx, self.url, written)
                 replicas = self.replicas
                 if replicas is not None:
                     # where the primary's WAL stands after this commit: reads that must see

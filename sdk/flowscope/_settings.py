@@ -14,6 +14,7 @@ ENV_ADMIN_PASSWORD = "FLOWSCOPE_ADMIN_PASSWORD"  # read by the first migration o
 ENV_ANALYTICS_WORK_MEM = "FLOWSCOPE_ANALYTICS_WORK_MEM"
 ENV_ANALYTICS_ENGINE = "FLOWSCOPE_ANALYTICS_ENGINE"
 ENV_STATEMENT_TIMEOUT = "FLOWSCOPE_STATEMENT_TIMEOUT"
+ENV_TIMEOUT = "FLOWSCOPE_TIMEOUT"  # the client's deadline (flowscope._deadline)
 ENV_MIGRATION_LOCK_TIMEOUT = "FLOWSCOPE_MIGRATION_LOCK_TIMEOUT"
 ENV_MIGRATION_LOCK_RETRIES = "FLOWSCOPE_MIGRATION_LOCK_RETRIES"
 
@@ -34,6 +35,7 @@ class Settings:
     read_urls: tuple[str, ...]
     data_dir: Path
     statement_timeout: str | None = None
+    timeout: str | None = None
 
 
 def default_data_dir() -> Path:
@@ -52,6 +54,7 @@ def load() -> Settings:
         read_urls=tuple(u.strip() for u in read.split(",") if u.strip()),
         data_dir=Path(data_dir).expanduser() if data_dir else default_data_dir(),
         statement_timeout=os.environ.get(ENV_STATEMENT_TIMEOUT) or None,
+        timeout=os.environ.get(ENV_TIMEOUT) or None,
     )
 
 

@@ -21,7 +21,10 @@ with ``raise ... from exc`` so the cause stays visible.
     └── DatabaseError              anything else the database refused
         ├── ConnectionFailedError  the server cannot be reached (names the host)
         ├── QueryTimeoutError      the statement (or a lock wait, or the wait for a free
-        │                          pooled connection: ``pool_timeout``) ran past its limit
+        │                          pooled connection: ``pool_timeout``, or the client's
+        │                          deadline: ``connect(timeout=)``) ran past its limit
+        ├── CommitUnknownError     the connection was lost after COMMIT was sent: the rows
+        │                          may or may not be committed (``ids`` says what to check)
         └── SchemaOutOfDateError   the database is not at the migrations' head
 
 Warnings (``warnings.warn``; nothing failed, but you should know)::
@@ -46,6 +49,7 @@ from typing import Any
 __all__ = [
     "AccountLockedError",
     "AuthenticationError",
+    "CommitUnknownError",
     "ConfigurationError",
     "ConflictError",
     "ConnectionFailedError",
@@ -132,6 +136,25 @@ class QueryTimeoutError(DatabaseError, TimeoutError):
         flowscope.errors.QueryTimeoutError: canceling statement due to statement timeout
         >>> client.close()
     """
+
+
+class CommitUnknownError(DatabaseError):
+    """The connection was lost after COMMIT was sent: the transaction may have been committed
+    or not, and a blind retry may write its rows twice. ``ids`` lists the ids it wrote (when
+    flowscope knows them): look them up (``client.<table>.get(id)``) before writing again.
+
+    Deliberately not a :class:`ConnectionFailedError`: code that retries on a lost
+    connection must not retry this.
+
+    Example:
+        >>> err = CommitUnknownError("lost after COMMIT", ids=["wf_a"])
+        >>> err.ids, isinstance(err, ConnectionFailedError)
+        (['wf_a'], False)
+    """
+
+    def __init__(self, message: str, *, ids: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.ids: list[str] = list(ids or [])
 
 
 class SchemaOutOfDateError(DatabaseError):

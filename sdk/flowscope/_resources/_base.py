@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ADMIN", "EXECUTE", "READ", "WRITE", "Page", "Resource"]
 
-from .._session import ADMIN, EXECUTE, READ, WRITE
+from .._session import ADMIN, EXECUTE, READ, WRITE, note_written
 from ._page import Page, cursor_value, from_cursor_value
 
 MAX_LIMIT = 10_000
@@ -429,6 +429,7 @@ class Resource(Guarded, Generic[T]):
         stmt = sa.insert(self.table).values(**values).returning(*self.columns)
         with self._session.transaction() as conn:
             row = conn.execute(stmt).one()
+            note_written([str(row.id)])
         return self._public(row)
 
     def _update_values(self, changes: BaseModel) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.dialects import postgresql
 
 from .._modelkit import check_storable
+from .._session import note_written
 from ..errors import ConflictError, NotFoundError, ValidationError
 from ..filters import ExecutionFilter
 from ..models import (
@@ -144,6 +145,8 @@ class Executions(Resource[ExecutionPublic], TableIO, IngestMixin):
         stmt = sa.insert(EXECUTIONS).from_select(list(values), select).returning(*self.columns)
         with self._session.transaction() as conn:
             row = conn.execute(stmt).first()
+            if row is not None:
+                note_written([str(row.id)])
             if row is None and org is not None:
                 actual = conn.execute(
                     sa.select(w.organization_id).where(

@@ -18,16 +18,17 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
-from .. import _db
+from .. import _db, _deadline
 from ..errors import ConfigurationError, DatabaseError, FlowscopeError, ValidationError
 from ._schema import _Plan
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from .._session import Session
 
 __all__ = ["adbc_uri"]
+
+T = TypeVar("T")
 
 # ADBC's batch size hint (its default is 16 MB). Smaller batches keep the Parquet writer
 # thread busy sooner and hold less in flight: 1M executions went 2.6 s → 2.4 s and peak RSS
@@ -55,14 +58,21 @@ def _transport() -> str:
     return value
 
 
-def adbc_uri(url: str | sa.URL, *, statement_timeout: float | None = None) -> str | None:
+def adbc_uri(
+    url: str | sa.URL, *, statement_timeout: float | None = None, deadline: float | None = None
+) -> str | None:
     """The libpq URI ADBC connects with, for a flowscope database URL (None: not expressible).
 
+    Every value is percent-encoded (libpq decodes ``%20``, not ``+``); the connection gets
+    the same connect timeout, keepalives and ``tcp_user_timeout`` as psycopg's
+    (:func:`flowscope._deadline.libpq_params`), and the statement timeout as ``options``.
+
     Example:
-        >>> adbc_uri("postgresql+psycopg://u:p%40ss@db:5433/x")
-        'postgresql://u:p%40ss@db:5433/x?application_name=flowscope'
-        >>> adbc_uri("postgresql://postgres:@/flowscope?host=/tmp/pg")
-        'postgresql://postgres@/flowscope?host=%2Ftmp%2Fpg&application_name=flowscope'
+        >>> uri = adbc_uri("postgresql+psycopg://u:p%40ss@db:5433/x", statement_timeout=2)
+        >>> uri.split("?")[0]
+        'postgresql://u:p%40ss@db:5433/x'
+        >>> [p for p in uri.split("?")[1].split("&") if p.startswith(("options", "application"))]
+        ['application_name=flowscope', 'options=-c%20statement_timeout%3D2000']
     """
     u = sa.make_url(_db.normalize_url(url))
     quote = urllib.parse.quote
@@ -81,9 +91,13 @@ def adbc_uri(url: str | sa.URL, *, statement_timeout: float | None = None) -> st
     database = quote(u.database or "", safe="")
     query = dict(u.query)
     query.setdefault("application_name", "flowscope")
+    for name, value in _deadline.libpq_params(_deadline.connect_timeout(deadline)).items():
+        query.setdefault(name, value)
     if statement_timeout is not None:
-        query["options"] = f"-c statement_timeout={round(statement_timeout * 1000)}"
-    return f"postgresql://{auth}{host}{port}/{database}?" + urllib.parse.urlencode(query)
+        given = str(query.get("options", ""))
+        query["options"] = f"{given} -c statement_timeout={round(statement_timeout * 1000)}".strip()
+    encoded = urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
+    return f"postgresql://{auth}{host}{port}/{database}?{encoded}"
 
 
 def _adbc_query(session: Session, plan: _Plan) -> tuple[str, str, list[tuple[str, str]]] | None:
@@ -118,7 +132,9 @@ def _adbc_query(session: Session, plan: _Plan) -> tuple[str, str, list[tuple[str
     )
     positions = compiled.positiontup or []
     params = [compiled.params[name] for name in positions]
-    uri = adbc_uri(session.login_url, statement_timeout=session.statement_timeout)
+    uri = adbc_uri(
+        session.login_url, statement_timeout=session.statement_timeout, deadline=session.deadline
+    )
     if uri is None:
         return None
     # ADBC (1.13) runs a query with bound parameters as a prepared statement and hands back
@@ -198,6 +214,11 @@ class _AdbcCaster:
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
 
+def _set_config(cur: Any, name: str, value: str) -> None:
+    cur.execute("SELECT set_config($1, $2, true)", (name, value))
+    cur.fetchall()
+
+
 _SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
 
 
@@ -220,52 +241,70 @@ def _adbc_batches(
 
     uri, sql, settings = query
     cast = _AdbcCaster(plan)
-    errors = (adbc_driver_manager.Error, pa.ArrowException, OSError)  # OSError: from the stream
+    # OSError: from the stream; DeadlineExceeded: the worker's (flowscope._deadline)
+    errors = (adbc_driver_manager.Error, pa.ArrowException, OSError, _deadline.DeadlineExceeded)
 
     def fail(exc: BaseException) -> FlowscopeError:
-        if isinstance(exc, adbc_driver_manager.Error):
+        if isinstance(exc, adbc_driver_manager.Error | _deadline.DeadlineExceeded):
             return _db.translate(exc, url=session.url)
         return DatabaseError(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
 
+    worker = _deadline.Worker(deadline=session.deadline)
     try:
-        conn = adbc.connect(uri, autocommit=False)
+        conn = worker.call(lambda: adbc.connect(uri, autocommit=False))
     except errors as exc:
+        worker.close()
         raise fail(exc) from exc
+    except BaseException:
+        worker.close()
+        raise
+
+    def cancel() -> None:
+        with contextlib.suppress(Exception):
+            conn.adbc_connection.cancel()
+
+    def call(fn: Callable[[], T]) -> T:
+        try:
+            return worker.call(fn, on_abandon=cancel)
+        except errors as exc:
+            raise fail(exc) from exc
+
     drained = False
+    cur = conn.cursor()
     try:
-        with conn.cursor() as cur:
+        if snapshot is not None:
+            if not _SNAPSHOT_ID.fullmatch(snapshot):
+                raise ValidationError(f"not a snapshot id: {snapshot!r}")
+            call(lambda: cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+            call(lambda: cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+        for name, value in settings:  # the query's values, bound (see _adbc_query)
+            call(functools.partial(_set_config, cur, name, value))
+        with contextlib.suppress(adbc_driver_manager.Error):  # an older driver
+            cur.adbc_statement.set_options(
+                **{"adbc.postgresql.batch_size_hint_bytes": str(_ADBC_BATCH_BYTES)}
+            )
+        call(lambda: cur.execute(sql))
+        reader = call(cur.fetch_record_batch)
+        while True:
             try:
-                if snapshot is not None:
-                    if not _SNAPSHOT_ID.fullmatch(snapshot):
-                        raise ValidationError(f"not a snapshot id: {snapshot!r}")
-                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                    cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-                for name, value in settings:  # the query's values, bound (see _adbc_query)
-                    cur.execute("SELECT set_config($1, $2, true)", (name, value))
-                    cur.fetchall()
-                with contextlib.suppress(adbc_driver_manager.Error):  # an older driver
-                    cur.adbc_statement.set_options(
-                        **{"adbc.postgresql.batch_size_hint_bytes": str(_ADBC_BATCH_BYTES)}
-                    )
-                cur.execute(sql)
-                reader = cur.fetch_record_batch()
-            except errors as exc:
-                raise fail(exc) from exc
-            while True:
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    drained = True
-                    break
-                except errors as exc:
-                    raise fail(exc) from exc
-                for start in range(0, batch.num_rows, batch_size):
-                    yield cast(batch.slice(start, batch_size))
+                batch = call(reader.read_next_batch)
+            except StopIteration:
+                drained = True
+                break
+            for start in range(0, batch.num_rows, batch_size):
+                yield cast(batch.slice(start, batch_size))
     finally:
-        if not drained:
+
+        def close() -> None:
+            if not drained:
+                cancel()
+            for step in (cur.close, conn.rollback, conn.close):
+                with contextlib.suppress(Exception):
+                    step()
+
+        if worker.abandoned:  # the stuck call ends some day: then the worker closes it all
+            worker.run_after(close)
+        else:
             with contextlib.suppress(Exception):
-                conn.adbc_connection.cancel()
-        with contextlib.suppress(Exception):
-            conn.rollback()
-        with contextlib.suppress(Exception):
-            conn.close()
+                worker.call(close)
+        worker.close()

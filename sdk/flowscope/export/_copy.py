@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -240,7 +240,7 @@ def _copy_batches(
     batch_size: int,
     max_bytes: int = _MAX_BATCH_BYTES,
     conn: sa.Connection | None = None,
-) -> Iterator[list[Any]]:
+) -> Generator[list[Any], None, None]:
     """Run ``COPY (plan) TO STDOUT (FORMAT binary)`` in the client's scope and yield the
     rows (one CopyData message each) in lists of at most ``batch_size`` rows / ``max_bytes``.
 

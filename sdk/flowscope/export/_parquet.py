@@ -34,7 +34,7 @@ from .._files import (
     release,
     sweep_stale,
 )
-from ..errors import ConfigurationError, SourceChangedError, ValidationError
+from ..errors import ConfigurationError, FlowscopeError, SourceChangedError, ValidationError
 from . import _atomic, _incremental
 from ._atomic import _Sink
 from ._incremental import _manifest, _save_manifest, _settle, _tombstones
@@ -261,6 +261,8 @@ class Export(Guarded):
                     incremental=incremental,
                     conn=conn,
                 )
+        except FlowscopeError:  # ConnectionFailedError, QueryTimeoutError are OSErrors too
+            raise
         except OSError as exc:
             raise _path_error(target, exc) from exc
 
@@ -397,11 +399,22 @@ class Export(Guarded):
 
         pending: Future[None] | None = None
         try:
-            with ThreadPoolExecutor(1, thread_name_prefix="flowscope-parquet") as pool:
+            with (
+                contextlib.ExitStack() as streams,
+                ThreadPoolExecutor(1, thread_name_prefix="flowscope-parquet") as pool,
+            ):
                 try:
                     shared = _changes.export_snapshot(conn) if conn is not None else None
-                    stream = _stream_plan(
-                        self._session, plan, batch_size=read.batch_size, conn=conn, snapshot=shared
+                    stream = streams.enter_context(  # closed before the transaction ends
+                        contextlib.closing(
+                            _stream_plan(
+                                self._session,
+                                plan,
+                                batch_size=read.batch_size,
+                                conn=conn,
+                                snapshot=shared,
+                            )
+                        )
                     )
                     for batch in stream:
                         if time_col is not None and incremental and batch.num_rows:

@@ -21,11 +21,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
@@ -254,7 +255,7 @@ def _stream_plan(
     batch_size: int | None = _DEFAULT_BATCH,
     conn: sa.Connection | None = None,
     snapshot: str | None = None,
-) -> Iterator[pa.RecordBatch]:
+) -> Generator[pa.RecordBatch, None, None]:
     """The plan's rows as RecordBatches of at most ``batch_size`` rows; ``None``: each
     transport's own size (ADBC's 4 MB batches as they come, the COPY decoder's
     :data:`_COPY_BATCH` rows), which the Parquet export uses.
@@ -274,9 +275,13 @@ def _stream_plan(
         )
         return
     decode = _copy._Decoder(plan)
-    with _db.translating(session.url):
-        size = batch_size or _COPY_BATCH
-        for chunks in _copy._copy_batches(session, plan, batch_size=size, conn=conn):
+    size = batch_size or _COPY_BATCH
+    # closed here, at once, when this generator is closed or fails: a COPY left suspended
+    # holds its connection's lock, and a roll-back of that connection (the caller's
+    # transaction, or the garbage collector's) would wait for it forever
+    copying = _copy._copy_batches(session, plan, batch_size=size, conn=conn)
+    with _db.translating(session.url), contextlib.closing(copying):
+        for chunks in copying:
             yield decode(chunks)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import _changes, _provenance
+from .._boundary import Guarded
 from .._files import directory_lock
 from ..errors import ConfigurationError, FlowscopeError, ValidationError
 from . import _store, _sync
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from ._analytics import MirrorAnalytics
 
 
-class Mirror:
+class Mirror(Guarded):
     """A local copy of the rows a client may read (see :mod:`flowscope.mirror`).
 
     Create one with :meth:`flowscope.Client.mirror`. Opening a mirror directory that

@@ -21,6 +21,7 @@ drop the ids of the workflows that differ that PostgreSQL no longer has
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,10 +64,11 @@ def copy(
         with _store.ParquetOut(root / rel, table_plan.schema, origin) as out:
             shared = _changes.export_snapshot(conn)
             stream = _stream_plan(session, table_plan, batch_size=None, conn=conn, snapshot=shared)
-            for batch in stream:
-                out.write(batch)
-                bar.update(batch.num_rows)
-                _store.step("batch")
+            with contextlib.closing(stream):  # a writer error ends the read at once
+                for batch in stream:
+                    out.write(batch)
+                    bar.update(batch.num_rows)
+                    _store.step("batch")
             rows = out.rows
     finally:
         bar.close()
