@@ -319,3 +319,54 @@ def test_a_database_emptied_by_the_test_fixture_is_a_new_source(client, database
     assert report.full and "created again" in (report.reason or "")
     assert _mirror_ids(mirror) == _ids(client)
     mirror.close()
+
+
+def test_a_physical_restore_of_an_older_backup_is_told_apart(tmp_path) -> None:
+    """The whole cluster put back to a file-level backup taken before the last sync: same
+    instance id, OID, system identifier and timeline; only its transaction ids went back."""
+    import subprocess
+
+    from .pgcluster import start_cluster
+
+    cluster = start_cluster(replica=False)
+    try:
+        admin = _admin(cluster.primary_url())
+        with admin.connect() as conn:
+            conn.execute(sa.text("CREATE DATABASE restored"))
+        admin.dispose()
+        url = cluster.primary_url("restored")
+        _migrate_to_head(url)
+        client = flowscope.connect(url, migrate=False)
+        kept = set(_add_runs(client, 3))
+        client.close()
+        data = cluster.primary_dir
+        backup = cluster.root / "backup"
+
+        def stop() -> None:
+            cluster._run("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
+
+        stop()
+        subprocess.run(["cp", "-a", str(data), str(backup)], check=True)
+        cluster._pg_ctl_start(data, cluster.primary_port)
+        client = flowscope.connect(url, migrate=False)
+        for _ in range(3):  # transactions the backup has not seen
+            _add_runs(client, 2, name="later")
+        mirror_dir, lake = tmp_path / "mirror", tmp_path / "lake"
+        assert client.mirror(mirror_dir).sync(progress=False).rows["executions"] == 9
+        client.export.parquet("executions", lake, incremental=True, progress=False)
+        client.close()
+        stop()  # the restore: the old files take the data directory's place
+        subprocess.run(["rm", "-rf", str(data)], check=True)
+        subprocess.run(["mv", str(backup), str(data)], check=True)
+        cluster._pg_ctl_start(data, cluster.primary_port)
+        client = flowscope.connect(url, migrate=False)
+        report = client.mirror(mirror_dir).sync(progress=False)
+        assert report.full and "back in time" in (report.reason or ""), report
+        mirror = client.mirror(mirror_dir)
+        assert _mirror_ids(mirror) == kept == _ids(client)
+        mirror.close()
+        with pytest.raises(flowscope.SourceChangedError, match="back in time"):
+            client.export.parquet("executions", lake, incremental=True, progress=False)
+        client.close()
+    finally:
+        cluster.stop()
