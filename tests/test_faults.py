@@ -121,11 +121,7 @@ def _fails_within(
         call()
     elapsed = time.monotonic() - start
     assert elapsed < seconds, f"{caught.value!r} after {elapsed:.1f} s"
-    TIMINGS.append(f"{os.environ.get('PYTEST_CURRENT_TEST', '?').split(' ')[0]}: {elapsed:.2f} s")
     return caught.value, elapsed
-
-
-TIMINGS: list[str] = []
 
 
 READS: dict[str, Callable[[flowscope.Client, Path], Any]] = {
@@ -241,6 +237,7 @@ def test_a_failing_export_writer_leaves_no_locked_connection(
         with pytest.raises(flowscope.ConfigurationError) as caught:
             client.export.parquet("executions", target, progress=False, batch_size=7)
         assert "No space left" in str(caught.value) and str(target) in str(caught.value)
+        del caught  # the traceback holds the failed call's frames: let the collector have them
         _collects_garbage()
         monkeypatch.setattr(_atomic._Sink, "write", write)
         assert client.export.parquet("executions", target, progress=False).rows == 60
@@ -262,6 +259,7 @@ def test_a_failing_mirror_writer_is_a_file_error_not_a_database_error(
             client.mirror(tmp_path / "m").sync(progress=False)
         assert not isinstance(caught.value, flowscope.DatabaseError), caught.value
         assert "No space left" in str(caught.value)
+        del caught
         _collects_garbage()
         monkeypatch.setattr(_store.ParquetOut, "write", write)
         assert client.mirror(tmp_path / "m").sync(progress=False).rows["executions"] == 60

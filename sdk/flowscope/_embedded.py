@@ -222,13 +222,13 @@ def _release(root: Path, owners: int, pid: int) -> None:
 
 def ensure_database(data_dir: Path, database: str = DATABASE) -> str:
     """Return the SQLAlchemy URL of ``database`` on the embedded server, creating it if needed."""
-    from . import _db
+    from . import _advisory
 
     admin_uri = server_uri(data_dir).replace("postgresql://", "postgresql+psycopg://", 1)
     engine = sa.create_engine(admin_uri, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     # several processes starting at once on a fresh data directory: one creates the database
-    lock = _db.advisory_lock(
-        admin_uri, _db.CREATE_DATABASE_LOCK, "creating the embedded database", wait=120
+    lock = _advisory.advisory_lock(
+        admin_uri, _advisory.CREATE_DATABASE_LOCK, "creating the embedded database", wait=120
     )
     try:
         with lock, engine.connect() as conn:

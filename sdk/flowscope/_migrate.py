@@ -166,7 +166,7 @@ def run_with_lock_timeout(connection: Connection, run: Callable[[], None]) -> No
     """Run ``run`` (one pass of the migrations on ``connection``) with a ``lock_timeout``;
     retry it when a lock was not granted in time; then raise :class:`DatabaseError`
     naming the blocking sessions. The session's own ``lock_timeout`` is restored after."""
-    from . import _db, _deadline, _settings
+    from . import _advisory, _deadline, _settings
 
     timeout = _settings.migration_lock_timeout()
     retries = _settings.migration_lock_retries()
@@ -177,7 +177,7 @@ def run_with_lock_timeout(connection: Connection, run: Callable[[], None]) -> No
     # after the caller's check of the revision: Alembic reads it again under the lock)
     url = connection.engine.url
     with (
-        _db.advisory_lock(url, _db.MIGRATION_LOCK, "a migration", wait=MIGRATION_WAIT),
+        _advisory.advisory_lock(url, _advisory.MIGRATION_LOCK, "a migration", wait=MIGRATION_WAIT),
         _deadline.lifted(connection.connection.driver_connection),
     ):
         _run_with_lock_timeout(connection, run, timeout, retries)
