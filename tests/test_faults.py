@@ -215,6 +215,25 @@ def test_a_connection_lost_after_commit_says_the_outcome_is_unknown(
         c.execute(sa.text("DELETE FROM workflows WHERE id = :i"), {"i": err.ids[0]})
 
 
+def test_a_bulk_load_whose_commit_is_lost_names_the_ids_it_sent(
+    cluster: Cluster, proxy: FaultProxy
+) -> None:
+    before = _count(cluster, "SELECT count(*) FROM workflows")
+    rows = [{"name": f"bulk {i}", "owner": "ana", "nodes": [], "edges": []} for i in range(3)]
+    with flowscope.connect(proxy.url(DATABASE), timeout=5) as client:
+        client.workflows.count()
+        proxy.cut_after(b"COMMIT")
+        err, _ = _fails_within(
+            lambda: client.workflows.ingest(rows), flowscope.CommitUnknownError, 5
+        )
+        assert len(err.ids) == 3 and all(i in str(err) for i in err.ids)
+        # committed: every id it names is there, once
+        assert sorted(client.workflows.get(i).name for i in err.ids) == ["bulk 0", "bulk 1", "bulk 2"]  # fmt: skip
+    assert _count(cluster, "SELECT count(*) FROM workflows") == before + 3
+    with sa.create_engine(cluster.primary_url(DATABASE), poolclass=sa.pool.NullPool).begin() as c:
+        c.execute(sa.text("DELETE FROM workflows WHERE id = ANY(:i)"), {"i": err.ids})
+
+
 # -- a writer that fails: the stream closes, the connection is neither locked nor lost ----------
 @pytest.mark.parametrize("step", [1, 2, 3])
 def test_a_failing_export_writer_leaves_no_locked_connection(

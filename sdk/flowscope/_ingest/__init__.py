@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from .._boundary import boundary
-from .._session import EXECUTE, WRITE, session_of
+from .._session import EXECUTE, WRITE, note_written, session_of
 from ..errors import PermissionDeniedError, ValidationError
 from ..models import EXECUTIONS, WORKFLOWS
 from ._columns import RowError, columns, row_converter
@@ -121,6 +121,8 @@ def ingest(client: Any, table: str, rows: Any) -> IngestResult:
             complete = WorkflowRows(session, rows, now)
             convert = _converter(table)
         loader = json_loader if session.is_tenant else copier
+        id_at = [c.name for c in cols].index("id")
+        sent: list[str] = []  # for CommitUnknownError: the ids a lost COMMIT may have written
         with loader(conn, table, cols) as write:
             for index, record in enumerate(rows):
                 try:
@@ -133,9 +135,11 @@ def ingest(client: Any, table: str, rows: Any) -> IngestResult:
                     continue
                 if not errors:
                     write(values)
+                    sent.append(str(values[id_at]))
             if errors:
                 # aborts the COPY; the transaction rolls back
                 _raise(errors, len(rows), stopped=len(errors) >= _MAX_ERRORS)
+        note_written(sent)
     return IngestResult(rows=len(rows), seconds=time.perf_counter() - started)
 
 
