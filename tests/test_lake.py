@@ -20,7 +20,7 @@ from flowscope.lake import Lake
 from pyiceberg.catalog.sql import SqlCatalog
 
 from . import _analytics_data as data
-from ._helpers import make_workflow
+from ._helpers import change_some_rows, make_workflow
 
 COLUMNS = {
     "executions": ["id", "status", "duration_seconds", "updated_at"],
@@ -108,25 +108,7 @@ def test_incremental_sync_follows_inserts_updates_and_deletes(seeded, engine, tm
     warehouse = tmp_path / "lake"
     _assert_lake_equals(warehouse, engine)
     before = {n: lake.table(n).current_snapshot().snapshot_id for n in ("executions", "workflows")}
-    wf = client.workflows.create(
-        name="new", owner="ana", nodes=[], edges=[], tags=["fresh"], organization_id="org_a"
-    )
-    ex = client.executions.create(workflow_id=wf.id)
-    client.executions.start(ex.id)
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "UPDATE executions SET status = 'completed', duration_seconds = 1.25"
-                " WHERE id IN (SELECT id FROM executions WHERE status = 'running' LIMIT 3)"
-            )
-        )
-        conn.execute(
-            sa.text(
-                "DELETE FROM executions WHERE id IN"
-                " (SELECT id FROM executions WHERE status = 'queued' LIMIT 4)"
-            )
-        )
-    client.workflows.delete("wf_ml")  # soft: an update of deleted_at
+    change_some_rows(client, engine)
     report = lake.sync(progress=False)
     assert not report.full
     assert (report.added, report.removed) == (2, 4)
