@@ -263,3 +263,40 @@ def test_the_cli_syncs_a_lake(client, engine, database_url, tmp_path) -> None:
     assert code == 0, err
     assert "incremental, 1 added" in out
     _assert_lake_equals(warehouse, engine)
+
+
+def test_a_load_in_chunks_is_one_commit(seeded, engine, tmp_path, monkeypatch) -> None:
+    """A full load appends in chunks inside one transaction: readers see the old table
+    or the whole new one (the chunks' snapshots are committed together)."""
+    from flowscope.lake import _sync
+
+    _, lake = seeded
+    monkeypatch.setattr(_sync, "LOAD_CHUNK", 64)
+    metadata = _catalog(tmp_path / "lake").load_table(("flowscope", "executions")).metadata_location
+    assert lake.sync(full=True, progress=False).full
+    table = _catalog(tmp_path / "lake").load_table(("flowscope", "executions"))
+    assert table.metadata.metadata_log[-1].metadata_file == metadata  # one commit since
+    _assert_lake_equals(tmp_path / "lake", engine)
+
+
+def test_a_sync_that_loses_a_commit_race_is_a_conflict(
+    seeded, engine, tmp_path, monkeypatch
+) -> None:
+    from flowscope.lake import _lake
+
+    client, lake = seeded
+    other = client.lake(tmp_path / "lake")
+    client.executions.create(workflow_id="wf_etl")
+    raced = []
+
+    def race(name: str) -> None:
+        if name == "before-commit" and not raced:
+            raced.append(True)
+            other.sync(progress=False)  # commits first
+
+    monkeypatch.setattr(_lake, "step", race)
+    with pytest.raises(flowscope.ConflictError, match="another writer"):
+        lake.sync(progress=False)  # pyiceberg's retry would append the rows twice
+    monkeypatch.undo()
+    lake.sync(progress=False)
+    _assert_lake_equals(tmp_path / "lake", engine)

@@ -3,9 +3,10 @@ the rows a client may read, one atomic commit per table and sync."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from .. import _changes, _provenance
-from ..errors import ConfigurationError, PermissionDeniedError, SourceChangedError, ValidationError
+from ..errors import (
+    ConfigurationError,
+    ConflictError,
+    PermissionDeniedError,
+    SourceChangedError,
+    ValidationError,
+)
 from ..mirror._store import FILTERS, MIRRORED, SyncReport, identity
 from ..models import EXECUTIONS, WORKFLOWS
 
@@ -152,7 +159,7 @@ class Lake:
         counts = [0, 0, 0]
         rows: dict[str, int] = {}
         loaded = False
-        with _changes.snapshot(self._session) as conn:
+        with _changes.snapshot(self._session) as conn, _committing(self.namespace):
             point = _changes.take_point(conn)
             source = _provenance.read_source(conn)
             for name, state in states.items():
@@ -254,6 +261,21 @@ class Lake:
         from ..export._read import to_pandas
 
         return to_pandas(self.to_arrow(name, as_of=as_of))
+
+
+@contextlib.contextmanager
+def _committing(namespace: str) -> Iterator[None]:
+    """Translate a lost commit race (another sync, or another writer, committed to the
+    table since this sync read it: pyiceberg's optimistic concurrency) to ConflictError."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    try:
+        yield
+    except CommitFailedException as exc:
+        raise ConflictError(
+            f"another writer committed to the lake {namespace} during this sync: {exc};"
+            " nothing of this table was committed, sync again"
+        ) from exc
 
 
 def _summary(snapshot: Any) -> dict[str, Any] | None:

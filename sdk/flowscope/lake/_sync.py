@@ -16,6 +16,8 @@ longer visible) are deleted.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
 
     from ._lake import Lake
 
+#: Table properties: pyiceberg's commit retry re-applies a sync's delete and append on top
+#: of another writer's commit (rows twice); a sync that loses the race fails instead.
+PROPERTIES = {"commit.retry.num-retries": "0"}
 #: Rows per append while loading (each append of a load is part of one commit).
 LOAD_CHUNK = 500_000
 
@@ -72,12 +77,13 @@ def load(
             (lake.namespace, name),
             schema=iceberg_schema,
             partition_spec=_iceberg.partition_spec(iceberg_schema),
+            properties=PROPERTIES,
         )
     total = _estimate_rows(lake._session, name) if progress else None
     bar = progress_bar(progress, desc=f"lake {name}", total=total, unit=" rows")
     rows = 0
     try:
-        with table.transaction() as tx:
+        with _transaction(table) as tx:
             if table.current_snapshot() is not None:
                 tx.delete(AlwaysTrue())
             shared = _changes.export_snapshot(conn)
@@ -100,6 +106,16 @@ def load(
     finally:
         bar.close()
     return rows
+
+
+@contextlib.contextmanager
+def _transaction(table: Any) -> Iterator[Any]:
+    """A pyiceberg transaction of ``table`` that never retries its commit
+    (:data:`PROPERTIES`; set on tables made before): committed at the end, or not at all."""
+    with table.transaction() as tx:
+        if any(table.properties.get(k) != v for k, v in PROPERTIES.items()):
+            tx.set_properties(PROPERTIES)
+        yield tx
 
 
 def held_ids(table: Any, column: str = "id", among: list[str] | None = None) -> set[str]:
@@ -147,7 +163,7 @@ def apply(
     added = len(fresh_ids - present)
     changed = len(fresh_ids) - added
     removed = len(gone & present)
-    with table.transaction() as tx:
+    with _transaction(table) as tx:
         if present:
             tx.delete(_iceberg.id_in(sorted(present)))
         step("batch")
