@@ -300,3 +300,21 @@ def test_a_sync_that_loses_a_commit_race_is_a_conflict(
     monkeypatch.undo()
     lake.sync(progress=False)
     _assert_lake_equals(tmp_path / "lake", engine)
+
+
+def test_the_users_catalog(client, engine, tmp_path) -> None:
+    """A catalog by name and properties (as pyiceberg's config file or PYICEBERG_* variables
+    give them): the tables are where that catalog says, readable through it."""
+    from pyiceberg.catalog import load_catalog
+
+    data.insert(engine)
+    props = {"type": "sql", "uri": f"sqlite:///{tmp_path / 'team.db'}"}
+    props["warehouse"] = (tmp_path / "team-warehouse").as_uri()
+    (tmp_path / "team-warehouse").mkdir()
+    lake = client.lake(catalog="team", properties=props, namespace="orchestrator")
+    lake.sync(progress=False)
+    table = load_catalog("team", **props).load_table(("orchestrator", "executions"))
+    assert table.scan().to_arrow().num_rows == 301
+    assert table.location().startswith(props["warehouse"])
+    with pytest.raises(flowscope.ConfigurationError):
+        client.lake()  # neither a warehouse nor a catalog
