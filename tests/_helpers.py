@@ -82,6 +82,31 @@ def first_row(engine: sa.Engine, sql: str, **params: Any) -> Any:
         return conn.execute(sa.text(sql), params).first()
 
 
+def change_some_rows(client: flowscope.Client, engine: sa.Engine) -> None:
+    """On the analytics data (tests/_analytics_data.py): a new workflow with one started
+    execution, 3 running executions completed, 4 queued ones deleted, ``wf_ml`` soft-deleted
+    (2 added, >= 4 changed, 4 removed)."""
+    wf = client.workflows.create(
+        name="new", owner="ana", nodes=[], edges=[], tags=["fresh"], organization_id="org_a"
+    )
+    ex = client.executions.create(workflow_id=wf.id)
+    client.executions.start(ex.id)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE executions SET status = 'completed', duration_seconds = 1.25"
+                " WHERE id IN (SELECT id FROM executions WHERE status = 'running' LIMIT 3)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "DELETE FROM executions WHERE id IN"
+                " (SELECT id FROM executions WHERE status = 'queued' LIMIT 4)"
+            )
+        )
+    client.workflows.delete("wf_ml")  # soft: an update of deleted_at
+
+
 def make_workflow(client: flowscope.Client, **fields: Any) -> flowscope.WorkflowPublic:
     values: dict[str, Any] = {"name": "wf", "owner": "ana", "nodes": [], "edges": []}
     values.update(fields)

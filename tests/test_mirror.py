@@ -23,7 +23,7 @@ from flowscope.analytics import Analytics
 from flowscope.mirror import Mirror, MirrorAnalytics
 
 from . import _analytics_data as data
-from ._helpers import make_workflow
+from ._helpers import change_some_rows, make_workflow
 
 UNTIL = data.BASE + timedelta(days=data.DAYS)
 FILTERS: list[dict[str, Any]] = [
@@ -177,25 +177,7 @@ def _assert_mirror_equals_table(mirror: Mirror, engine: sa.Engine) -> None:
 def test_incremental_sync_follows_inserts_updates_and_deletes(seeded, engine) -> None:
     client, mirror = seeded
     _assert_mirror_equals_table(mirror, engine)
-    wf = client.workflows.create(
-        name="new", owner="ana", nodes=[], edges=[], tags=["fresh"], organization_id="org_a"
-    )
-    ex = client.executions.create(workflow_id=wf.id)
-    client.executions.start(ex.id)
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "UPDATE executions SET status = 'completed', duration_seconds = 1.25"
-                " WHERE id IN (SELECT id FROM executions WHERE status = 'running' LIMIT 3)"
-            )
-        )
-        conn.execute(
-            sa.text(
-                "DELETE FROM executions WHERE id IN"
-                " (SELECT id FROM executions WHERE status = 'queued' LIMIT 4)"
-            )
-        )
-    client.workflows.delete("wf_ml")  # soft: an update of deleted_at
+    change_some_rows(client, engine)
     report = mirror.sync(progress=False)
     assert not report.full
     assert report.added == 2  # the workflow and the execution (created, then started)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ._retention import Retention
     from .analytics import Analytics
     from .export import Export
+    from .lake import Lake
     from .mirror import Mirror
 
 __all__ = ["Client", "connect"]
@@ -334,6 +335,42 @@ class Client(Guarded):
             root = self._data_dir if self._data_dir is not None else _settings.load().data_dir
             return Mirror(self._session, default_path(self._session, root))
         return Mirror(self._session, Path(path).expanduser())
+
+    def lake(
+        self,
+        warehouse: str | Path | None = None,
+        *,
+        catalog: str | None = None,
+        properties: Mapping[str, str] | None = None,
+        namespace: str = "flowscope",
+    ) -> Lake:
+        """Apache Iceberg tables ``executions`` and ``workflows`` of the rows this client
+        may read, kept in step by ``sync()`` (:mod:`flowscope.lake`).
+
+        With only ``warehouse`` (a local path), the catalog is a pyiceberg SQL catalog on
+        ``<warehouse>/catalog.db`` (SQLite): nothing to install or run. ``catalog`` (a
+        name) and/or ``properties`` load the user's own pyiceberg catalog, configured as
+        pyiceberg is (``.pyiceberg.yaml``, ``PYICEBERG_CATALOG__<NAME>__*`` variables):
+        a SQL catalog on PostgreSQL, a REST catalog, object-store warehouses.
+
+        Example:
+            >>> lake = client.lake(tmp_path / "lake")
+            >>> lake.sync(progress=False)
+            SyncReport(full=True, added=..., changed=0, removed=0, seconds=..., as_of=...)
+            >>> sorted(lake.catalog.list_tables("flowscope"))
+            [('flowscope', 'executions'), ('flowscope', 'workflows')]
+        """
+        try:
+            import pyiceberg  # noqa: F401
+        except ImportError:
+            raise ConfigurationError(
+                "the lake needs pyiceberg: pip install 'flowscope[lake]'"
+            ) from None
+        from .lake import Lake
+
+        return Lake(
+            self._session, warehouse, catalog=catalog, properties=properties, namespace=namespace
+        )
 
     def close(self) -> None:
         """Close the connection pools this client owns (a scoped client leaves its parent's open).

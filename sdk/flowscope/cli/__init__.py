@@ -19,6 +19,7 @@ module              commands
 :mod:`.analytics`   ``analytics durations | status | tags | failures | compare | summary``
 :mod:`.export`      ``export``
 :mod:`.mirror`      ``mirror sync``
+:mod:`.lake`        ``lake sync``
 :mod:`.retention`   ``prune``
 :mod:`.sql`         ``sql`` (read-only, on the database or ``--mirror``)
 :mod:`.users`       ``users create | set-password``
@@ -40,7 +41,19 @@ import sys
 import typer
 
 from ..errors import FlowscopeError
-from . import analytics, db, demo, executions, export, mirror, retention, sql, users, workflows
+from . import (
+    analytics,
+    db,
+    demo,
+    executions,
+    export,
+    lake,
+    mirror,
+    retention,
+    sql,
+    users,
+    workflows,
+)
 from ._app import app
 
 __all__ = ["app", "main"]
@@ -51,6 +64,7 @@ app.add_typer(executions.app, name="executions")
 app.add_typer(analytics.app, name="analytics")
 app.add_typer(users.app, name="users")
 app.add_typer(mirror.app, name="mirror")
+app.add_typer(lake.app, name="lake")
 # demo, export, retention and sql register `demo`, `export`, `prune` and `sql` on the app itself
 _TOP_LEVEL = (demo, export, retention, sql)
 
