@@ -74,8 +74,8 @@ def private_dirs(path: Path) -> None:
     (``0700``); directories that exist are left as they are (exports, archives).
 
     Example:
-        >>> import stat, tempfile
-        >>> where = Path(tempfile.mkdtemp()) / "a" / "b"
+        >>> import stat
+        >>> where = tmp_path / "a" / "b"
         >>> private_dirs(where)
         >>> oct(stat.S_IMODE(where.stat().st_mode)), oct(stat.S_IMODE(where.parent.stat().st_mode))
         ('0o700', '0o700')
