@@ -448,7 +448,7 @@ def test_a_killed_sync_leaves_the_previous_state(seeded, engine, database_url, s
 
 
 # -- tenancy and files -------------------------------------------------------------------
-def test_a_scoped_mirror_holds_only_its_organization(seeded, engine, tmp_path) -> None:
+def test_a_scoped_mirror_holds_only_its_organization(seeded, engine, tmp_path, monkeypatch) -> None:
     client, _ = seeded
     scoped = client.scoped("org_b")
     mirror = scoped.mirror(tmp_path / "org_b")
@@ -485,7 +485,9 @@ def test_a_scoped_mirror_holds_only_its_organization(seeded, engine, tmp_path) -
         client.scoped("org_a").mirror(tmp_path / "org_b")
     with pytest.raises(flowscope.PermissionDeniedError):
         client.mirror(tmp_path / "org_b")
-    # default paths differ per identity
+    # default paths differ per identity (under a data directory of this test's own)
+    monkeypatch.setenv("FLOWSCOPE_DATA_DIR", str(tmp_path / "data"))
+    assert client.scoped("org_a").mirror().path.is_relative_to(tmp_path / "data")
     assert client.scoped("org_a").mirror().path != scoped.mirror().path != client.mirror().path
 
 

@@ -72,6 +72,7 @@ __all__ = [
     "export_snapshot",
     "snapshot",
     "take_point",
+    "visible_ids",
 ]
 
 #: The tables whose changes the audit log carries (its triggers), by name.
@@ -178,6 +179,13 @@ def changed_where(table: str, since: int, seen: str | None = None) -> Any:
 def changed_rows(table: str, since: int, seen: str | None = None) -> Any:
     """The WHERE clause selecting the current version of every row changed since ``since``."""
     return TABLES[table].c.id.in_(changed_ids(table, since, seen).scalar_subquery())
+
+
+def visible_ids(conn: Connection, table: str, where: Any) -> set[str]:
+    """The ids of ``table`` the login of ``conn`` reads now under ``where`` (row-level
+    security applies): what a copy compares with its own ids to follow a change of
+    *visibility*, which the feed cannot show (module docstring)."""
+    return {r[0] for r in conn.execute(sa.select(TABLES[table].c.id).where(where))}
 
 
 def deleted_ids(table: str, since: int, seen: str | None = None) -> sa.Select[Any]:

@@ -135,20 +135,12 @@ def _reads_json(stmt: Any) -> bool:
 
 
 def _estimate(session: Session, query: Query) -> float:
-    """PostgreSQL's estimate of the executions the query's filter selects."""
-    import json
-
+    """PostgreSQL's estimate of the executions the query's filter selects (0: unknown)."""
+    from ..export._read import _estimate_select_rows
     from ..filters import ExecutionFilter
 
     scope = query.scope if query.scope is not None else ExecutionFilter()
-    stmt = sa.select(EXECUTIONS.c.id).where(scope.clause())
-    with session.read_transaction() as conn:
-        compiled = stmt.compile(dialect=conn.dialect)
-        plan = conn.exec_driver_sql(
-            "EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params
-        ).scalar_one()
-    data = json.loads(plan) if isinstance(plan, str) else plan
-    return float(data[0]["Plan"]["Plan Rows"])
+    return _estimate_select_rows(session, sa.select(EXECUTIONS.c.id).where(scope.clause())) or 0
 
 
 def choose(session: Session, query: Query, engine: Engine, rollups: bool) -> str:

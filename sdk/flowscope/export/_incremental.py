@@ -138,16 +138,16 @@ def reconcile(
     root: Path,
     manifest: Mapping[str, Any] | None,
     name: str,
-    readable: sa.Select[Any],
+    readable: Any,
 ) -> tuple[dict[str, tuple[Any, Any]], Any]:
     """Rows whose *visibility* changed for a scoped login without a change of the row
     (a workflow handed over or made private, and its executions; the audit log hides
     those changes from a login that no longer sees the row): compares the ids the login
-    reads now (``readable``, the export's filter under row security) with the rows the
+    reads now (under ``readable``, the export's WHERE, and row security) with the rows the
     dataset holds. Returns the vanished rows (to tombstone, with their partition values)
     and a WHERE clause for the appeared ones (None: none), both in the run's snapshot."""
     held = held_rows(root, manifest, name)
-    visible = {r[0] for r in conn.execute(readable)}
+    visible = _changes.visible_ids(conn, name, readable)
     vanished = {i: held[i] for i in held.keys() - visible}
     appeared = sorted(visible - held.keys())
     if not appeared:

@@ -328,7 +328,7 @@ class Export(Guarded):
                 if conn is not None and self._session.is_tenant and name in _changes.TABLES:
                     # rows the login stopped (or started) seeing without a change of theirs
                     vanished, appeared = _incremental.reconcile(
-                        conn, target, manifest, name, _ids_of(read.plan(name))
+                        conn, target, manifest, name, read.plan(name).select.whereclause
                     )
                     if appeared is not None and extra_where is not None:
                         extra_where = sa.or_(extra_where, appeared)
@@ -525,11 +525,6 @@ def _check_source(
             " Its rows are not this database's: export into a new, empty directory (or remove"
             f" {target}) to start a new dataset"
         )
-
-
-def _ids_of(plan: Any) -> sa.Select[Any]:
-    """The ids a table plan reads (its filter and the login's row security)."""
-    return plan.select.with_only_columns(sa.literal_column("id"))
 
 
 def _filter_of(read: ReadOptions) -> Any:

@@ -11,8 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from .. import _changes, _provenance
 from ..errors import (
     ConfigurationError,
@@ -21,8 +19,7 @@ from ..errors import (
     SourceChangedError,
     ValidationError,
 )
-from ..mirror._store import FILTERS, MIRRORED, SyncReport, identity
-from ..models import EXECUTIONS, WORKFLOWS
+from ..mirror._store import MIRRORED, SyncReport, identity
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -289,9 +286,3 @@ def _summary(snapshot: Any) -> dict[str, Any] | None:
 def _row_count(table: Any) -> int:
     snap = table.current_snapshot()
     return int(snap.summary.additional_properties.get("total-records", 0)) if snap else 0
-
-
-def readable_ids(conn: sa.Connection, name: str) -> set[str]:
-    """The ids of ``name`` the login reads now (an index-only read)."""
-    t = WORKFLOWS if name == "workflows" else EXECUTIONS
-    return {r[0] for r in conn.execute(sa.select(t.c.id).where(FILTERS[name].clause()))}

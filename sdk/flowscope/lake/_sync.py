@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from .. import _changes
 from ..mirror._store import FILTERS
+from ..mirror._sync import plan as _plan
 from ..models import EXECUTIONS, WORKFLOWS
 from . import _iceberg
 
@@ -37,12 +38,6 @@ if TYPE_CHECKING:
 PROPERTIES = {"commit.retry.num-retries": "0"}
 #: Rows per append while loading (each append of a load is part of one commit).
 LOAD_CHUNK = 500_000
-
-
-def _plan(name: str, where: Any = None) -> Any:
-    from ..export import _plan
-
-    return _plan(name, FILTERS[name], extra_where=where)
 
 
 def _schemas(plan: Any) -> tuple[pa.Schema, Any]:
@@ -141,18 +136,18 @@ def apply(
     import pyarrow as pa
 
     from ..export import _stream_plan
-    from ._lake import readable_ids, step
+    from ._lake import step
 
     horizon, seen = int(state["horizon"]), state["snapshot"]
     where = _changes.changed_rows(name, horizon, seen)
     gone = {r[0] for r in conn.execute(_changes.deleted_ids(name, horizon, seen))}
     if lake._session.is_tenant:
         workflows = lake.table("workflows")
-        appeared = sorted(readable_ids(conn, "workflows") - held_ids(workflows))
+        appeared = sorted(_readable(conn, "workflows") - held_ids(workflows))
         if appeared:
             link = WORKFLOWS.c.id if name == "workflows" else EXECUTIONS.c.workflow_id
             where = sa.or_(where, link.in_(appeared))
-        gone |= held_ids(table) - readable_ids(conn, name)
+        gone |= held_ids(table) - _readable(conn, name)
     plan = _plan(name, where)
     schema, _ = _schemas(plan)
     batches = list(_stream_plan(lake._session, plan, batch_size=None, conn=conn))
@@ -170,3 +165,8 @@ def apply(
         tx.append(fresh, snapshot_properties=properties)
         step("before-commit")
     return added, changed, removed
+
+
+def _readable(conn: sa.Connection, name: str) -> set[str]:
+    """The ids of ``name`` the login reads now (what the lake may hold)."""
+    return _changes.visible_ids(conn, name, FILTERS[name].clause())

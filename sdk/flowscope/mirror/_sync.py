@@ -82,8 +82,7 @@ def reconcile_visibility(
 ) -> tuple[list[str], list[str]]:
     """The workflows that became visible to the login since the mirror's state ``entry``
     (of ``workflows``), and those that stopped being visible: (appeared, vanished)."""
-    readable = sa.select(WORKFLOWS.c.id).where(_store.FILTERS["workflows"].clause())
-    visible = {r[0] for r in conn.execute(readable)}
+    visible = _changes.visible_ids(conn, "workflows", _store.FILTERS["workflows"].clause())
     held = set(_ids(root, entry, "id"))
     return sorted(visible - held), sorted(held - visible)
 
