@@ -118,6 +118,7 @@ def test_a_recreated_database_is_mirrored_afresh_and_refused_by_an_incremental_e
     assert first.full and first.reason is None and first.rows["executions"] == 5
     old.export.parquet("executions", lake, incremental=True, progress=False)
     manifest_before = (lake / "_flowscope_manifest.json").read_bytes()
+    files_before = sorted(p.relative_to(lake) for p in lake.rglob("*"))
     old.close()
 
     _recreate(server_url, url)
@@ -136,6 +137,7 @@ def test_a_recreated_database_is_mirrored_afresh_and_refused_by_an_incremental_e
     with pytest.raises(flowscope.SourceChangedError, match="created again.*new, empty directory"):
         new.export.parquet("executions", lake, incremental=True, progress=False)
     assert (lake / "_flowscope_manifest.json").read_bytes() == manifest_before  # nothing written
+    assert sorted(p.relative_to(lake) for p in lake.rglob("*")) == files_before
     fresh = new.export.parquet("executions", tmp_path / "lake2", incremental=True, progress=False)
     assert fresh.rows == 3
 
